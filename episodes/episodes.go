@@ -1,0 +1,363 @@
+package episodes
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// Status is an episode's lifecycle state.
+type Status string
+
+// The statuses. done, failed and canceled are terminal.
+const (
+	StatusPending  Status = "pending"
+	StatusRunning  Status = "running"
+	StatusBlocked  Status = "blocked"
+	StatusDone     Status = "done"
+	StatusFailed   Status = "failed"
+	StatusCanceled Status = "canceled"
+)
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusRunning, StatusBlocked, StatusDone, StatusFailed, StatusCanceled:
+		return true
+	}
+	return false
+}
+
+// Terminal reports whether s is done, failed or canceled.
+func (s Status) Terminal() bool {
+	return s == StatusDone || s == StatusFailed || s == StatusCanceled
+}
+
+// Re-exported sentinels; see package revenant for their meaning.
+var (
+	ErrNotFound          = revenant.ErrNotFound
+	ErrIllegalTransition = revenant.ErrIllegalTransition
+	ErrLeaseLost         = revenant.ErrLeaseLost
+	ErrInvalidInput      = revenant.ErrInvalidInput
+	// ErrCorruptRow: a stored row holds a value this version cannot read
+	// (for example an unknown status). The row is left as it is.
+	ErrCorruptRow = errors.New("revenant: corrupt episode row")
+)
+
+// Episode is one run of an actor.
+type Episode struct {
+	ID          uuid.UUID
+	ActorID     string
+	Expectation string // "" when none
+	Status      Status
+	Phase       string
+	Input       json.RawMessage // nil when none
+	Result      json.RawMessage
+	ErrorClass  string
+	ErrorDetail json.RawMessage
+	// Attempts counts claims (counted when claimed, so crashes count).
+	Attempts    int
+	MaxAttempts int
+	OwnerNode   string
+	// ClaimToken is the fencing number of the current (or last) claim. Every
+	// write by the holder must present it.
+	ClaimToken        int64
+	CancelRequestedAt *time.Time
+	CreatedAt         time.Time
+	StartedAt         *time.Time
+	LastActivityAt    *time.Time
+	FinishedAt        *time.Time
+	ArchivedAt        *time.Time
+	DedupeKey         string
+	SourceStack       string // "" means none
+	SourceEnv         string // "" means none
+	// WorkflowInstanceID is uuid.Nil when the episode is not a workflow step.
+	WorkflowInstanceID uuid.UUID
+	WorkflowStepID     string
+	Metadata           json.RawMessage
+}
+
+// MaxAttemptsDefault is the max attempts given to new episodes when neither
+// CreateParams nor Config sets one.
+const MaxAttemptsDefault = 3
+
+// MaxJSONBytesDefault caps input, result, error detail and metadata values.
+const MaxJSONBytesDefault = 1 << 20
+
+// ListLimitDefault and ListLimitMax bound List pages.
+const (
+	ListLimitDefault = 100
+	ListLimitMax     = 10_000
+)
+
+// Config configures a Store. The zero value is valid.
+type Config struct {
+	// Stack is stamped as SourceStack on new episodes that do not set one.
+	// Defaults to "" (none).
+	Stack string
+	// Env is stamped as SourceEnv on new episodes that do not set one.
+	// Defaults to "" (none).
+	Env string
+	// MaxAttempts is given to new episodes that do not set one. Defaults to
+	// MaxAttemptsDefault.
+	MaxAttempts int
+	// MaxJSONBytes caps each JSON value written (input, result, error
+	// detail, metadata). Defaults to MaxJSONBytesDefault (1 MiB).
+	MaxJSONBytes int
+	// Logger is used for rare diagnostics. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() *Config {
+	out := Config{}
+	if c != nil {
+		out = *c
+	}
+	if out.MaxAttempts == 0 {
+		out.MaxAttempts = MaxAttemptsDefault
+	}
+	if out.MaxJSONBytes == 0 {
+		out.MaxJSONBytes = MaxJSONBytesDefault
+	}
+	if out.Logger == nil {
+		out.Logger = dbx.DiscardLogger()
+	}
+	return &out
+}
+
+func (c *Config) validate() error {
+	if c.MaxAttempts < 0 {
+		return fmt.Errorf("%w: episodes Config.MaxAttempts is %d; use a positive number or 0 for the default (%d)", ErrInvalidInput, c.MaxAttempts, MaxAttemptsDefault)
+	}
+	if c.MaxJSONBytes < 0 {
+		return fmt.Errorf("%w: episodes Config.MaxJSONBytes is %d; use a positive number or 0 for the default (%d)", ErrInvalidInput, c.MaxJSONBytes, MaxJSONBytesDefault)
+	}
+	return nil
+}
+
+// Store reads and writes episodes.
+type Store struct {
+	db     *sqlx.DB
+	config *Config
+}
+
+// New returns a Store on db. db is the caller's and is never closed.
+func New(db *sqlx.DB, config *Config) (*Store, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: episodes.New: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", ErrInvalidInput)
+	}
+	cfg := config.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Store{db: db, config: cfg}, nil
+}
+
+// DB returns the handle the store was built with.
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// CreateParams describes a new episode.
+type CreateParams struct {
+	// ID is the new episode's id. Defaults to a new UUIDv7 (time ordered).
+	ID uuid.UUID
+	// ActorID names the actor that runs the episode. Required.
+	ActorID string
+	// Expectation optionally names what the actor is asked to achieve; it
+	// can select a per-expectation recovery policy.
+	Expectation string
+	// Input is the episode's JSON input: any value json.Marshal accepts, or
+	// a json.RawMessage that must be valid JSON.
+	Input any
+	// MaxAttempts bounds how many times the episode may be claimed.
+	// Defaults to Config.MaxAttempts.
+	MaxAttempts int
+	// DedupeKey, when set, makes Create idempotent: while a non-archived
+	// episode with the same key exists, Create returns it instead.
+	DedupeKey string
+	// SourceStack and SourceEnv scope recovery. Default to Config.Stack and
+	// Config.Env.
+	SourceStack string
+	SourceEnv   string
+	// WorkflowInstanceID and WorkflowStepID link a workflow step's episode.
+	WorkflowInstanceID uuid.UUID
+	WorkflowStepID     string
+	// Metadata is a free JSON object. Defaults to {}.
+	Metadata any
+}
+
+// CreateResult is what Create did.
+type CreateResult struct {
+	Episode *Episode
+	// Duplicate is true when an episode with the same DedupeKey already
+	// existed and was returned instead of creating a new one.
+	Duplicate bool
+}
+
+// Create inserts a pending episode, or returns the existing one with the
+// same DedupeKey.
+func (s *Store) Create(ctx context.Context, p CreateParams) (*CreateResult, error) {
+	return s.CreateTx(ctx, s.db, p)
+}
+
+// CreateTx is Create inside the caller's transaction: the episode exists only
+// if that transaction commits.
+func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreateParams) (*CreateResult, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: CreateTx: tx is nil", ErrInvalidInput)
+	}
+	if p.ActorID == "" {
+		return nil, fmt.Errorf("%w: CreateParams.ActorID is required", ErrInvalidInput)
+	}
+	if p.MaxAttempts < 0 {
+		return nil, fmt.Errorf("%w: CreateParams.MaxAttempts is %d; use a positive number or 0 for the default", ErrInvalidInput, p.MaxAttempts)
+	}
+	input, err := dbx.EncodeJSON(p.Input, s.config.MaxJSONBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CreateParams.Input: %w", ErrInvalidInput, err)
+	}
+	meta, err := dbx.EncodeJSON(p.Metadata, s.config.MaxJSONBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CreateParams.Metadata: %w", ErrInvalidInput, err)
+	}
+	id := p.ID
+	if id == uuid.Nil {
+		if id, err = uuid.NewV7(); err != nil {
+			return nil, fmt.Errorf("generating episode id: %w", err)
+		}
+	}
+	maxAttempts := p.MaxAttempts
+	if maxAttempts == 0 {
+		maxAttempts = s.config.MaxAttempts
+	}
+	stack, env := p.SourceStack, p.SourceEnv
+	if stack == "" {
+		stack = s.config.Stack
+	}
+	if env == "" {
+		env = s.config.Env
+	}
+	args := []any{id, p.ActorID, nullString(p.Expectation), input, maxAttempts, nullString(p.DedupeKey),
+		nullString(stack), nullString(env), nullUUID(p.WorkflowInstanceID), nullString(p.WorkflowStepID), meta}
+
+	// A dedupe conflict returns no row; the existing episode is then read.
+	// If it was archived in between, the insert is simply tried again.
+	for range 3 {
+		ep, err := scanEpisode(tx.QueryRowContext(ctx, insertSQL, args...))
+		if err == nil {
+			return &CreateResult{Episode: ep}, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("creating episode for actor %q: %w", p.ActorID, err)
+		}
+		if p.DedupeKey == "" { // cannot happen: no conflict target without a key
+			return nil, fmt.Errorf("creating episode for actor %q: insert returned no row", p.ActorID)
+		}
+		ep, err = scanEpisode(tx.QueryRowContext(ctx, getByDedupeKeySQL, p.DedupeKey))
+		if err == nil {
+			return &CreateResult{Episode: ep, Duplicate: true}, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("reading episode with dedupe key %q: %w", p.DedupeKey, err)
+		}
+	}
+	return nil, fmt.Errorf("creating episode with dedupe key %q: lost the race three times", p.DedupeKey)
+}
+
+// Get returns one episode, or an error wrapping ErrNotFound.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (*Episode, error) {
+	return s.GetTx(ctx, s.db, id)
+}
+
+// GetTx is Get inside the caller's transaction.
+func (s *Store) GetTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
+	ep, err := scanEpisode(tx.QueryRowContext(ctx, getSQL, id))
+	if err != nil {
+		return nil, fmt.Errorf("getting episode %s: %w", id, err)
+	}
+	return ep, nil
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+// scanEpisode reads one row in episodeColumns order. sql.ErrNoRows becomes
+// ErrNotFound; unreadable values become ErrCorruptRow.
+func scanEpisode(row rowScanner) (*Episode, error) {
+	var (
+		ep                                                      Episode
+		status                                                  string
+		expectation, phase, errClass, owner, dedupe, stack, env sql.NullString
+		stepID                                                  sql.NullString
+		wfID                                                    uuid.NullUUID
+		input, result, errDetail, meta                          []byte
+		cancelAt, startedAt, lastAt, finishedAt, archivedAt     sql.NullTime
+	)
+	err := row.Scan(&ep.ID, &ep.ActorID, &expectation, &status, &phase, &input, &result, &errClass, &errDetail,
+		&ep.Attempts, &ep.MaxAttempts, &owner, &ep.ClaimToken, &cancelAt, &ep.CreatedAt, &startedAt,
+		&lastAt, &finishedAt, &archivedAt, &dedupe, &stack, &env, &wfID, &stepID, &meta)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	ep.Status = Status(status)
+	if !ep.Status.Valid() {
+		return nil, fmt.Errorf("%w: episode %s has unknown status %q", ErrCorruptRow, ep.ID, status)
+	}
+	ep.Expectation, ep.Phase, ep.ErrorClass = expectation.String, phase.String, errClass.String
+	ep.OwnerNode, ep.DedupeKey, ep.SourceStack, ep.SourceEnv = owner.String, dedupe.String, stack.String, env.String
+	ep.WorkflowStepID = stepID.String
+	if wfID.Valid {
+		ep.WorkflowInstanceID = wfID.UUID
+	}
+	ep.Input, ep.Result, ep.ErrorDetail, ep.Metadata = rawJSON(input), rawJSON(result), rawJSON(errDetail), rawJSON(meta)
+	ep.CancelRequestedAt, ep.StartedAt, ep.LastActivityAt = timePtr(cancelAt), timePtr(startedAt), timePtr(lastAt)
+	ep.FinishedAt, ep.ArchivedAt = timePtr(finishedAt), timePtr(archivedAt)
+	return &ep, nil
+}
+
+// ScanEpisode reads a row selected with Columns, for packages (recovery,
+// workflow) that run their own queries over episodes.
+func ScanEpisode(row interface{ Scan(dest ...any) error }) (*Episode, error) { return scanEpisode(row) }
+
+// Columns is the column list ScanEpisode expects, in order.
+const Columns = episodeColumns
+
+func rawJSON(b []byte) json.RawMessage {
+	if b == nil {
+		return nil
+	}
+	return json.RawMessage(append([]byte(nil), b...))
+}
+
+func timePtr(t sql.NullTime) *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	v := t.Time
+	return &v
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullUUID(id uuid.UUID) any {
+	if id == uuid.Nil {
+		return nil
+	}
+	return id
+}

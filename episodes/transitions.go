@@ -1,0 +1,198 @@
+package episodes
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// TransitionError explains a refused compare-and-set. It matches
+// ErrIllegalTransition, or ErrLeaseLost when the caller's claim token is
+// stale or the episode was canceled under it.
+type TransitionError struct {
+	ID      uuid.UUID
+	Op      string   // e.g. "complete"
+	From    []Status // statuses the move is allowed from
+	Current Status
+	// Token is the caller's claim token and CurrentToken the episode's, when
+	// the move is fenced.
+	Token, CurrentToken int64
+	fenced              bool
+}
+
+func (e *TransitionError) leaseLost() bool {
+	return e.fenced && (e.Token != e.CurrentToken || e.Current == StatusCanceled)
+}
+
+func (e *TransitionError) Error() string {
+	if e.leaseLost() {
+		return fmt.Sprintf("%s episode %s: %v (holder token %d, current token %d, status %s)",
+			e.Op, e.ID, ErrLeaseLost, e.Token, e.CurrentToken, e.Current)
+	}
+	from := make([]string, len(e.From))
+	for i, s := range e.From {
+		from[i] = string(s)
+	}
+	return fmt.Sprintf("%s episode %s: %v: status is %s, allowed from %s",
+		e.Op, e.ID, ErrIllegalTransition, e.Current, strings.Join(from, "|"))
+}
+
+// Is makes errors.Is match the right sentinel.
+func (e *TransitionError) Is(target error) bool {
+	if e.leaseLost() {
+		return target == ErrLeaseLost
+	}
+	return target == ErrIllegalTransition
+}
+
+// move runs one compare-and-set statement. On zero rows it reads the
+// episode's state once, only to say why the move was refused.
+func move(ctx context.Context, ex revenant.Executor, op string, from []Status, fenced bool, token int64,
+	query string, args ...any) (*Episode, error) {
+	ep, err := scanEpisode(ex.QueryRowContext(ctx, query, args...))
+	if err == nil {
+		return ep, nil
+	}
+	id := args[0].(uuid.UUID)
+	if !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%s episode %s: %w", op, id, err)
+	}
+	var status string
+	var current int64
+	if err := ex.QueryRowContext(ctx, stateSQL, id).Scan(&status, &current); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("%s episode %s: %w", op, id, ErrNotFound)
+		}
+		return nil, fmt.Errorf("%s episode %s: reading state after refused update: %w", op, id, err)
+	}
+	return nil, &TransitionError{ID: id, Op: op, From: from, Current: Status(status),
+		Token: token, CurrentToken: current, fenced: fenced}
+}
+
+// Claim moves a pending episode to running for node: it sets the owner,
+// bumps the claim token (the fencing number every later write must present)
+// and counts the attempt, all with the database clock. Runners normally claim
+// in batches; Claim is the single-episode form.
+func (s *Store) Claim(ctx context.Context, id uuid.UUID, node string) (*Episode, error) {
+	return s.ClaimTx(ctx, s.db, id, node)
+}
+
+// ClaimTx is Claim inside the caller's transaction.
+func (s *Store) ClaimTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, node string) (*Episode, error) {
+	if node == "" {
+		return nil, fmt.Errorf("%w: Claim: node id is required", ErrInvalidInput)
+	}
+	return move(ctx, tx, "claim", []Status{StatusPending}, false, 0, claimSQL, id, node)
+}
+
+// Complete moves a running episode the caller holds to done with result.
+func (s *Store) Complete(ctx context.Context, id uuid.UUID, token int64, result any) (*Episode, error) {
+	return s.CompleteTx(ctx, s.db, id, token, result)
+}
+
+// CompleteTx is Complete inside the caller's transaction.
+func (s *Store) CompleteTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, result any) (*Episode, error) {
+	res, err := dbx.EncodeJSON(result, s.config.MaxJSONBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: complete episode %s: result: %w", ErrInvalidInput, id, err)
+	}
+	return move(ctx, tx, "complete", []Status{StatusRunning}, true, token, completeSQL, id, token, res)
+}
+
+// Fail moves a running episode the caller holds to failed, recording an
+// error class (e.g. "panic", "orphaned") and a JSON detail.
+func (s *Store) Fail(ctx context.Context, id uuid.UUID, token int64, errorClass string, detail any) (*Episode, error) {
+	return s.FailTx(ctx, s.db, id, token, errorClass, detail)
+}
+
+// FailTx is Fail inside the caller's transaction.
+func (s *Store) FailTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, errorClass string, detail any) (*Episode, error) {
+	if errorClass == "" {
+		return nil, fmt.Errorf("%w: fail episode %s: error class is required", ErrInvalidInput, id)
+	}
+	d, err := dbx.EncodeJSON(detail, s.config.MaxJSONBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: fail episode %s: detail: %w", ErrInvalidInput, id, err)
+	}
+	return move(ctx, tx, "fail", []Status{StatusRunning}, true, token, failSQL, id, token, errorClass, d)
+}
+
+// Block moves a running episode the caller holds to blocked (waiting for
+// approval or an outside event), recording phase. Blocked episodes are never
+// swept; Resume makes them pending again.
+func (s *Store) Block(ctx context.Context, id uuid.UUID, token int64, phase string) (*Episode, error) {
+	return s.BlockTx(ctx, s.db, id, token, phase)
+}
+
+// BlockTx is Block inside the caller's transaction.
+func (s *Store) BlockTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
+	return move(ctx, tx, "block", []Status{StatusRunning}, true, token, blockSQL, id, token, nullString(phase))
+}
+
+// Release hands a running episode the caller holds back to pending (graceful
+// shutdown), returning the attempt it had counted.
+func (s *Store) Release(ctx context.Context, id uuid.UUID, token int64) (*Episode, error) {
+	return s.ReleaseTx(ctx, s.db, id, token)
+}
+
+// ReleaseTx is Release inside the caller's transaction.
+func (s *Store) ReleaseTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64) (*Episode, error) {
+	return move(ctx, tx, "release", []Status{StatusRunning}, true, token, releaseSQL, id, token)
+}
+
+// SetPhase records free-text progress on a running episode the caller holds.
+func (s *Store) SetPhase(ctx context.Context, id uuid.UUID, token int64, phase string) (*Episode, error) {
+	return s.SetPhaseTx(ctx, s.db, id, token, phase)
+}
+
+// SetPhaseTx is SetPhase inside the caller's transaction.
+func (s *Store) SetPhaseTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
+	return move(ctx, tx, "set phase of", []Status{StatusRunning}, true, token, setPhaseSQL, id, token, nullString(phase))
+}
+
+// Resume moves a blocked episode back to pending, for any runner to claim.
+func (s *Store) Resume(ctx context.Context, id uuid.UUID) (*Episode, error) {
+	return s.ResumeTx(ctx, s.db, id)
+}
+
+// ResumeTx is Resume inside the caller's transaction.
+func (s *Store) ResumeTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
+	return move(ctx, tx, "resume", []Status{StatusBlocked}, false, 0, resumeSQL, id)
+}
+
+// Cancel moves a pending, running or blocked episode to canceled, from any
+// node. A worker still running it is fenced off: its next write fails with
+// ErrLeaseLost.
+func (s *Store) Cancel(ctx context.Context, id uuid.UUID, reason string) (*Episode, error) {
+	return s.CancelTx(ctx, s.db, id, reason)
+}
+
+// CancelTx is Cancel inside the caller's transaction.
+func (s *Store) CancelTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, reason string) (*Episode, error) {
+	var detail any
+	if reason != "" {
+		d, err := dbx.EncodeJSON(map[string]string{"reason": reason}, s.config.MaxJSONBytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cancel episode %s: %w", ErrInvalidInput, id, err)
+		}
+		detail = d
+	}
+	return move(ctx, tx, "cancel", []Status{StatusPending, StatusRunning, StatusBlocked}, false, 0, cancelSQL, id, detail)
+}
+
+// Archive hides a terminal episode from recovery and frees its dedupe key.
+func (s *Store) Archive(ctx context.Context, id uuid.UUID) (*Episode, error) {
+	return s.ArchiveTx(ctx, s.db, id)
+}
+
+// ArchiveTx is Archive inside the caller's transaction.
+func (s *Store) ArchiveTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
+	return move(ctx, tx, "archive", []Status{StatusDone, StatusFailed, StatusCanceled}, false, 0, archiveSQL, id)
+}

@@ -1,0 +1,166 @@
+// Package testdb gives each test an isolated, migrated PostgreSQL schema in
+// the database at TEST_DATABASE_URL.
+//
+// When no Postgres is reachable, tests that ask for one are skipped with a
+// one-line hint, unless REVENANT_REQUIRE_DB=1, where they fail instead (CI
+// sets it).
+package testdb
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to test both drivers
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant/migrations"
+)
+
+// DefaultURL is used when TEST_DATABASE_URL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// URL returns the test database URL.
+func URL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+var (
+	adminOnce sync.Once
+	adminDB   *sql.DB
+	adminErr  error
+)
+
+func admin() (*sql.DB, error) {
+	adminOnce.Do(func() {
+		db, err := sql.Open("postgres", URL())
+		if err != nil {
+			adminErr = err
+			return
+		}
+		db.SetMaxOpenConns(4)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := db.PingContext(ctx); err != nil {
+			_ = db.Close()
+			adminErr = err
+			return
+		}
+		adminDB = db
+	})
+	return adminDB, adminErr
+}
+
+// Require skips (or, with REVENANT_REQUIRE_DB=1, fails) t when Postgres is
+// not reachable.
+func Require(t testing.TB) {
+	t.Helper()
+	if _, err := admin(); err != nil {
+		if os.Getenv("REVENANT_REQUIRE_DB") == "1" {
+			t.Fatalf("Postgres required (REVENANT_REQUIRE_DB=1) but not reachable at %s: %v", redact(URL()), err)
+		}
+		t.Skipf("Postgres not reachable at %s; set TEST_DATABASE_URL to run this test (REVENANT_REQUIRE_DB=1 makes it fail instead): %v", redact(URL()), err)
+	}
+}
+
+// Options tunes New.
+type Options struct {
+	// Driver is "postgres" (lib/pq, the default) or "pgx" (pgx stdlib).
+	Driver string
+	// NoMigrate leaves the schema empty.
+	NoMigrate bool
+	// MaxOpenConns defaults to 8.
+	MaxOpenConns int
+}
+
+// Schema is an isolated schema for one test.
+type Schema struct {
+	Name string
+	// DSN selects the schema through search_path; hand it to child
+	// processes.
+	DSN string
+	DB  *sqlx.DB
+}
+
+// New creates a fresh schema, opens a pool whose search_path selects it,
+// migrates it (unless opts.NoMigrate) and drops it when the test ends.
+func New(t testing.TB, opts *Options) *Schema {
+	t.Helper()
+	Require(t)
+	if opts == nil {
+		opts = &Options{}
+	}
+	driverName := opts.Driver
+	if driverName == "" {
+		driverName = "postgres"
+	}
+	adm, _ := admin()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "rvt_" + hex.EncodeToString(b[:])
+	ctx := context.Background()
+	if _, err := adm.ExecContext(ctx, "CREATE SCHEMA "+pq.QuoteIdentifier(name)); err != nil {
+		t.Fatalf("testdb: creating schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := adm.ExecContext(context.Background(), "DROP SCHEMA "+pq.QuoteIdentifier(name)+" CASCADE"); err != nil {
+			t.Logf("testdb: dropping schema %s: %v", name, err)
+		}
+	})
+	dsn := WithSearchPath(URL(), name)
+	db, err := sqlx.Open(driverName, dsn)
+	if err != nil {
+		t.Fatalf("testdb: opening %s: %v", driverName, err)
+	}
+	maxConns := opts.MaxOpenConns
+	if maxConns == 0 {
+		maxConns = 8
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	t.Cleanup(func() { _ = db.Close() }) // runs before the schema drop
+	if !opts.NoMigrate {
+		if _, err := migrations.Migrate(ctx, db); err != nil {
+			t.Fatalf("testdb: migrating schema %s: %v", name, err)
+		}
+	}
+	return &Schema{Name: name, DSN: dsn, DB: db}
+}
+
+// WithSearchPath returns dsn with search_path set to schema, for URL and
+// key=value forms alike.
+func WithSearchPath(dsn, schema string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err == nil {
+			q := u.Query()
+			q.Set("search_path", schema)
+			u.RawQuery = q.Encode()
+			return u.String()
+		}
+	}
+	return fmt.Sprintf("%s search_path=%s", dsn, schema)
+}
+
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}

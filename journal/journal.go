@@ -1,0 +1,427 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// MaxOutputBytesDefault caps one step's JSON output (1 MiB).
+const MaxOutputBytesDefault = 1 << 20
+
+var (
+	// ErrLeaseLost: the journal's claim token is stale, or the episode is no
+	// longer running. Nothing was written; the run must stop.
+	ErrLeaseLost = revenant.ErrLeaseLost
+	// ErrInvalidInput: a bad argument; the message says which.
+	ErrInvalidInput = revenant.ErrInvalidInput
+	// ErrStepMismatch: a restarted run asked for steps in a different order
+	// (or with different names) than the journal recorded. The run is not
+	// deterministic; it never receives another step's output.
+	ErrStepMismatch = errors.New("revenant: step does not match the journal")
+	// ErrNotJSON and ErrTooLarge: a step's output cannot be recorded.
+	ErrNotJSON  = revenant.ErrNotJSON
+	ErrTooLarge = revenant.ErrTooLarge
+)
+
+// Config configures a Journal. The zero value is valid.
+type Config struct {
+	// MaxOutputBytes caps a step's encoded JSON output. Defaults to
+	// MaxOutputBytesDefault (1 MiB).
+	MaxOutputBytes int
+	// Logger receives debug lines for replayed steps. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() *Config {
+	out := Config{}
+	if c != nil {
+		out = *c
+	}
+	if out.MaxOutputBytes == 0 {
+		out.MaxOutputBytes = MaxOutputBytesDefault
+	}
+	if out.Logger == nil {
+		out.Logger = dbx.DiscardLogger()
+	}
+	return &out
+}
+
+func (c *Config) validate() error {
+	if c.MaxOutputBytes < 0 {
+		return fmt.Errorf("%w: journal Config.MaxOutputBytes is %d; use a positive number or 0 for the default (%d)",
+			ErrInvalidInput, c.MaxOutputBytes, MaxOutputBytesDefault)
+	}
+	return nil
+}
+
+type entry struct {
+	seq    int
+	name   string
+	status string // "done" or "failed"
+	output json.RawMessage
+	errMsg string
+}
+
+// Journal records the steps of one claimed episode run. Steps are numbered
+// in the order the run asks for them, so a run must ask for the same steps in
+// the same order every time. A Journal serialises its steps; it is meant for
+// one goroutine's run.
+type Journal struct {
+	db        *sqlx.DB
+	episodeID uuid.UUID
+	token     int64
+	config    *Config
+
+	mu       sync.Mutex
+	recorded []entry // loaded at Open, appended as steps complete
+	next     int     // sequence number of the next step
+}
+
+// Open loads the journal of episode id for the holder of claimToken. It
+// fails with ErrLeaseLost if the episode is not running under that token.
+func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, config *Config) (*Journal, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: journal.Open: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", ErrInvalidInput)
+	}
+	if id == uuid.Nil {
+		return nil, fmt.Errorf("%w: journal.Open: episode id is uuid.Nil", ErrInvalidInput)
+	}
+	cfg := config.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	j := &Journal{db: db, episodeID: id, token: claimToken, config: cfg}
+	rows, err := db.QueryContext(ctx, loadSQL, id)
+	if err != nil {
+		return nil, fmt.Errorf("opening journal of episode %s: %w", id, err)
+	}
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var (
+			status, name, stepStatus sql.NullString
+			token                    int64
+			seq                      sql.NullInt64
+			output, errJSON          []byte
+		)
+		if err := rows.Scan(&status, &token, &seq, &name, &stepStatus, &output, &errJSON); err != nil {
+			return nil, fmt.Errorf("opening journal of episode %s: %w", id, err)
+		}
+		if !found {
+			found = true
+			if status.String != "running" || token != claimToken {
+				return nil, fmt.Errorf("opening journal of episode %s: %w (status %s, token %d, holder token %d)",
+					id, ErrLeaseLost, status.String, token, claimToken)
+			}
+		}
+		if !seq.Valid {
+			continue // the episode has no steps yet
+		}
+		e := entry{seq: int(seq.Int64), name: name.String, status: stepStatus.String, output: output}
+		if e.seq != len(j.recorded) {
+			return nil, fmt.Errorf("opening journal of episode %s: step %d missing before step %d", id, len(j.recorded), e.seq)
+		}
+		if e.status == "failed" {
+			e.errMsg = decodeErrMessage(errJSON)
+		}
+		j.recorded = append(j.recorded, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("opening journal of episode %s: %w", id, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("opening journal of episode %s: %w", id, revenant.ErrNotFound)
+	}
+	return j, nil
+}
+
+// EpisodeID is the episode this journal records.
+func (j *Journal) EpisodeID() uuid.UUID { return j.episodeID }
+
+// ClaimToken is the fencing token this journal writes with.
+func (j *Journal) ClaimToken() int64 { return j.token }
+
+// Recorded is the number of steps the journal held when it was opened plus
+// those recorded since.
+func (j *Journal) Recorded() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.recorded)
+}
+
+// StepInfo describes the step being run; fn gets it with Info(ctx).
+type StepInfo struct {
+	EpisodeID uuid.UUID
+	Seq       int
+	Name      string
+	// IdempotencyKey is stable across restarts of the episode: pass it to
+	// external APIs (payment providers, mailers) so a step that ran but was
+	// not recorded before a crash does not act twice.
+	IdempotencyKey string
+}
+
+type infoKey struct{}
+
+// Info returns the running step's StepInfo from the context fn receives.
+func Info(ctx context.Context) (StepInfo, bool) {
+	si, ok := ctx.Value(infoKey{}).(StepInfo)
+	return si, ok
+}
+
+// IdempotencyKey is the stable key of step seq named name of episode id.
+func IdempotencyKey(id uuid.UUID, seq int, name string) string {
+	return fmt.Sprintf("revenant:%s:%d:%s", id, seq, name)
+}
+
+// PermanentError marks a step error as final: it is recorded, and a
+// restarted run gets the same error back instead of running the step again.
+// Other errors are not recorded, so a restart retries the step.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err as a PermanentError.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// RecordedError is what a replayed permanently failed step returns.
+type RecordedError struct {
+	Step    string
+	Message string
+}
+
+func (e *RecordedError) Error() string {
+	return fmt.Sprintf("step %q failed permanently in an earlier run: %s", e.Step, e.Message)
+}
+
+func decodeErrMessage(b []byte) string {
+	var v struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(b, &v) != nil {
+		return string(b)
+	}
+	return v.Message
+}
+
+// begin reserves the next sequence number for name and returns the
+// recorded entry if the step already completed in an earlier run.
+func (j *Journal) begin(name string) (int, *entry, error) {
+	if name == "" {
+		return 0, nil, fmt.Errorf("%w: step name is empty", ErrInvalidInput)
+	}
+	seq := j.next
+	if seq < len(j.recorded) {
+		e := &j.recorded[seq]
+		if e.name != name {
+			return 0, nil, fmt.Errorf("%w: episode %s step %d is recorded as %q but the run asked for %q",
+				ErrStepMismatch, j.episodeID, seq, e.name, name)
+		}
+		j.next++
+		return seq, e, nil
+	}
+	return seq, nil, nil
+}
+
+func (j *Journal) info(seq int, name string) StepInfo {
+	return StepInfo{EpisodeID: j.episodeID, Seq: seq, Name: name, IdempotencyKey: IdempotencyKey(j.episodeID, seq, name)}
+}
+
+// replay turns a recorded entry into the step's result.
+func replay[T any](e *entry) (T, error) {
+	var out T
+	if e.status == "failed" {
+		return out, &RecordedError{Step: e.name, Message: e.errMsg}
+	}
+	if len(e.output) > 0 {
+		if err := json.Unmarshal(e.output, &out); err != nil {
+			return out, fmt.Errorf("step %q: decoding recorded output into %T: %w", e.name, out, err)
+		}
+	}
+	return out, nil
+}
+
+// encodeOutput checks the output can be recorded before anything is written.
+func (j *Journal) encodeOutput(name string, v any) (any, error) {
+	enc, err := dbx.EncodeJSON(v, j.config.MaxOutputBytes)
+	if err != nil {
+		return nil, fmt.Errorf("step %q output: %w", name, err)
+	}
+	return enc, nil
+}
+
+// Step runs fn as the step called name, unless an earlier run of this
+// episode already completed it, in which case the recorded output is decoded
+// into T and fn is not called. fn's output is recorded as JSON together with
+// a bump of the episode's last-activity time, in one statement fenced by the
+// claim token. Side effects outside the database are at-least-once: use
+// StepInfo.IdempotencyKey with external APIs, or StepTx for same-database
+// effects.
+func Step[T any](ctx context.Context, j *Journal, name string, fn func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
+	if fn == nil {
+		return zero, fmt.Errorf("%w: step %q: fn is nil", ErrInvalidInput, name)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	seq, rec, err := j.begin(name)
+	if err != nil {
+		return zero, err
+	}
+	if rec != nil {
+		return replay[T](rec)
+	}
+	start := time.Now()
+	out, err := fn(context.WithValue(ctx, infoKey{}, j.info(seq, name)))
+	if err != nil {
+		return zero, j.recordFailure(ctx, seq, name, start, err)
+	}
+	enc, err := j.encodeOutput(name, out)
+	if err != nil {
+		return zero, err
+	}
+	if err := j.insert(ctx, j.db, seq, name, enc, time.Since(start)); err != nil {
+		return zero, err
+	}
+	j.recorded = append(j.recorded, entry{seq: seq, name: name, status: "done", output: rawOf(enc)})
+	j.next++
+	return out, nil
+}
+
+// StepTx runs fn inside a transaction that also records the step, so a
+// same-database side effect and its journal entry commit or roll back
+// together: such effects happen exactly once. The episode row is locked and
+// the claim token checked before fn runs; fn is not called if the lease is
+// already lost. fn must not commit or roll back tx.
+func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx context.Context, tx *sqlx.Tx) (T, error)) (T, error) {
+	var zero T
+	if fn == nil {
+		return zero, fmt.Errorf("%w: step %q: fn is nil", ErrInvalidInput, name)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	seq, rec, err := j.begin(name)
+	if err != nil {
+		return zero, err
+	}
+	if rec != nil {
+		return replay[T](rec)
+	}
+	start := time.Now()
+	tx, err := j.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return zero, fmt.Errorf("step %q: beginning transaction: %w", name, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	// Lock the episode row under our token first: a sweeper's claim skips or
+	// waits for it, and a zombie stops here before any effect.
+	res, err := tx.ExecContext(ctx, fenceSQL, j.episodeID, j.token)
+	if err != nil {
+		return zero, fmt.Errorf("step %q: fencing episode %s: %w", name, j.episodeID, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return zero, j.leaseLost(ctx, name)
+	}
+	out, err := fn(context.WithValue(ctx, infoKey{}, j.info(seq, name)), tx)
+	if err != nil {
+		_ = tx.Rollback()
+		return zero, j.recordFailure(ctx, seq, name, start, err)
+	}
+	enc, err := j.encodeOutput(name, out)
+	if err != nil {
+		return zero, err
+	}
+	if err := j.insert(ctx, tx, seq, name, enc, time.Since(start)); err != nil {
+		return zero, err
+	}
+	if err := tx.Commit(); err != nil {
+		return zero, fmt.Errorf("step %q: commit (effect and record are both unknown; the episode will replay from the journal): %w", name, err)
+	}
+	j.recorded = append(j.recorded, entry{seq: seq, name: name, status: "done", output: rawOf(enc)})
+	j.next++
+	return out, nil
+}
+
+func rawOf(enc any) json.RawMessage {
+	if s, ok := enc.(string); ok {
+		return json.RawMessage(s)
+	}
+	return nil
+}
+
+// recordFailure records a PermanentError as a failed step; other errors are
+// returned as they are and leave no trace, so a restart runs the step again.
+func (j *Journal) recordFailure(ctx context.Context, seq int, name string, start time.Time, stepErr error) error {
+	var perm *PermanentError
+	if !errors.As(stepErr, &perm) {
+		return stepErr
+	}
+	msg, _ := json.Marshal(map[string]string{"message": stepErr.Error()})
+	if err := j.insertRow(ctx, j.db, seq, name, "failed", nil, string(msg), time.Since(start)); err != nil {
+		return errors.Join(stepErr, err)
+	}
+	j.recorded = append(j.recorded, entry{seq: seq, name: name, status: "failed", errMsg: stepErr.Error()})
+	j.next++
+	return stepErr
+}
+
+func (j *Journal) insert(ctx context.Context, ex revenant.Executor, seq int, name string, output any, took time.Duration) error {
+	return j.insertRow(ctx, ex, seq, name, "done", output, nil, took)
+}
+
+func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, name, status string, output, errJSON any, took time.Duration) error {
+	var got int
+	err := ex.QueryRowContext(ctx, insertStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&got)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("step %q: recording in journal of episode %s: %w", name, j.episodeID, err)
+	}
+	// No row: either the fence refused us or the sequence number is taken.
+	var (
+		epStatus   string
+		epToken    int64
+		stepName   sql.NullString
+		stepToken  sql.NullInt64
+		stepStatus sql.NullString
+	)
+	if err := ex.QueryRowContext(ctx, conflictSQL, j.episodeID, seq).Scan(&epStatus, &epToken, &stepName, &stepToken, &stepStatus); err != nil {
+		return fmt.Errorf("step %q: recording in journal of episode %s refused; reading why: %w", name, j.episodeID, err)
+	}
+	if epStatus != "running" || epToken != j.token {
+		return fmt.Errorf("step %q of episode %s: %w (status %s, token %d, holder token %d)",
+			name, j.episodeID, ErrLeaseLost, epStatus, epToken, j.token)
+	}
+	// Same token, same slot: another goroutine of this holder wrote it.
+	return fmt.Errorf("step %q of episode %s: %w: sequence %d already holds step %q",
+		name, j.episodeID, ErrStepMismatch, seq, stepName.String)
+}
+
+func (j *Journal) leaseLost(ctx context.Context, name string) error {
+	var status string
+	var token int64
+	err := j.db.QueryRowContext(ctx, episodeStateSQL, j.episodeID).Scan(&status, &token)
+	if err != nil {
+		return fmt.Errorf("step %q of episode %s: %w", name, j.episodeID, ErrLeaseLost)
+	}
+	return fmt.Errorf("step %q of episode %s: %w (status %s, token %d, holder token %d)",
+		name, j.episodeID, ErrLeaseLost, status, token, j.token)
+}

@@ -1,0 +1,53 @@
+package revenant
+
+import (
+	"database/sql"
+	"errors"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// Executor is what the …Tx methods accept: *sql.Tx and *sqlx.Tx (and also
+// *sql.DB, *sql.Conn, *sqlx.DB). Revenant's writes then commit or roll back
+// with the caller's own work.
+type Executor = dbx.Executor
+
+// Sentinel errors shared by every package. Match them with errors.Is; the
+// returned errors wrap them with the episode id, statuses and so on.
+var (
+	// ErrNotFound: no episode (or other record) has that id.
+	ErrNotFound = errors.New("revenant: not found")
+	// ErrIllegalTransition: the episode's status does not allow the
+	// requested move, e.g. done → running.
+	ErrIllegalTransition = errors.New("revenant: illegal status transition")
+	// ErrLeaseLost: the caller's claim token is no longer the episode's
+	// current one (another node claimed it, or it was released, canceled or
+	// finished). Nothing was written; the holder must stop.
+	ErrLeaseLost = errors.New("revenant: lease lost (stale claim token)")
+	// ErrInvalidInput: a parameter is missing or malformed. The message says
+	// which and how to fix it.
+	ErrInvalidInput = errors.New("revenant: invalid input")
+	// ErrNotJSON: a value could not be encoded as JSON.
+	ErrNotJSON = dbx.ErrNotJSON
+	// ErrTooLarge: a JSON value is over its configured size cap.
+	ErrTooLarge = dbx.ErrTooLarge
+)
+
+// WrapDB wraps a plain *sql.DB (opened with lib/pq's "postgres" driver or
+// pgx's "pgx" stdlib driver) for revenant's constructors. The *sql.DB is
+// shared, not copied, and revenant never closes it.
+func WrapDB(db *sql.DB) *sqlx.DB {
+	if db == nil {
+		return nil
+	}
+	// Revenant's SQL uses $N placeholders, which both drivers accept.
+	return sqlx.NewDb(db, "postgres")
+}
+
+// IsRetryable reports whether err is a transient database failure that is
+// safe to retry: connection loss (SQLSTATE class 08), server shutdown
+// (57P01–57P03), serialization failure (40001) or deadlock (40P01). Context
+// cancellation and deadlines are never retryable.
+func IsRetryable(err error) bool { return dbx.IsRetryable(err) }
