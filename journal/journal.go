@@ -337,7 +337,7 @@ func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx con
 		return zero, fmt.Errorf("step %q: fencing episode %s: %w", name, j.episodeID, err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return zero, j.leaseLost(ctx, name)
+		return zero, j.leaseLost(ctx, tx, name)
 	}
 	out, err := fn(context.WithValue(ctx, infoKey{}, j.info(seq, name)), tx)
 	if err != nil {
@@ -387,38 +387,26 @@ func (j *Journal) insert(ctx context.Context, ex revenant.Executor, seq int, nam
 }
 
 func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, name, status string, output, errJSON any, took time.Duration) error {
-	var got int
-	err := ex.QueryRowContext(ctx, insertStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&got)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	var outcome int
+	err := ex.QueryRowContext(ctx, recordStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&outcome)
+	if err != nil {
 		return fmt.Errorf("step %q: recording in journal of episode %s: %w", name, j.episodeID, err)
 	}
-	// No row: either the fence refused us or the sequence number is taken.
-	var (
-		epStatus   string
-		epToken    int64
-		stepName   sql.NullString
-		stepToken  sql.NullInt64
-		stepStatus sql.NullString
-	)
-	if err := ex.QueryRowContext(ctx, conflictSQL, j.episodeID, seq).Scan(&epStatus, &epToken, &stepName, &stepToken, &stepStatus); err != nil {
-		return fmt.Errorf("step %q: recording in journal of episode %s refused; reading why: %w", name, j.episodeID, err)
+	switch outcome {
+	case 1:
+		return nil
+	case 0:
+		return j.leaseLost(ctx, ex, name)
+	default:
+		// Same token, same slot: another goroutine of this holder wrote it.
+		return fmt.Errorf("step %q of episode %s: %w: sequence %d is already recorded", name, j.episodeID, ErrStepMismatch, seq)
 	}
-	if epStatus != "running" || epToken != j.token {
-		return fmt.Errorf("step %q of episode %s: %w (status %s, token %d, holder token %d)",
-			name, j.episodeID, ErrLeaseLost, epStatus, epToken, j.token)
-	}
-	// Same token, same slot: another goroutine of this holder wrote it.
-	return fmt.Errorf("step %q of episode %s: %w: sequence %d already holds step %q",
-		name, j.episodeID, ErrStepMismatch, seq, stepName.String)
 }
 
-func (j *Journal) leaseLost(ctx context.Context, name string) error {
+func (j *Journal) leaseLost(ctx context.Context, ex revenant.Executor, name string) error {
 	var status string
 	var token int64
-	err := j.db.QueryRowContext(ctx, episodeStateSQL, j.episodeID).Scan(&status, &token)
+	err := ex.QueryRowContext(ctx, episodeStateSQL, j.episodeID).Scan(&status, &token)
 	if err != nil {
 		return fmt.Errorf("step %q of episode %s: %w", name, j.episodeID, ErrLeaseLost)
 	}

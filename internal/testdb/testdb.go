@@ -11,6 +11,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -99,6 +101,21 @@ type Schema struct {
 func New(t testing.TB, opts *Options) *Schema {
 	t.Helper()
 	Require(t)
+	s, cleanup, err := Open(opts)
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cleanup(); err != nil {
+			t.Logf("testdb: %v", err)
+		}
+	})
+	return s
+}
+
+// Open is New for code without a testing.TB (Example functions). The
+// returned cleanup closes the pool and drops the schema.
+func Open(opts *Options) (*Schema, func() error, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
@@ -106,23 +123,27 @@ func New(t testing.TB, opts *Options) *Schema {
 	if driverName == "" {
 		driverName = "postgres"
 	}
-	adm, _ := admin()
+	adm, err := admin()
+	if err != nil {
+		return nil, nil, fmt.Errorf("Postgres not reachable at %s: %w", redact(URL()), err)
+	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "rvt_" + hex.EncodeToString(b[:])
 	ctx := context.Background()
 	if _, err := adm.ExecContext(ctx, "CREATE SCHEMA "+pq.QuoteIdentifier(name)); err != nil {
-		t.Fatalf("testdb: creating schema: %v", err)
+		return nil, nil, fmt.Errorf("creating schema: %w", err)
 	}
-	t.Cleanup(func() {
+	dropSchema := func() error {
 		if _, err := adm.ExecContext(context.Background(), "DROP SCHEMA "+pq.QuoteIdentifier(name)+" CASCADE"); err != nil {
-			t.Logf("testdb: dropping schema %s: %v", name, err)
+			return fmt.Errorf("dropping schema %s: %w", name, err)
 		}
-	})
+		return nil
+	}
 	dsn := WithSearchPath(URL(), name)
 	db, err := sqlx.Open(driverName, dsn)
 	if err != nil {
-		t.Fatalf("testdb: opening %s: %v", driverName, err)
+		return nil, nil, errors.Join(fmt.Errorf("opening %s: %w", driverName, err), dropSchema())
 	}
 	maxConns := opts.MaxOpenConns
 	if maxConns == 0 {
@@ -130,13 +151,27 @@ func New(t testing.TB, opts *Options) *Schema {
 	}
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
-	t.Cleanup(func() { _ = db.Close() }) // runs before the schema drop
+	cleanup := func() error {
+		_ = db.Close()
+		return dropSchema()
+	}
 	if !opts.NoMigrate {
 		if _, err := migrations.Migrate(ctx, db); err != nil {
-			t.Fatalf("testdb: migrating schema %s: %v", name, err)
+			return nil, nil, errors.Join(fmt.Errorf("migrating schema %s: %w", name, err), cleanup())
 		}
 	}
-	return &Schema{Name: name, DSN: dsn, DB: db}
+	return &Schema{Name: name, DSN: dsn, DB: db}, cleanup, nil
+}
+
+// Main runs a package's tests. When Postgres is unreachable (and not
+// required) it skips the Example functions, which cannot call t.Skip, and
+// says so in one line.
+func Main(m *testing.M) {
+	if _, err := admin(); err != nil && os.Getenv("REVENANT_REQUIRE_DB") != "1" {
+		_ = flag.Set("test.skip", "^Example")
+		fmt.Printf("revenant: Postgres not reachable at %s; Postgres tests and examples skipped (set TEST_DATABASE_URL to run them)\n", redact(URL()))
+	}
+	os.Exit(m.Run())
 }
 
 // WithSearchPath returns dsn with search_path set to schema, for URL and

@@ -59,8 +59,12 @@ CREATE INDEX revenant_episodes_workflow_idx
     WHERE workflow_instance_id IS NOT NULL;
 
 -- The step journal: one row per completed step of an episode run.
+-- episode_id has no foreign key on purpose: rows are only ever written by
+-- revenant_record_step, which inserts nothing unless the episode row exists
+-- and is locked by the same statement, and the FK check would cost every
+-- step a second lookup. Delete an episode's steps together with it.
 CREATE TABLE revenant_steps (
-    episode_id  uuid        NOT NULL REFERENCES revenant_episodes (id) ON DELETE CASCADE,
+    episode_id  uuid        NOT NULL,
     seq         integer     NOT NULL CHECK (seq >= 0),
     name        text        NOT NULL CHECK (name <> ''),
     status      text        NOT NULL CHECK (status IN ('done', 'failed')),
@@ -96,3 +100,30 @@ CREATE TABLE revenant_nodes (
     expires_at   timestamptz NOT NULL,
     stopped_at   timestamptz
 );
+
+-- Records one journal entry, fenced by the claim token, and bumps the
+-- episode's activity time, in one call. Returns 1 when recorded, 0 when the
+-- fence refused (stale token or episode not running; nothing written) and
+-- -1 when the sequence number is already taken. PL/pgSQL caches the plans of
+-- these statements per session, so the hot path is not re-planned per step
+-- whatever the driver.
+CREATE FUNCTION revenant_record_step(
+    p_episode uuid, p_token bigint, p_seq integer, p_name text, p_status text,
+    p_output jsonb, p_error jsonb, p_took_us bigint
+) RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE revenant_episodes SET last_activity_at = now()
+    WHERE id = p_episode AND claim_token = p_token AND status = 'running';
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO revenant_steps (episode_id, seq, name, status, output, error, claim_token, started_at)
+    VALUES (p_episode, p_seq, p_name, p_status, p_output, p_error, p_token,
+            now() - p_took_us * interval '1 microsecond')
+    ON CONFLICT (episode_id, seq) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN -1;
+    END IF;
+    RETURN 1;
+END
+$$;

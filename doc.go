@@ -1,0 +1,55 @@
+// Package revenant makes in-flight work survive crashes.
+//
+// Host applications embed revenant and run their work as episodes: one run
+// of a named actor, whose steps are written to a step journal in a shared
+// PostgreSQL database. When a process dies mid-episode, another node (or the
+// same one after a restart) finds the orphan, claims it so that exactly one
+// node wins, and either restarts it (completed steps are not run again) or
+// fails it, by the recovery policy registered for its actor. Workflows are
+// DAGs of steps, each step an episode.
+//
+// # Principles
+//
+//   - The database is the only truth: no in-memory queue, timer or lease is
+//     needed for correctness.
+//   - One clock, the database's: every lease, staleness test and timestamp
+//     uses the server's now().
+//   - Every claim is a compare-and-set, and every write by a worker is fenced
+//     by the claim token it holds: a zombie gets zero rows and stops.
+//
+// # Packages
+//
+//   - [github.com/revenant-go/revenant/migrations]: the schema, applied at
+//     boot from every node (advisory-locked), or exported for goose,
+//     golang-migrate or atlas.
+//   - [github.com/revenant-go/revenant/episodes]: create, read, list and move
+//     episodes through their lifecycle (pending, running, blocked, done,
+//     failed, canceled) with compare-and-set transitions.
+//   - [github.com/revenant-go/revenant/journal]: durable, memoized steps
+//     inside an episode run, optionally in the same transaction as a
+//     same-database side effect.
+//   - recovery (planned): recovery.Sweep at startup and periodically, with
+//     per-actor restart or fail policies and instant failure detection.
+//   - workflow and bus (planned): DAG workflows advanced by lifecycle events,
+//     and recovery.ReconcileWorkflows to replay missed ones.
+//
+// # Usage sketch
+//
+//	db := sqlx.MustOpen("postgres", os.Getenv("DATABASE_URL")) // or revenant.WrapDB(sqlDB)
+//	if _, err := migrations.Migrate(ctx, db); err != nil { ... }
+//
+//	store, _ := episodes.New(db, &episodes.Config{Stack: "billing", Env: "prod"})
+//	res, _ := store.Create(ctx, episodes.CreateParams{ActorID: "invoicer", DedupeKey: "invoice-42", Input: in})
+//
+//	ep, _ := store.Claim(ctx, res.Episode.ID, nodeID) // runners do this for you
+//	j, _ := journal.Open(ctx, db, ep.ID, ep.ClaimToken, nil)
+//	order, err := journal.Step(ctx, j, "load", func(ctx context.Context) (Order, error) { ... })
+//	_, err = journal.StepTx(ctx, j, "debit", func(ctx context.Context, tx *sqlx.Tx) (int64, error) {
+//		// same-database effect, committed with its journal entry: exactly once
+//	})
+//	_, err = store.Complete(ctx, ep.ID, ep.ClaimToken, result)
+//
+// Revenant accepts the caller's *sqlx.DB (lib/pq or pgx's stdlib driver)
+// and never closes it. Its tables are named revenant_* and live in the first
+// schema of the connection's search_path.
+package revenant

@@ -1,0 +1,42 @@
+package migrations_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/migrations"
+)
+
+// Call Migrate at boot on every node; a second call has nothing to do.
+func Example() {
+	schema, cleanup, err := testdb.Open(&testdb.Options{NoMigrate: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cleanup()
+	ctx := context.Background()
+
+	res, err := migrations.Migrate(ctx, schema.DB)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, a := range res.Applied {
+		fmt.Println("applied", a.Version, a.Name)
+	}
+	res, _ = migrations.Migrate(ctx, schema.DB)
+	fmt.Println("second run applied", len(res.Applied), "at version", res.Version)
+	// Output:
+	// applied 1 core
+	// second run applied 0 at version 1
+}
+
+// Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
+func ExampleAll() {
+	for _, m := range migrations.All() {
+		fmt.Println(migrations.GooseFileName(m), migrations.GolangMigrateFileName(m))
+	}
+	// Output:
+	// 00001_revenant_core.sql 000001_revenant_core.up.sql
+}
