@@ -29,7 +29,8 @@ func Example() {
 	fmt.Println("second run applied", len(res.Applied), "at version", res.Version)
 	// Output:
 	// applied 1 core
-	// second run applied 0 at version 1
+	// applied 2 nodes_actors
+	// second run applied 0 at version 2
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -39,4 +40,5 @@ func ExampleAll() {
 	}
 	// Output:
 	// 00001_revenant_core.sql 000001_revenant_core.up.sql
+	// 00002_revenant_nodes_actors.sql 000002_revenant_nodes_actors.up.sql
 }
