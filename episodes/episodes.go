@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -332,6 +333,16 @@ func ScanEpisode(row interface{ Scan(dest ...any) error }) (*Episode, error) { r
 
 // Columns is the column list ScanEpisode expects, in order.
 const Columns = episodeColumns
+
+// QualifiedColumns is Columns with each column prefixed by alias and a dot,
+// for queries that join revenant_episodes under an alias.
+func QualifiedColumns(alias string) string {
+	parts := strings.Split(episodeColumns, ",")
+	for i, p := range parts {
+		parts[i] = alias + "." + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
+}
 
 func rawJSON(b []byte) json.RawMessage {
 	if b == nil {

@@ -1,0 +1,654 @@
+package recovery
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// Defaults.
+const (
+	// StaleAfterDefault: an episode whose owner is not a known node is
+	// orphaned after this long without journal activity (Cyclium's rule).
+	StaleAfterDefault = 2 * time.Minute
+	// BatchSizeDefault is how many orphans one statement claims.
+	BatchSizeDefault = 5000
+	// DryRunLimitDefault bounds the plans a dry run reports.
+	DryRunLimitDefault = 10_000
+)
+
+// Why an episode is orphaned.
+const (
+	ReasonOwnerStopped  = "owner_stopped"
+	ReasonOwnerLockGone = "owner_lock_released"
+	ReasonOwnerExpired  = "owner_ttl_expired"
+	ReasonNoActivity    = "no_activity"
+)
+
+// NotifyChannel is the LISTEN/NOTIFY channel on which pending work is
+// announced (payload: actor id).
+const NotifyChannel = "revenant_pending"
+
+// Action is what recovery does (or would do) with one orphan.
+type Action string
+
+const (
+	ActionRestart    Action = "restart"
+	ActionFail       Action = "fail"
+	ActionDeadLetter Action = "dead_letter"
+	ActionSkip       Action = "skip"
+)
+
+// Options configures Sweep. A nil *Options is valid.
+type Options struct {
+	// Node supplies defaults: Stack, Env and Registry. Usually the runner.
+	Node Node
+	// Stack scopes the sweep to episodes of this source stack, plus those
+	// with no stack. Defaults to Node.Stack(). With no node and no stack,
+	// only episodes with no stack are swept. AllStacks sweeps every stack.
+	Stack     string
+	AllStacks bool
+	// Env scopes the sweep to episodes of exactly this source env (no env
+	// matches only no env). Defaults to Node.Env(). AllEnvs sweeps every env.
+	Env     string
+	AllEnvs bool
+	// ResolvePolicy, when set, decides each orphan's policy and wins over
+	// everything else.
+	ResolvePolicy ResolvePolicyFunc
+	// Registry gives registered actors' policies. Defaults to Node.
+	Registry PolicySource
+	// StaleAfter applies to episodes whose owner is not a known node.
+	// Defaults to StaleAfterDefault.
+	StaleAfter time.Duration
+	// BatchSize is how many orphans one statement claims. Defaults to
+	// BatchSizeDefault.
+	BatchSize int
+	// DryRun reports what would happen to each orphan, and why, changing
+	// nothing. Plans are capped at DryRunLimitDefault.
+	DryRun bool
+	// OnEvent is called after each committed recovery, once per episode.
+	// Defaults to none.
+	OnEvent func(ctx context.Context, ev Event)
+	// Logger receives one line per pass and one per problem. Defaults to
+	// discarding.
+	Logger *slog.Logger
+}
+
+// Event is a lifecycle event emitted by recovery.
+type Event struct {
+	Type               string // EventRecovered, EventFailed or EventDeadLettered
+	EpisodeID          uuid.UUID
+	ActorID            string
+	ErrorClass         string // "orphaned" or "max_attempts_exceeded" on failures
+	Reason             string // why it was orphaned
+	PreviousOwner      string
+	WorkflowInstanceID uuid.UUID
+	WorkflowStepID     string
+}
+
+// Event types.
+const (
+	EventRecovered    = "episode.recovered"
+	EventFailed       = "episode.failed"
+	EventDeadLettered = "episode.dead_lettered"
+)
+
+// EpisodeError reports an orphan left untouched.
+type EpisodeError struct {
+	EpisodeID uuid.UUID
+	ActorID   string
+	Err       error
+}
+
+func (e EpisodeError) Error() string {
+	return fmt.Sprintf("episode %s (actor %q): %v", e.EpisodeID, e.ActorID, e.Err)
+}
+
+// Plan is a dry run's verdict on one orphan.
+type Plan struct {
+	EpisodeID    uuid.UUID
+	ActorID      string
+	Expectation  string
+	Reason       string // why it is orphaned (Reason… constants)
+	Policy       Policy
+	PolicySource string // Source… constants
+	Action       Action
+	Attempts     int
+	MaxAttempts  int
+	Err          error // why it would be skipped
+}
+
+// Result is what a sweep did.
+type Result struct {
+	// Restarted went back to pending; Failed got error class "orphaned";
+	// DeadLettered had reached max attempts and got "max_attempts_exceeded".
+	Restarted, Failed, DeadLettered int
+	// Skipped orphans were left untouched (their policy could not be
+	// resolved); Errors says why, per episode.
+	Skipped int
+	Errors  []EpisodeError
+	// DeadNodes are the nodes this sweep found dead and marked stopped.
+	DeadNodes []string
+	// Plans is filled by a dry run only.
+	Plans []Plan
+	// Duration of the pass.
+	Duration time.Duration
+}
+
+type config struct {
+	Options
+	sweeper string
+}
+
+func (o *Options) withDefaults() (*config, error) {
+	c := &config{}
+	if o != nil {
+		c.Options = *o
+	}
+	if c.StaleAfter < 0 {
+		return nil, fmt.Errorf("%w: recovery Options.StaleAfter is %s; use a positive duration or 0 for the default (%s)", revenant.ErrInvalidInput, c.StaleAfter, StaleAfterDefault)
+	}
+	if c.BatchSize < 0 {
+		return nil, fmt.Errorf("%w: recovery Options.BatchSize is %d; use a positive number or 0 for the default (%d)", revenant.ErrInvalidInput, c.BatchSize, BatchSizeDefault)
+	}
+	if c.StaleAfter == 0 {
+		c.StaleAfter = StaleAfterDefault
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = BatchSizeDefault
+	}
+	if c.Logger == nil {
+		c.Logger = dbx.DiscardLogger()
+	}
+	if c.Node != nil {
+		if c.Stack == "" {
+			c.Stack = c.Node.Stack()
+		}
+		if c.Env == "" {
+			c.Env = c.Node.Env()
+		}
+		if c.Registry == nil {
+			c.Registry = c.Node
+		}
+		c.sweeper = c.Node.NodeID()
+	}
+	return c, nil
+}
+
+// scope returns the stack/env filter and its arguments, numbered from
+// firstArg.
+func (c *config) scope(firstArg int) (string, []any) {
+	var s string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(firstArg+len(args)-1)
+	}
+	if !c.AllStacks {
+		if c.Stack == "" {
+			s += " AND e.source_stack IS NULL"
+		} else {
+			s += " AND (e.source_stack = " + arg(c.Stack) + " OR e.source_stack IS NULL)"
+		}
+	}
+	if !c.AllEnvs {
+		if c.Env == "" {
+			s += " AND e.source_env IS NULL"
+		} else {
+			s += " AND e.source_env = " + arg(c.Env)
+		}
+	}
+	return s, args
+}
+
+// conn is what a sweep runs on: the pool, or the Sweeper's reserved
+// connection (*sql.Conn).
+type conn interface {
+	revenant.Executor
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// ErrNilDB is returned for a nil database handle.
+var ErrNilDB = fmt.Errorf("%w: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", revenant.ErrInvalidInput)
+
+// Sweep finds orphaned running episodes in scope and restarts or fails each
+// by its actor's policy. It is safe to run from any number of nodes at once:
+// each orphan is claimed by exactly one sweep. A failing pass leaves
+// episodes as they were (each batch is one statement or one transaction).
+func Sweep(ctx context.Context, db *sqlx.DB, opts *Options) (*Result, error) {
+	if db == nil {
+		return nil, ErrNilDB
+	}
+	c, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return sweep(ctx, db, c)
+}
+
+func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
+	var err error
+	start := time.Now()
+	res := &Result{}
+	switch {
+	case c.DryRun:
+		err = dryRun(ctx, db, c, res)
+	case c.ResolvePolicy != nil:
+		err = sweepWithCallback(ctx, db, c, res)
+	default:
+		err = sweepByPairs(ctx, db, c, res)
+	}
+	if err != nil {
+		return res, err
+	}
+	if !c.DryRun {
+		if err := markDeadNodes(ctx, db, res); err != nil {
+			return res, err
+		}
+	}
+	res.Duration = time.Since(start)
+	level := slog.LevelDebug
+	if res.Restarted+res.Failed+res.DeadLettered+res.Skipped > 0 {
+		level = slog.LevelInfo
+	}
+	c.Logger.Log(ctx, level, "revenant: sweep",
+		slog.Int("restarted", res.Restarted), slog.Int("failed", res.Failed),
+		slog.Int("dead_lettered", res.DeadLettered), slog.Int("skipped", res.Skipped),
+		slog.Any("dead_nodes", res.DeadNodes), slog.Bool("dry_run", c.DryRun), slog.Duration("took", res.Duration))
+	return res, nil
+}
+
+// sweepByPairs resolves policies per (actor, expectation) up front, then
+// claims and recovers each batch in a single statement.
+func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
+	scope, scopeArgs := c.scope(2)
+	rows, err := db.QueryContext(ctx, pairsSQL(scope), append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)...)
+	if err != nil {
+		return fmt.Errorf("sweep: finding orphans: %w", err)
+	}
+	type pairCount struct {
+		pairKey
+		n int
+	}
+	var pairs []pairCount
+	var actors []string
+	seenActor := map[string]bool{}
+	for rows.Next() {
+		var p pairCount
+		if err := rows.Scan(&p.actor, &p.expectation, &p.n); err != nil {
+			rows.Close()
+			return fmt.Errorf("sweep: finding orphans: %w", err)
+		}
+		pairs = append(pairs, p)
+		if !seenActor[p.actor] {
+			seenActor[p.actor] = true
+			actors = append(actors, p.actor)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sweep: finding orphans: %w", err)
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	defs, err := loadDefinitions(ctx, db, actors)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	r := &resolver{registry: c.Registry, defs: defs}
+	var pa, pe, pp, ps []string
+	var bad []pairKey
+	badErr := map[pairKey]error{}
+	for _, p := range pairs {
+		v := r.resolve(p.actor, p.expectation)
+		if v.err != nil {
+			bad = append(bad, p.pairKey)
+			badErr[p.pairKey] = v.err
+			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphans untouched: malformed recovery policy",
+				slog.String("actor", p.actor), slog.String("expectation", p.expectation), slog.Int("episodes", p.n), slog.Any("error", v.err))
+			continue
+		}
+		pa, pe, pp, ps = append(pa, p.actor), append(pe, p.expectation), append(pp, string(v.policy)), append(ps, v.source)
+	}
+	if len(bad) > 0 {
+		if err := reportUntouched(ctx, db, c, bad, badErr, res); err != nil {
+			return err
+		}
+	}
+	if len(pa) == 0 {
+		return nil
+	}
+	scope, scopeArgs = c.scope(2)
+	query := batchByPairSQL(scope, 2+len(scopeArgs))
+	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	args = append(args, pq.Array(pa), pq.Array(pe), pq.Array(pp), pq.Array(ps), c.BatchSize)
+	for {
+		n, err := applyBatch(ctx, db, c, res, query, args...)
+		if err != nil {
+			return err
+		}
+		if n < c.BatchSize {
+			return nil
+		}
+	}
+}
+
+// reportUntouched lists the orphans whose policy could not be resolved.
+func reportUntouched(ctx context.Context, db conn, c *config, bad []pairKey, why map[pairKey]error, res *Result) error {
+	scope, scopeArgs := c.scope(2)
+	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	args = append(args, DryRunLimitDefault)
+	eps, _, err := listOrphans(ctx, db, listOrphansSQL(scope, len(args)), args...)
+	if err != nil {
+		return err
+	}
+	for _, ep := range eps {
+		k := pairKey{ep.ActorID, ep.Expectation}
+		if e, ok := why[k]; ok {
+			res.Skipped++
+			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: e})
+		}
+	}
+	return nil
+}
+
+func listOrphans(ctx context.Context, ex revenant.Executor, query string, args ...any) ([]*episodes.Episode, []string, error) {
+	rows, err := ex.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sweep: listing orphans: %w", err)
+	}
+	defer rows.Close()
+	var eps []*episodes.Episode
+	var reasons []string
+	for rows.Next() {
+		var reason string
+		ep, err := episodes.ScanEpisode(scanWithExtra{rows, &reason})
+		if err != nil {
+			return nil, nil, fmt.Errorf("sweep: listing orphans: %w", err)
+		}
+		eps = append(eps, ep)
+		reasons = append(reasons, reason)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("sweep: listing orphans: %w", err)
+	}
+	return eps, reasons, nil
+}
+
+// scanWithExtra appends extra destinations after the episode columns.
+type scanWithExtra struct {
+	rows  *sql.Rows
+	extra *string
+}
+
+func (s scanWithExtra) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.extra)...) }
+
+// applyBatch runs a statement that returns applied rows, counts them and
+// emits events.
+func applyBatch(ctx context.Context, ex revenant.Executor, c *config, res *Result, query string, args ...any) (int, error) {
+	rows, err := ex.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: recovering a batch: %w", err)
+	}
+	var events []Event
+	restartedActors := map[string]bool{}
+	n := 0
+	for rows.Next() {
+		var (
+			ev                     Event
+			action, policy, source string
+			wf                     uuid.NullUUID
+			attempts               int
+		)
+		if err := rows.Scan(&ev.EpisodeID, &ev.ActorID, &action, &ev.Reason, &policy, &source, &ev.PreviousOwner,
+			&wf, &ev.WorkflowStepID, &attempts); err != nil {
+			rows.Close()
+			return n, fmt.Errorf("sweep: reading recovered rows: %w", err)
+		}
+		n++
+		if wf.Valid {
+			ev.WorkflowInstanceID = wf.UUID
+		}
+		switch Action(action) {
+		case ActionRestart:
+			res.Restarted++
+			ev.Type = EventRecovered
+			restartedActors[ev.ActorID] = true
+		case ActionDeadLetter:
+			res.DeadLettered++
+			ev.Type, ev.ErrorClass = EventDeadLettered, "max_attempts_exceeded"
+			c.Logger.WarnContext(ctx, "revenant: episode dead-lettered after max attempts",
+				slog.String("episode", ev.EpisodeID.String()), slog.String("actor", ev.ActorID), slog.Int("attempts", attempts))
+		default:
+			res.Failed++
+			ev.Type, ev.ErrorClass = EventFailed, "orphaned"
+		}
+		events = append(events, ev)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("sweep: recovering a batch: %w", err)
+	}
+	if len(restartedActors) > 0 {
+		actors := make([]string, 0, len(restartedActors))
+		for a := range restartedActors {
+			actors = append(actors, a)
+		}
+		sort.Strings(actors)
+		// Wake runners; if this fails they still find the work by polling.
+		if _, err := ex.ExecContext(ctx, notifySQL, NotifyChannel, pq.Array(actors)); err != nil {
+			c.Logger.WarnContext(ctx, "revenant: notifying runners failed; they will poll", slog.Any("error", err))
+		}
+	}
+	if c.OnEvent != nil {
+		for _, ev := range events {
+			c.OnEvent(ctx, ev)
+		}
+	}
+	return n, nil
+}
+
+// sweepWithCallback locks each batch in a transaction, asks the callback
+// per episode, and applies the decisions before committing. If the sweeper
+// dies mid-batch, the transaction rolls back and nothing changed.
+func sweepWithCallback(ctx context.Context, db conn, c *config, res *Result) error {
+	decided := []string{}
+	for {
+		n, err := callbackBatch(ctx, db, c, res, &decided)
+		if err != nil {
+			return err
+		}
+		if n < c.BatchSize {
+			return nil
+		}
+	}
+}
+
+func callbackBatch(ctx context.Context, db conn, c *config, res *Result, decided *[]string) (int, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: beginning batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	scope, scopeArgs := c.scope(2)
+	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	args = append(args, pq.Array(*decided), c.BatchSize)
+	eps, reasons, err := listOrphans(ctx, tx, lockBatchSQL(scope, len(args)-1), args...)
+	if err != nil {
+		return 0, err
+	}
+	var ids, policies, sources, why []string
+	for i, ep := range eps {
+		*decided = append(*decided, ep.ID.String())
+		p, err := c.ResolvePolicy(ctx, ep)
+		if err == nil && !p.Valid() {
+			err = fmt.Errorf("%w: ResolvePolicy returned %q", ErrBadPolicy, p)
+		}
+		if err != nil {
+			res.Skipped++
+			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: err})
+			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphan untouched", slog.String("episode", ep.ID.String()), slog.Any("error", err))
+			continue
+		}
+		ids, policies, sources, why = append(ids, ep.ID.String()), append(policies, string(p)), append(sources, SourceCallback), append(why, reasons[i])
+	}
+	var events []Event
+	if len(ids) > 0 {
+		// Events are emitted after commit.
+		cc := *c
+		cc.OnEvent = func(_ context.Context, ev Event) { events = append(events, ev) }
+		if _, err := applyBatch(ctx, tx, &cc, res, applyDecidedSQL, pq.Array(ids), pq.Array(policies), pq.Array(sources), pq.Array(why)); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sweep: committing batch: %w", err)
+	}
+	if c.OnEvent != nil {
+		for _, ev := range events {
+			c.OnEvent(ctx, ev)
+		}
+	}
+	return len(eps), nil
+}
+
+func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
+	scope, scopeArgs := c.scope(2)
+	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	args = append(args, DryRunLimitDefault)
+	eps, reasons, err := listOrphans(ctx, db, listOrphansSQL(scope, len(args)), args...)
+	if err != nil {
+		return err
+	}
+	actors := []string{}
+	for _, ep := range eps {
+		actors = append(actors, ep.ActorID)
+	}
+	defs, err := loadDefinitions(ctx, db, actors)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	r := &resolver{registry: c.Registry, defs: defs}
+	for i, ep := range eps {
+		pl := Plan{EpisodeID: ep.ID, ActorID: ep.ActorID, Expectation: ep.Expectation, Reason: reasons[i],
+			Attempts: ep.Attempts, MaxAttempts: ep.MaxAttempts}
+		var v resolved
+		if c.ResolvePolicy != nil {
+			p, err := c.ResolvePolicy(ctx, ep)
+			if err == nil && !p.Valid() {
+				err = fmt.Errorf("%w: ResolvePolicy returned %q", ErrBadPolicy, p)
+			}
+			v = resolved{policy: p, source: SourceCallback, err: err}
+		} else {
+			v = r.resolve(ep.ActorID, ep.Expectation)
+		}
+		pl.Policy, pl.PolicySource, pl.Err = v.policy, v.source, v.err
+		switch {
+		case v.err != nil:
+			pl.Action = ActionSkip
+			res.Skipped++
+			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: v.err})
+		case v.policy == Restart && ep.Attempts < ep.MaxAttempts:
+			pl.Action = ActionRestart
+			res.Restarted++
+		case v.policy == Restart:
+			pl.Action = ActionDeadLetter
+			res.DeadLettered++
+		default:
+			pl.Action = ActionFail
+			res.Failed++
+		}
+		res.Plans = append(res.Plans, pl)
+	}
+	return nil
+}
+
+func markDeadNodes(ctx context.Context, db conn, res *Result) error {
+	rows, err := db.QueryContext(ctx, markDeadNodesSQL)
+	if err != nil {
+		return fmt.Errorf("sweep: marking dead nodes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, reason string
+		if err := rows.Scan(&id, &reason); err != nil {
+			return fmt.Errorf("sweep: marking dead nodes: %w", err)
+		}
+		res.DeadNodes = append(res.DeadNodes, id)
+	}
+	return rows.Err()
+}
+
+// DeadOwnersExist reports, with one cheap query, whether any node is dead
+// while still owning running episodes. The Sweeper polls it to recover a
+// crashed node's work within about a second.
+func DeadOwnersExist(ctx context.Context, db *sqlx.DB) (bool, error) {
+	if db == nil {
+		return false, ErrNilDB
+	}
+	var exists bool
+	if err := db.QueryRowContext(ctx, deadOwnersExistSQL).Scan(&exists); err != nil {
+		return false, fmt.Errorf("checking for dead nodes: %w", err)
+	}
+	return exists, nil
+}
+
+// Backlog is pending work of one actor that no live node has registered.
+type Backlog struct {
+	ActorID string
+	Pending int
+}
+
+// Unclaimable lists, per actor, pending episodes in scope that no live node
+// has registered an actor for. They are left as they are (never lost); the
+// Sweeper logs a warning for each.
+func Unclaimable(ctx context.Context, db *sqlx.DB, opts *Options) ([]Backlog, error) {
+	if db == nil {
+		return nil, ErrNilDB
+	}
+	c, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	scope, args := c.scope(1)
+	rows, err := db.QueryContext(ctx, unclaimableSQL(scope), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing unclaimable episodes: %w", err)
+	}
+	defer rows.Close()
+	var out []Backlog
+	for rows.Next() {
+		var b Backlog
+		if err := rows.Scan(&b.ActorID, &b.Pending); err != nil {
+			return nil, fmt.Errorf("listing unclaimable episodes: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// PruneNodes deletes rows of nodes stopped for over a day that own no
+// running episode.
+func PruneNodes(ctx context.Context, db *sqlx.DB) (int64, error) {
+	res, err := db.ExecContext(ctx, pruneNodesSQL)
+	if err != nil {
+		return 0, fmt.Errorf("pruning nodes: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+var errBadConn = driver.ErrBadConn

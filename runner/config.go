@@ -1,0 +1,158 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/recovery"
+)
+
+// Defaults.
+const (
+	HeartbeatIntervalDefault = 2 * time.Second
+	NodeTTLDefault           = 10 * time.Second
+	PollIntervalDefault      = time.Second
+	ShutdownTimeoutDefault   = 10 * time.Second
+	MaxConcurrentDefault     = 10
+)
+
+// RunFunc runs one episode. ctx is canceled when the claim is lost, the
+// episode is canceled, or the runner stops; the run should then return (its
+// writes are fenced anyway). The returned value is the episode's JSON result.
+// An error fails the episode (error class "error", or the ErrorClass() of an
+// error that has one); a panic fails it with class "panic" and the stack.
+type RunFunc func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error)
+
+// Actor is a kind of work a runner can run.
+type Actor struct {
+	// ID names the actor; episodes carry it as ActorID. Required.
+	ID string
+	// Run runs one episode. Required.
+	Run RunFunc
+	// Recovery is what a sweep does with this actor's orphans. Defaults to
+	// recovery.Fail.
+	Recovery recovery.Policy
+	// ExpectationRecovery overrides Recovery per expectation name.
+	ExpectationRecovery map[string]recovery.Policy
+	// MaxAttempts is given to episodes enqueued through this runner for the
+	// actor. Defaults to episodes.MaxAttemptsDefault.
+	MaxAttempts int
+	// MaxConcurrent bounds this node's running episodes of the actor.
+	// Defaults to MaxConcurrentDefault.
+	MaxConcurrent int
+}
+
+// Config configures a Runner. A nil *Config is valid.
+type Config struct {
+	// Name is a human name for the node (e.g. the host). The node id is
+	// Name plus a random suffix, unique per process start. Defaults to
+	// "node".
+	Name string
+	// Stack and Env are stamped on enqueued episodes and scope this node's
+	// claims and sweeps. Default to "" (none).
+	Stack string
+	Env   string
+	// HeartbeatInterval is how often the node renews its liveness (one
+	// statement, whatever the number of running episodes) and checks the
+	// leases of its runs. Defaults to HeartbeatIntervalDefault.
+	HeartbeatInterval time.Duration
+	// NodeTTL is how long liveness lasts without a heartbeat; after it the
+	// node's episodes are orphans. Must exceed twice HeartbeatInterval.
+	// Defaults to NodeTTLDefault.
+	NodeTTL time.Duration
+	// PollInterval is how often runners look for pending work when no
+	// notification arrives. Defaults to PollIntervalDefault.
+	PollInterval time.Duration
+	// ListenDSN, when set, is used by lib/pq's Listener to receive LISTEN/
+	// NOTIFY wake-ups (new work, cancels). Without it runners poll. It may
+	// point at the same database as the pool whatever the pool's driver.
+	ListenDSN string
+	// DisableLockDetection turns off the session advisory lock that lets
+	// other nodes see this node's death at once. Set it behind a
+	// transaction-mode connection pooler (PgBouncer), where session locks
+	// do not work; liveness then relies on the heartbeat TTL alone.
+	DisableLockDetection bool
+	// ShutdownTimeout bounds how long Stop waits for canceled runs to
+	// return before releasing their episodes anyway. Defaults to
+	// ShutdownTimeoutDefault.
+	ShutdownTimeout time.Duration
+	// Journal configures the journals handed to runs.
+	Journal *journal.Config
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() *Config {
+	out := Config{}
+	if c != nil {
+		out = *c
+	}
+	if out.Name == "" {
+		out.Name = "node"
+	}
+	if out.HeartbeatInterval == 0 {
+		out.HeartbeatInterval = HeartbeatIntervalDefault
+	}
+	if out.NodeTTL == 0 {
+		out.NodeTTL = NodeTTLDefault
+	}
+	if out.PollInterval == 0 {
+		out.PollInterval = PollIntervalDefault
+	}
+	if out.ShutdownTimeout == 0 {
+		out.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+	if out.Logger == nil {
+		out.Logger = dbx.DiscardLogger()
+	}
+	return &out
+}
+
+func (c *Config) validate() error {
+	for name, d := range map[string]time.Duration{
+		"HeartbeatInterval": c.HeartbeatInterval, "NodeTTL": c.NodeTTL,
+		"PollInterval": c.PollInterval, "ShutdownTimeout": c.ShutdownTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%w: runner Config.%s is %s; use a positive duration or 0 for the default", revenant.ErrInvalidInput, name, d)
+		}
+	}
+	if c.NodeTTL <= 2*c.HeartbeatInterval {
+		return fmt.Errorf("%w: runner Config.NodeTTL (%s) must exceed twice HeartbeatInterval (%s), or one late heartbeat would declare the node dead",
+			revenant.ErrInvalidInput, c.NodeTTL, c.HeartbeatInterval)
+	}
+	return nil
+}
+
+func (a *Actor) validate() error {
+	if a.ID == "" {
+		return fmt.Errorf("%w: Actor.ID is required", revenant.ErrInvalidInput)
+	}
+	if a.Run == nil {
+		return fmt.Errorf("%w: actor %q: Actor.Run is nil", revenant.ErrInvalidInput, a.ID)
+	}
+	if a.Recovery == "" {
+		a.Recovery = recovery.Fail
+	}
+	if !a.Recovery.Valid() {
+		return fmt.Errorf("%w: actor %q: Recovery is %q; use recovery.Restart or recovery.Fail", revenant.ErrInvalidInput, a.ID, a.Recovery)
+	}
+	for exp, p := range a.ExpectationRecovery {
+		if !p.Valid() {
+			return fmt.Errorf("%w: actor %q expectation %q: recovery policy is %q; use recovery.Restart or recovery.Fail", revenant.ErrInvalidInput, a.ID, exp, p)
+		}
+	}
+	if a.MaxAttempts < 0 || a.MaxConcurrent < 0 {
+		return fmt.Errorf("%w: actor %q: MaxAttempts and MaxConcurrent must not be negative (0 means the default)", revenant.ErrInvalidInput, a.ID)
+	}
+	if a.MaxConcurrent == 0 {
+		a.MaxConcurrent = MaxConcurrentDefault
+	}
+	return nil
+}

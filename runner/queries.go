@@ -1,0 +1,77 @@
+package runner
+
+import (
+	"strconv"
+
+	"github.com/revenant-go/revenant/episodes"
+)
+
+// All of the package's SQL lives here.
+
+const registerNodeSQL = `INSERT INTO revenant_nodes (node_id, name, stack, env, lock_key, actors, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6::text[], now() + $7 * interval '1 millisecond')`
+
+// heartbeatSQL is the node's single liveness statement per interval: it
+// renews the node row and, in the same round trip, returns the runs whose
+// lease is gone (status changed or token bumped by someone else). The
+// first column is 0 when the node row was marked stopped (a sweeper judged
+// the node dead): the node must then re-register.
+const heartbeatSQL = `WITH hb AS (
+	UPDATE revenant_nodes SET heartbeat_at = now(), expires_at = now() + $2 * interval '1 millisecond'
+	WHERE node_id = $1 AND stopped_at IS NULL
+	RETURNING node_id
+)
+SELECT (SELECT count(*) FROM hb), lost.id
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+	SELECT r.id FROM unnest($3::uuid[], $4::bigint[]) AS r(id, token)
+	JOIN revenant_episodes e ON e.id = r.id
+	WHERE e.status <> 'running' OR e.claim_token <> r.token
+) AS lost ON true`
+
+const stopNodeSQL = `UPDATE revenant_nodes SET stopped_at = now() WHERE node_id = $1 AND stopped_at IS NULL`
+
+// claimSQL claims up to $3 pending episodes of one actor, oldest first, in
+// one compare-and-set statement: SKIP LOCKED lets runners on many nodes
+// claim side by side without waiting on or double-claiming a row.
+func claimSQL(scope string) string {
+	return `UPDATE revenant_episodes e
+SET status = 'running', owner_node = $1, claim_token = e.claim_token + 1, attempts = e.attempts + 1,
+	started_at = now(), last_activity_at = now(), phase = NULL
+FROM (
+	SELECT id FROM revenant_episodes
+	WHERE status = 'pending' AND actor_id = $2 AND archived_at IS NULL` + scope + `
+	ORDER BY created_at, id
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+) c
+WHERE e.id = c.id AND e.status = 'pending'
+RETURNING ` + episodes.QualifiedColumns("e")
+}
+
+const notifySQL = `SELECT pg_notify($1, $2)`
+
+const lockSQL = `SELECT pg_try_advisory_lock($1)`
+const unlockSQL = `SELECT pg_advisory_unlock($1)`
+
+// claimScope returns the stack/env filter for claims, numbered from $4:
+// this node's stack or none, and exactly this node's env.
+func claimScope(stack, env string) (string, []any) {
+	var s string
+	var args []any
+	next := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(3+len(args))
+	}
+	if stack == "" {
+		s += " AND source_stack IS NULL"
+	} else {
+		s += " AND (source_stack = " + next(stack) + " OR source_stack IS NULL)"
+	}
+	if env == "" {
+		s += " AND source_env IS NULL"
+	} else {
+		s += " AND source_env = " + next(env)
+	}
+	return s, args
+}

@@ -1,0 +1,633 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/recovery"
+)
+
+// ControlChannel carries "cancel:<episode id>" notifications between nodes.
+const ControlChannel = "revenant_control"
+
+// Why a run's context was canceled.
+var (
+	ErrStopping      = errors.New("revenant: runner stopping")
+	ErrLeaseLost     = revenant.ErrLeaseLost
+	ErrCanceled      = errors.New("revenant: episode canceled")
+	ErrIdentityLost  = errors.New("revenant: node was declared dead; re-registered under a new id")
+	ErrAlreadyExists = errors.New("revenant: actor already registered")
+	ErrNotStarted    = errors.New("revenant: runner not started")
+)
+
+// Runner is one node: it registers itself, keeps its liveness, claims
+// pending episodes of the actors registered on it, and runs them.
+type Runner struct {
+	db     *sqlx.DB
+	config *Config
+	store  *episodes.Store
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	actors  map[string]*Actor
+	active  map[uuid.UUID]*activeRun
+	perActr map[string]int
+	started bool
+	stopped bool
+	nodeID  string
+
+	lockConn *sql.Conn
+	lockKey  int64
+
+	wake     chan struct{}
+	stopCh   chan struct{}
+	runCtx   context.Context
+	stopRuns context.CancelCauseFunc
+	loops    sync.WaitGroup
+	runs     sync.WaitGroup
+	listener *pq.Listener
+}
+
+type activeRun struct {
+	ep     *episodes.Episode
+	cancel context.CancelCauseFunc
+}
+
+// New returns a Runner on db (never closed by revenant). Register actors,
+// then Start it.
+func New(db *sqlx.DB, config *Config) (*Runner, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: runner.New: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", revenant.ErrInvalidInput)
+	}
+	cfg := config.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	store, err := episodes.New(db, &episodes.Config{Stack: cfg.Stack, Env: cfg.Env, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{
+		db: db, config: cfg, store: store, logger: cfg.Logger,
+		actors: map[string]*Actor{}, active: map[uuid.UUID]*activeRun{}, perActr: map[string]int{},
+		wake: make(chan struct{}, 1), stopCh: make(chan struct{}),
+	}
+	r.nodeID = newNodeID(cfg.Name)
+	return r, nil
+}
+
+func newNodeID(name string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return name + "-" + hex.EncodeToString(b[:])
+}
+
+// Register adds an actor. Call it before Start; registering an id twice is
+// an error.
+func (r *Runner) Register(a Actor) error {
+	if err := a.validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return fmt.Errorf("%w: register actor %q before Start", revenant.ErrInvalidInput, a.ID)
+	}
+	if _, ok := r.actors[a.ID]; ok {
+		return fmt.Errorf("%w: %q", ErrAlreadyExists, a.ID)
+	}
+	r.actors[a.ID] = &a
+	return nil
+}
+
+// NodeID is this process's node id (unique per start; changes if the node
+// was declared dead and re-registered).
+func (r *Runner) NodeID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nodeID
+}
+
+// Stack is the node's stack.
+func (r *Runner) Stack() string { return r.config.Stack }
+
+// Env is the node's env.
+func (r *Runner) Env() string { return r.config.Env }
+
+// Store is the episode store the runner uses (stamped with its stack/env).
+func (r *Runner) Store() *episodes.Store { return r.store }
+
+// RecoveryPolicy implements recovery.PolicySource: per expectation, then
+// per actor.
+func (r *Runner) RecoveryPolicy(actorID, expectation string) (recovery.Policy, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.actors[actorID]
+	if !ok {
+		return "", false
+	}
+	if p, ok := a.ExpectationRecovery[expectation]; ok && expectation != "" {
+		return p, true
+	}
+	return a.Recovery, true
+}
+
+var _ recovery.Node = (*Runner)(nil)
+
+// Start registers the node (taking its session advisory lock first, so it
+// is never seen alive without it) and starts the heartbeat, listener and
+// claim loops. ctx bounds only the start-up itself.
+func (r *Runner) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if r.started {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: runner already started", revenant.ErrInvalidInput)
+	}
+	r.started = true
+	r.mu.Unlock()
+
+	if err := r.register(ctx); err != nil {
+		return err
+	}
+	r.runCtx, r.stopRuns = context.WithCancelCause(context.Background())
+	if r.config.ListenDSN != "" {
+		r.startListener()
+	}
+	r.loops.Add(2)
+	go r.heartbeatLoop()
+	go r.claimLoop()
+	r.signal()
+	r.logger.InfoContext(ctx, "revenant: node started", slog.String("node", r.NodeID()),
+		slog.String("stack", r.config.Stack), slog.String("env", r.config.Env), slog.Bool("listening", r.listener != nil))
+	return nil
+}
+
+// register takes the advisory lock on a dedicated connection (unless
+// disabled) and inserts the node row.
+func (r *Runner) register(ctx context.Context) error {
+	var lockKey any
+	if !r.config.DisableLockDetection {
+		if r.lockConn == nil {
+			conn, err := r.db.Conn(ctx)
+			if err != nil {
+				return fmt.Errorf("runner: reserving the liveness connection: %w", err)
+			}
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			key := int64(binary.BigEndian.Uint64(b[:]) >> 1) // positive
+			var ok bool
+			if err := conn.QueryRowContext(ctx, lockSQL, key).Scan(&ok); err != nil || !ok {
+				_ = conn.Close()
+				return fmt.Errorf("runner: taking the node's advisory lock (ok=%v): %w", ok, err)
+			}
+			r.lockConn, r.lockKey = conn, key
+		}
+		lockKey = r.lockKey
+	}
+	actors := r.actorIDs()
+	if _, err := r.execLiveness(ctx, registerNodeSQL, r.NodeID(), r.config.Name, nullString(r.config.Stack),
+		nullString(r.config.Env), lockKey, pq.Array(actors), r.config.NodeTTL.Milliseconds()); err != nil {
+		return fmt.Errorf("runner: registering node %s: %w", r.NodeID(), err)
+	}
+	return nil
+}
+
+// execLiveness runs liveness statements on the lock connection, so a dead
+// lock connection shows up as a failed heartbeat.
+func (r *Runner) execLiveness(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if r.lockConn != nil {
+		return r.lockConn.ExecContext(ctx, query, args...)
+	}
+	return r.db.ExecContext(ctx, query, args...)
+}
+
+func (r *Runner) actorIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, 0, len(r.actors))
+	for id := range r.actors {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (r *Runner) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Runner) heartbeatLoop() {
+	defer r.loops.Done()
+	t := time.NewTicker(r.config.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopCh:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), r.config.HeartbeatInterval)
+			err := r.Heartbeat(ctx)
+			cancel()
+			if err != nil {
+				r.logger.Warn("revenant: heartbeat failed", slog.String("node", r.NodeID()), slog.Any("error", err))
+			}
+		}
+	}
+}
+
+// Heartbeat renews the node's liveness and checks its runs' leases in one
+// statement; runs whose lease is gone are canceled. If the node was
+// declared dead (or its lock connection broke), it cancels every run and
+// re-registers under a new id. The heartbeat loop calls it every
+// HeartbeatInterval; it is exported for tests and tools.
+func (r *Runner) Heartbeat(ctx context.Context) error {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.active))
+	tokens := make([]int64, 0, len(r.active))
+	for id, a := range r.active {
+		ids = append(ids, id.String())
+		tokens = append(tokens, a.ep.ClaimToken)
+	}
+	nodeID := r.nodeID
+	r.mu.Unlock()
+
+	q := r.db.QueryContext
+	if r.lockConn != nil {
+		q = r.lockConn.QueryContext
+	}
+	rows, err := q(ctx, heartbeatSQL, nodeID, r.config.NodeTTL.Milliseconds(), pq.Array(ids), pq.Array(tokens))
+	if err != nil {
+		if r.lockConn != nil && ctx.Err() == nil {
+			// The lock connection may be gone, and the lock with it.
+			return r.reincarnate(fmt.Errorf("heartbeat on lock connection: %w", err))
+		}
+		return err
+	}
+	alive := int64(1)
+	var lost []uuid.UUID
+	for rows.Next() {
+		var id uuid.NullUUID
+		if err := rows.Scan(&alive, &id); err != nil {
+			rows.Close()
+			return err
+		}
+		if id.Valid {
+			lost = append(lost, id.UUID)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, id := range lost {
+		r.cancelRun(id, ErrLeaseLost)
+	}
+	if alive == 0 {
+		return r.reincarnate(errMarkedStopped)
+	}
+	return nil
+}
+
+// reincarnate handles a node that others consider dead: its runs are
+// fenced off already, so cancel them, and register again under a new id.
+func (r *Runner) reincarnate(cause error) error {
+	r.logger.Warn("revenant: node lost its identity; canceling runs and re-registering",
+		slog.String("node", r.NodeID()), slog.Any("cause", cause))
+	r.mu.Lock()
+	for _, a := range r.active {
+		a.cancel(ErrIdentityLost)
+	}
+	if r.lockConn != nil && !errors.Is(cause, errMarkedStopped) {
+		_ = r.lockConn.Raw(func(any) error { return errBadConn })
+		_ = r.lockConn.Close()
+		r.lockConn = nil
+	}
+	r.nodeID = newNodeID(r.config.Name)
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), r.config.HeartbeatInterval*2)
+	defer cancel()
+	if err := r.register(ctx); err != nil {
+		return fmt.Errorf("re-registering after %v: %w", cause, err)
+	}
+	return cause
+}
+
+func (r *Runner) cancelRun(id uuid.UUID, cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.active[id]; ok {
+		a.cancel(cause)
+	}
+}
+
+func (r *Runner) claimLoop() {
+	defer r.loops.Done()
+	t := time.NewTicker(r.config.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopCh:
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+		r.claimAll()
+	}
+}
+
+// claimAll claims work for every actor with free slots.
+func (r *Runner) claimAll() {
+	for _, id := range r.actorIDs() {
+		r.mu.Lock()
+		a := r.actors[id]
+		free := a.MaxConcurrent - r.perActr[id]
+		nodeID := r.nodeID
+		r.mu.Unlock()
+		if free <= 0 {
+			continue
+		}
+		select {
+		case <-r.stopCh:
+			return
+		default:
+		}
+		eps, err := r.claim(r.runCtx, nodeID, id, free)
+		if err != nil {
+			if r.runCtx.Err() == nil {
+				r.logger.Warn("revenant: claiming failed", slog.String("actor", id), slog.Any("error", err))
+			}
+			continue
+		}
+		for _, ep := range eps {
+			r.startRun(a, ep)
+		}
+	}
+}
+
+func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
+	scope, scopeArgs := claimScope(r.config.Stack, r.config.Env)
+	args := append([]any{nodeID, actorID, n}, scopeArgs...)
+	rows, err := r.db.QueryContext(ctx, claimSQL(scope), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*episodes.Episode
+	for rows.Next() {
+		ep, err := episodes.ScanEpisode(rows)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ep)
+	}
+	return out, rows.Err()
+}
+
+func (r *Runner) startRun(a *Actor, ep *episodes.Episode) {
+	ctx, cancel := context.WithCancelCause(r.runCtx)
+	r.mu.Lock()
+	r.active[ep.ID] = &activeRun{ep: ep, cancel: cancel}
+	r.perActr[a.ID]++
+	r.mu.Unlock()
+	r.runs.Add(1)
+	go func() {
+		defer r.runs.Done()
+		defer func() {
+			cancel(nil)
+			r.mu.Lock()
+			delete(r.active, ep.ID)
+			r.perActr[a.ID]--
+			r.mu.Unlock()
+			r.signal()
+		}()
+		r.execute(ctx, a, ep)
+	}()
+}
+
+// panicError carries a recovered panic.
+type panicError struct {
+	value any
+	stack string
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+func safeRun(ctx context.Context, a *Actor, ep *episodes.Episode, j *journal.Journal) (result any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: string(debug.Stack())}
+		}
+	}()
+	return a.Run(ctx, ep, j)
+}
+
+func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
+	log := r.logger.With(slog.String("episode", ep.ID.String()), slog.String("actor", a.ID), slog.Int64("token", ep.ClaimToken))
+	j, err := journal.Open(ctx, r.db, ep.ID, ep.ClaimToken, r.config.Journal)
+	var result any
+	if err == nil {
+		result, err = safeRun(ctx, a, ep, j)
+	}
+	// Finishing writes must happen even though ctx may be canceled.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	cause := context.Cause(ctx)
+	var pe *panicError
+	switch {
+	case errors.Is(cause, ErrStopping):
+		if _, rerr := r.store.Release(fctx, ep.ID, ep.ClaimToken); rerr != nil && !errors.Is(rerr, ErrLeaseLost) && !errors.Is(rerr, episodes.ErrIllegalTransition) {
+			log.Warn("revenant: releasing episode at shutdown failed; recovery will pick it up", slog.Any("error", rerr))
+		}
+		return
+	case cause != nil && !errors.Is(cause, context.Canceled):
+		// Lease lost, canceled, or identity lost: someone else owns the
+		// outcome now; our writes would be refused anyway.
+		log.Info("revenant: run stopped", slog.Any("cause", cause))
+		return
+	case errors.As(err, &pe):
+		log.Error("revenant: episode panicked", slog.Any("panic", pe.value))
+		_, ferr := r.store.Fail(fctx, ep.ID, ep.ClaimToken, "panic", map[string]string{"panic": fmt.Sprint(pe.value), "stack": pe.stack})
+		r.logFinish(log, ferr)
+	case errors.Is(err, ErrLeaseLost):
+		log.Info("revenant: run stopped: lease lost", slog.Any("error", err))
+	case err != nil:
+		class := "error"
+		var ce interface{ ErrorClass() string }
+		if errors.As(err, &ce) && ce.ErrorClass() != "" {
+			class = ce.ErrorClass()
+		}
+		_, ferr := r.store.Fail(fctx, ep.ID, ep.ClaimToken, class, map[string]string{"message": err.Error()})
+		r.logFinish(log, ferr)
+	default:
+		_, ferr := r.store.Complete(fctx, ep.ID, ep.ClaimToken, result)
+		if errors.Is(ferr, revenant.ErrNotJSON) || errors.Is(ferr, revenant.ErrTooLarge) {
+			_, ferr = r.store.Fail(fctx, ep.ID, ep.ClaimToken, "bad_result", map[string]string{"message": ferr.Error()})
+		}
+		r.logFinish(log, ferr)
+	}
+}
+
+func (r *Runner) logFinish(log *slog.Logger, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrLeaseLost), errors.Is(err, episodes.ErrIllegalTransition):
+		log.Info("revenant: finishing refused; another node owns the episode now", slog.Any("error", err))
+	default:
+		log.Error("revenant: finishing episode failed; recovery will pick it up", slog.Any("error", err))
+	}
+}
+
+// Enqueue creates a pending episode and wakes runners (on commit). A
+// duplicate dedupe key returns the existing episode and wakes no one.
+func (r *Runner) Enqueue(ctx context.Context, p episodes.CreateParams) (*episodes.CreateResult, error) {
+	tx, err := r.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	res, err := r.EnqueueTx(ctx, tx, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("enqueue: commit: %w", err)
+	}
+	return res, nil
+}
+
+// EnqueueTx is Enqueue inside the caller's transaction: the episode exists,
+// and runners are woken, only if it commits.
+func (r *Runner) EnqueueTx(ctx context.Context, tx revenant.Executor, p episodes.CreateParams) (*episodes.CreateResult, error) {
+	if p.MaxAttempts == 0 {
+		r.mu.Lock()
+		if a, ok := r.actors[p.ActorID]; ok {
+			p.MaxAttempts = a.MaxAttempts
+		}
+		r.mu.Unlock()
+	}
+	res, err := r.store.CreateTx(ctx, tx, p)
+	if err != nil {
+		return nil, err
+	}
+	if !res.Duplicate {
+		if _, err := tx.ExecContext(ctx, notifySQL, recovery.NotifyChannel, p.ActorID); err != nil {
+			return nil, fmt.Errorf("enqueue: notify: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// Cancel cancels an episode from any node: it becomes canceled at once
+// (its holder is fenced off) and the holder's run context is canceled, at
+// once where it listens for notifications, else at its next heartbeat.
+func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*episodes.Episode, error) {
+	tx, err := r.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cancel: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	ep, err := r.store.CancelTx(ctx, tx, id, reason)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, notifySQL, ControlChannel, "cancel:"+id.String()); err != nil {
+		return nil, fmt.Errorf("cancel: notify: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("cancel: commit: %w", err)
+	}
+	r.cancelRun(id, ErrCanceled) // a local run stops at once
+	return ep, nil
+}
+
+// Running is the number of episodes this node is running.
+func (r *Runner) Running() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.active)
+}
+
+// Stop shuts the node down gracefully: it stops claiming, cancels its runs
+// and hands their episodes back to pending at once (so no sweep has to find
+// them), marks the node stopped and releases its lock.
+func (r *Runner) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.started {
+		r.mu.Unlock()
+		return ErrNotStarted
+	}
+	if r.stopped {
+		r.mu.Unlock()
+		return nil
+	}
+	r.stopped = true
+	r.mu.Unlock()
+
+	close(r.stopCh)
+	r.stopRuns(ErrStopping)
+	r.loops.Wait()
+	if r.listener != nil {
+		_ = r.listener.Close()
+	}
+
+	done := make(chan struct{})
+	go func() { r.runs.Wait(); close(done) }()
+	timeout := time.NewTimer(r.config.ShutdownTimeout)
+	defer timeout.Stop()
+	select {
+	case <-done:
+	case <-timeout.C:
+	case <-ctx.Done():
+	}
+	// Runs that did not return in time: hand their episodes back anyway.
+	r.mu.Lock()
+	stuck := make([]*episodes.Episode, 0, len(r.active))
+	for _, a := range r.active {
+		stuck = append(stuck, a.ep)
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, ep := range stuck {
+		if _, err := r.store.Release(ctx, ep.ID, ep.ClaimToken); err != nil && !errors.Is(err, ErrLeaseLost) && !errors.Is(err, episodes.ErrIllegalTransition) {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := r.execLiveness(ctx, stopNodeSQL, r.NodeID()); err != nil {
+		errs = append(errs, fmt.Errorf("marking node stopped: %w", err))
+	}
+	if r.lockConn != nil {
+		if _, err := r.lockConn.ExecContext(ctx, unlockSQL, r.lockKey); err != nil {
+			_ = r.lockConn.Raw(func(any) error { return errBadConn })
+		}
+		_ = r.lockConn.Close()
+	}
+	r.logger.InfoContext(ctx, "revenant: node stopped", slog.String("node", r.NodeID()), slog.Int("released_late", len(stuck)))
+	return errors.Join(errs...)
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
