@@ -40,6 +40,13 @@ type Config struct {
 	// MaxOutputBytes caps a step's encoded JSON output. Defaults to
 	// MaxOutputBytesDefault (1 MiB).
 	MaxOutputBytes int
+	// TxIdleTimeout, when positive, sets idle_in_transaction_session_timeout
+	// on StepTx transactions. A process paused inside a transactional step
+	// (SIGSTOP, a long GC, a stuck disk) holds its episode's row lock, which
+	// keeps recovery from taking the episode over; with this timeout the
+	// server ends that session and the lock with it. The runner sets it to
+	// its NodeTTL. Defaults to 0 (off).
+	TxIdleTimeout time.Duration
 	// Logger receives debug lines for replayed steps. Defaults to discarding.
 	Logger *slog.Logger
 }
@@ -59,6 +66,9 @@ func (c *Config) withDefaults() *Config {
 }
 
 func (c *Config) validate() error {
+	if c.TxIdleTimeout < 0 {
+		return fmt.Errorf("%w: journal Config.TxIdleTimeout is %s; use a positive duration or 0 for none", ErrInvalidInput, c.TxIdleTimeout)
+	}
 	if c.MaxOutputBytes < 0 {
 		return fmt.Errorf("%w: journal Config.MaxOutputBytes is %d; use a positive number or 0 for the default (%d)",
 			ErrInvalidInput, c.MaxOutputBytes, MaxOutputBytesDefault)
@@ -330,6 +340,11 @@ func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx con
 		return zero, fmt.Errorf("step %q: beginning transaction: %w", name, err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if ms := j.config.TxIdleTimeout.Milliseconds(); ms > 0 {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", ms)); err != nil {
+			return zero, fmt.Errorf("step %q: setting idle timeout: %w", name, err)
+		}
+	}
 	// Lock the episode row under our token first: a sweeper's claim skips or
 	// waits for it, and a zombie stops here before any effect.
 	res, err := tx.ExecContext(ctx, fenceSQL, j.episodeID, j.token)

@@ -74,7 +74,9 @@ RETURNING e.id, e.actor_id, c.action, c.reason, c.policy, c.source, coalesce(c.o
 // batchByPairSQL claims and recovers one batch in one statement, with the
 // policies resolved per (actor, expectation) passed as arrays. The
 // FOR UPDATE SKIP LOCKED subquery re-checks "running and orphaned" on the row
-// it locks, so concurrent sweeps never claim one episode twice, and only
+// it locks, so concurrent sweeps never claim one episode twice. It is
+// MATERIALIZED so that the planner cannot rescan it per outer row (which
+// would lock and claim more than LIMIT rows). Only
 // episodes with a resolved policy are selected, so a page of unresolvable
 // ones cannot starve the rest.
 func batchByPairSQL(scope string, firstArg int) string {
@@ -82,7 +84,7 @@ func batchByPairSQL(scope string, firstArg int) string {
 	return `WITH ` + nodeStateCTE + `,
 p AS (SELECT * FROM unnest(` + a(0) + `::text[], ` + a(1) + `::text[], ` + a(2) + `::text[], ` + a(3) + `::text[])
 	AS p(actor_id, expectation, policy, source)),
-c AS (
+c AS MATERIALIZED (
 	SELECT e.id, o.reason, p.policy, p.source, e.owner_node AS old_owner, ` + actionExpr + ` AS action
 	FROM ` + orphanFrom + `
 	JOIN p ON p.actor_id = e.actor_id AND p.expectation = coalesce(e.expectation, '')

@@ -35,16 +35,19 @@ const stopNodeSQL = `UPDATE revenant_nodes SET stopped_at = now() WHERE node_id 
 // one compare-and-set statement: SKIP LOCKED lets runners on many nodes
 // claim side by side without waiting on or double-claiming a row.
 func claimSQL(scope string) string {
-	return `UPDATE revenant_episodes e
-SET status = 'running', owner_node = $1, claim_token = e.claim_token + 1, attempts = e.attempts + 1,
-	started_at = now(), last_activity_at = now(), phase = NULL
-FROM (
+	// MATERIALIZED: an inlined LIMIT … FOR UPDATE subquery can be rescanned
+	// once per outer row of a nested loop, claiming far more than LIMIT.
+	return `WITH c AS MATERIALIZED (
 	SELECT id FROM revenant_episodes
 	WHERE status = 'pending' AND actor_id = $2 AND archived_at IS NULL` + scope + `
 	ORDER BY created_at, id
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED
-) c
+)
+UPDATE revenant_episodes e
+SET status = 'running', owner_node = $1, claim_token = e.claim_token + 1, attempts = e.attempts + 1,
+	started_at = now(), last_activity_at = now(), phase = NULL
+FROM c
 WHERE e.id = c.id AND e.status = 'pending'
 RETURNING ` + episodes.QualifiedColumns("e")
 }

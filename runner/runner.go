@@ -443,7 +443,7 @@ func safeRun(ctx context.Context, a *Actor, ep *episodes.Episode, j *journal.Jou
 
 func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 	log := r.logger.With(slog.String("episode", ep.ID.String()), slog.String("actor", a.ID), slog.Int64("token", ep.ClaimToken))
-	j, err := journal.Open(ctx, r.db, ep.ID, ep.ClaimToken, r.config.Journal)
+	j, err := journal.Open(ctx, r.db, ep.ID, ep.ClaimToken, r.journalConfig())
 	var result any
 	if err == nil {
 		result, err = safeRun(ctx, a, ep, j)
@@ -485,6 +485,20 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 		}
 		r.logFinish(log, ferr)
 	}
+}
+
+// journalConfig defaults the transactional-step idle timeout to the node
+// TTL: by the time others may take the episode over, a paused holder's
+// transaction is gone.
+func (r *Runner) journalConfig() *journal.Config {
+	c := journal.Config{}
+	if r.config.Journal != nil {
+		c = *r.config.Journal
+	}
+	if c.TxIdleTimeout == 0 {
+		c.TxIdleTimeout = r.config.NodeTTL
+	}
+	return &c
 }
 
 func (r *Runner) logFinish(log *slog.Logger, err error) {

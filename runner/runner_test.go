@@ -346,3 +346,45 @@ func TestNodeDeclaredDeadReRegistersAndCancelsItsRuns(t *testing.T) {
 	}
 	require.NotEqual(t, old, r.NodeID())
 }
+
+// Regression: the claim's LIMIT … FOR UPDATE subquery, once inlined into a
+// nested loop, was rescanned per row and claimed far past MaxConcurrent.
+func TestClaimsNeverExceedMaxConcurrent(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	ctx := context.Background()
+	store, err := episodes.New(s.DB, nil)
+	require.NoError(t, err)
+	for range 60 {
+		_, err := store.Create(ctx, episodes.CreateParams{ActorID: "capped"})
+		require.NoError(t, err)
+	}
+	var peak atomic.Int32
+	var now atomic.Int32
+	release := make(chan struct{})
+	r := start(t, s, fastConfig(s, "a"), runner.Actor{ID: "capped", MaxConcurrent: 3,
+		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+			n := now.Add(1)
+			defer now.Add(-1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			<-release
+			return nil, nil
+		}})
+	require.Eventually(t, func() bool { return r.Running() == 3 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // several claim polls
+	var running int
+	require.NoError(t, s.DB.Get(&running, `SELECT count(*) FROM revenant_episodes WHERE status = 'running'`))
+	require.Equal(t, 3, running, "claimed in the database: exactly MaxConcurrent")
+	close(release)
+	require.Eventually(t, func() bool {
+		var done int
+		require.NoError(t, s.DB.Get(&done, `SELECT count(*) FROM revenant_episodes WHERE status = 'done'`))
+		return done == 60
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Equal(t, int32(3), peak.Load())
+}

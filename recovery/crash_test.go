@@ -1,0 +1,219 @@
+package recovery_test
+
+// Cross-process crash tests: the test binary re-executes itself as cluster
+// workers (internal/clusterdemo), which are killed with real signals.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/clusterdemo"
+	"github.com/revenant-go/revenant/internal/testdb"
+)
+
+const workerEnv = "REVENANT_TEST_CLUSTER_WORKER"
+
+// runWorkerIfAsked turns this process into a cluster worker when the test
+// started it as one.
+func runWorkerIfAsked() bool {
+	spec := os.Getenv(workerEnv)
+	if spec == "" {
+		return false
+	}
+	var o clusterdemo.Options
+	if err := json.Unmarshal([]byte(spec), &o); err != nil {
+		fmt.Fprintln(os.Stderr, "worker: bad spec:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	sum, err := clusterdemo.Run(ctx, o)
+	fmt.Println(sum)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+	return true
+}
+
+type worker struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+	o   clusterdemo.Options
+}
+
+func startWorker(t testing.TB, o clusterdemo.Options) *worker {
+	t.Helper()
+	spec, err := json.Marshal(o)
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), workerEnv+"="+string(spec))
+	w := &worker{cmd: cmd, out: &bytes.Buffer{}, o: o}
+	cmd.Stdout, cmd.Stderr = w.out, w.out
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGCONT)
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return w
+}
+
+func (w *worker) kill() {
+	_ = w.cmd.Process.Signal(syscall.SIGKILL)
+	_ = w.cmd.Wait()
+}
+
+func (w *worker) stopGracefully(t testing.TB) {
+	t.Helper()
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- w.cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "worker output:\n%s", w.out.String())
+	case <-time.After(30 * time.Second):
+		_ = w.cmd.Process.Kill()
+		t.Fatalf("worker did not stop; output:\n%s", w.out.String())
+	}
+}
+
+func enqueueDemo(t testing.TB, db *sqlx.DB, n, maxAttempts int) {
+	t.Helper()
+	_, err := db.Exec(clusterdemo.Schema)
+	require.NoError(t, err)
+	store, err := episodes.New(db, nil)
+	require.NoError(t, err)
+	for i := range n {
+		_, err := store.Create(context.Background(), episodes.CreateParams{ActorID: clusterdemo.ActorID, Input: i, MaxAttempts: maxAttempts})
+		require.NoError(t, err)
+	}
+}
+
+func countByStatus(t testing.TB, db *sqlx.DB) map[string]int {
+	t.Helper()
+	rows, err := db.Query(`SELECT status, count(*) FROM revenant_episodes GROUP BY 1`)
+	require.NoError(t, err)
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		require.NoError(t, rows.Scan(&s, &n))
+		out[s] = n
+	}
+	return out
+}
+
+// assertExactlyOnce checks the side effects: one per (episode, step), each
+// written under the claim token that recorded the step in the journal, and
+// no (episode, token) pair used by two nodes.
+func assertExactlyOnce(t testing.TB, db *sqlx.DB, episodesN, steps int) {
+	t.Helper()
+	var effects, distinct int
+	require.NoError(t, db.QueryRow(`SELECT count(*), count(DISTINCT (episode_id, step)) FROM cluster_effects`).Scan(&effects, &distinct))
+	require.Equal(t, episodesN*steps, effects, "one side effect per step")
+	require.Equal(t, effects, distinct, "no side effect happened twice")
+	var mismatched int
+	require.NoError(t, db.Get(&mismatched, `SELECT count(*) FROM cluster_effects c
+		LEFT JOIN revenant_steps s ON s.episode_id = c.episode_id AND s.seq = c.step
+		WHERE s.claim_token IS DISTINCT FROM c.claim_token`))
+	require.Zero(t, mismatched, "every effect was committed with its journal entry, under the same token")
+	var shared int
+	require.NoError(t, db.Get(&shared, `SELECT count(*) FROM (
+		SELECT episode_id, claim_token FROM cluster_effects GROUP BY 1, 2 HAVING count(DISTINCT node_id) > 1) x`))
+	require.Zero(t, shared, "no episode was run by two owners with the same claim token")
+}
+
+func TestCrashClusterSIGKILL(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	const episodesN, steps = 500, 5
+	enqueueDemo(t, s.DB, episodesN, 50)
+	opts := func(name string) clusterdemo.Options {
+		return clusterdemo.Options{DSN: s.DSN, Name: name, Concurrency: 4, Steps: steps, StepSleep: 25 * time.Millisecond, MaxAttempts: 50}
+	}
+	workers := []*worker{startWorker(t, opts("w0")), startWorker(t, opts("w1")), startWorker(t, opts("w2"))}
+
+	deadline := time.Now().Add(3 * time.Minute)
+	kills := 0
+	for {
+		st := countByStatus(t, s.DB)
+		if st["done"] == episodesN {
+			break
+		}
+		require.Zero(t, st["failed"], "no episode may fail: %v", st)
+		require.True(t, time.Now().Before(deadline), "not done in time: %v", st)
+		time.Sleep(time.Duration(500+rand.IntN(700)) * time.Millisecond)
+		if kills < 12 {
+			i := rand.IntN(len(workers))
+			workers[i].kill()
+			kills++
+			workers[i] = startWorker(t, opts(fmt.Sprintf("w%d", i)))
+		}
+	}
+	for _, w := range workers {
+		w.stopGracefully(t)
+	}
+	require.Equal(t, map[string]int{"done": episodesN}, countByStatus(t, s.DB))
+	assertExactlyOnce(t, s.DB, episodesN, steps)
+	var restarted int
+	require.NoError(t, s.DB.Get(&restarted, `SELECT count(*) FROM revenant_episodes WHERE attempts > 1`))
+	t.Logf("%d SIGKILLs; %d episodes were recovered and resumed at least once", kills, restarted)
+	require.GreaterOrEqual(t, kills, 3, "the run must outlast several kills")
+	require.Positive(t, restarted, "kills must have hit episodes mid-run")
+}
+
+func TestPausedWorkerIsFencedAfterResume(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	const episodesN, steps = 20, 5
+	enqueueDemo(t, s.DB, episodesN, 50)
+	a := startWorker(t, clusterdemo.Options{DSN: s.DSN, Name: "paused", Concurrency: 10, Steps: steps,
+		StepSleep: 150 * time.Millisecond, MaxAttempts: 50, HeartbeatInterval: 300 * time.Millisecond, NodeTTL: 2 * time.Second})
+	var aNode string
+	require.Eventually(t, func() bool {
+		return s.DB.Get(&aNode, `SELECT DISTINCT node_id FROM cluster_effects LIMIT 1`) == nil
+	}, 30*time.Second, 20*time.Millisecond, "worker A never started: %s", a.out)
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGSTOP))
+	paused := time.Now()
+
+	b := startWorker(t, clusterdemo.Options{DSN: s.DSN, Name: "rescuer", Concurrency: 10, Steps: steps,
+		StepSleep: 10 * time.Millisecond, MaxAttempts: 50})
+	require.Eventually(t, func() bool { return countByStatus(t, s.DB)["done"] == episodesN },
+		60*time.Second, 50*time.Millisecond, "B did not finish A's work: %s", b.out)
+	t.Logf("SIGSTOP to all work done elsewhere: %s", time.Since(paused).Round(time.Millisecond))
+
+	snapshot := func() (int, int) {
+		var byA, journal int
+		require.NoError(t, s.DB.Get(&byA, `SELECT count(*) FROM cluster_effects WHERE node_id = $1`, aNode))
+		require.NoError(t, s.DB.Get(&journal, `SELECT count(*) FROM revenant_steps`))
+		return byA, journal
+	}
+	byA, journal := snapshot()
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGCONT))
+	time.Sleep(3 * time.Second) // A wakes, heartbeats, finds itself declared dead
+	byA2, journal2 := snapshot()
+	require.Equal(t, byA, byA2, "the resumed zombie's side effects did not land")
+	require.Equal(t, journal, journal2, "nor did its journal writes")
+	require.Equal(t, map[string]int{"done": episodesN}, countByStatus(t, s.DB))
+	assertExactlyOnce(t, s.DB, episodesN, steps)
+	a.stopGracefully(t)
+	b.stopGracefully(t)
+}
+
