@@ -216,4 +216,3 @@ func TestPausedWorkerIsFencedAfterResume(t *testing.T) {
 	a.stopGracefully(t)
 	b.stopGracefully(t)
 }
-
