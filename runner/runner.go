@@ -245,8 +245,14 @@ func (r *Runner) heartbeatLoop() {
 		case <-r.stopCh:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), r.config.HeartbeatInterval)
+			// Generous: a canceled statement costs lib/pq the connection, and
+			// with it the node's lock. Past TTL/2 the node is in danger anyway.
+			ctx, cancel := context.WithTimeout(context.Background(), r.config.NodeTTL/2)
+			start := time.Now()
 			err := r.Heartbeat(ctx)
+			if took := time.Since(start); took > r.config.HeartbeatInterval {
+				r.logger.Warn("revenant: heartbeat slower than its interval", slog.Duration("took", took))
+			}
 			cancel()
 			if err != nil {
 				r.logger.Warn("revenant: heartbeat failed", slog.String("node", r.NodeID()), slog.Any("error", err))

@@ -1,0 +1,116 @@
+package runner_test
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/runner"
+)
+
+// countingConnector counts every statement sent through lib/pq.
+type countingConnector struct {
+	driver.Connector
+	n *atomic.Int64
+}
+
+func (c countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: conn, n: c.n}, nil
+}
+
+type countingConn struct {
+	driver.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+	c.n.Add(1)
+
+	return c.Conn.(driver.QueryerContext).QueryContext(ctx, q, args)
+}
+
+func (c *countingConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	c.n.Add(1)
+	return c.Conn.(driver.ExecerContext).ExecContext(ctx, q, args)
+}
+
+func (c *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	c.n.Add(1)
+	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+}
+
+func (c *countingConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	return c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, q)
+}
+
+// Liveness is one statement per interval per node, whatever the number of
+// running episodes: the heartbeat renews the node row and checks every run's
+// lease in the same statement.
+func TestLivenessIsOneStatementPerIntervalWith10000RunningEpisodes(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	const running = 10_000
+	_, err := s.DB.Exec(`INSERT INTO revenant_episodes (id, actor_id) SELECT gen_random_uuid(), 'parked' FROM generate_series(1, $1)`, running)
+	require.NoError(t, err)
+
+	connector, err := pq.NewConnector(s.DSN)
+	require.NoError(t, err)
+	var statements atomic.Int64
+	db := sqlx.NewDb(sql.OpenDB(countingConnector{Connector: connector, n: &statements}), "postgres")
+	db.SetMaxOpenConns(10)
+	t.Cleanup(func() { _ = db.Close() })
+
+	const interval = 200 * time.Millisecond
+	release := make(chan struct{})
+	var entered atomic.Int32
+	r, err := runner.New(db, &runner.Config{Name: "big", HeartbeatInterval: interval, NodeTTL: 2 * time.Second, PollInterval: interval})
+	require.NoError(t, err)
+	require.NoError(t, r.Register(runner.Actor{ID: "parked", MaxConcurrent: running,
+		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+			entered.Add(1)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		}}))
+	require.NoError(t, r.Start(context.Background()))
+	t.Cleanup(func() { close(release); _ = r.Stop(context.Background()) })
+	// Every run has opened its journal and is parked.
+	require.Eventually(t, func() bool { return entered.Load() == running }, 90*time.Second, 50*time.Millisecond)
+
+	var before time.Time
+	require.NoError(t, s.DB.Get(&before, `SELECT heartbeat_at FROM revenant_nodes WHERE node_id = $1`, r.NodeID()))
+	statements.Store(0)
+
+	const intervals = 10
+	time.Sleep(intervals * interval)
+	n := statements.Load()
+	hbStart := time.Now()
+	require.NoError(t, r.Heartbeat(context.Background()))
+	t.Logf("one heartbeat checking %d leases took %s", running, time.Since(hbStart))
+
+	t.Logf("%d statements in %d heartbeat intervals with %d running episodes", n, intervals, running)
+	require.LessOrEqual(t, n, int64(intervals+1), "one statement per interval (claim polls are skipped while every slot is busy)")
+	require.GreaterOrEqual(t, n, int64(intervals-2), "the heartbeat did run")
+	var after time.Time
+	require.NoError(t, s.DB.Get(&after, `SELECT heartbeat_at FROM revenant_nodes WHERE node_id = $1`, r.NodeID()))
+	require.True(t, after.After(before), "liveness was renewed")
+	var stillRunning int
+	require.NoError(t, s.DB.Get(&stillRunning, `SELECT count(*) FROM revenant_episodes WHERE status = 'running' AND owner_node = $1`, r.NodeID()))
+	require.Equal(t, running, stillRunning, "no lease was wrongly judged lost")
+}
