@@ -1,0 +1,162 @@
+package recovery_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/revenant-go/revenant/internal/clusterdemo"
+	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/recovery"
+)
+
+// BenchmarkSweep: 1,000,000 episodes of which 100,000 are orphans of a dead
+// node; 4 concurrent sweeps act as 4 nodes. x_bulk_update is their wall time
+// over that of one raw UPDATE … RETURNING of the same 100,000 rows in the
+// same run; double_claims counts orphans claimed more than once.
+func BenchmarkSweep(b *testing.B) {
+	const total, orphans, sweepers = 1_000_000, 100_000, 4
+	s := testdb.New(b, &testdb.Options{MaxOpenConns: 12})
+	db := s.DB
+	ctx := context.Background()
+	dead := "dead-node"
+	_, err := db.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES ($1, 4242, now() + interval '1 day')`, dead)
+	require.NoError(b, err)
+	// Finished history plus the orphans, spread over four actors.
+	_, err = db.Exec(`INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, created_at, started_at, last_activity_at, finished_at, owner_node)
+		SELECT gen_random_uuid(), 'actor-' || (i % 4), CASE WHEN i <= $2 THEN 'running' ELSE 'done' END, 1, 1,
+			now(), now(), now(), CASE WHEN i <= $2 THEN NULL ELSE now() END, CASE WHEN i <= $2 THEN $3 ELSE 'old-node' END
+		FROM generate_series(1, $1) AS i`, total, orphans, dead)
+	require.NoError(b, err)
+	reset := func() {
+		_, err := db.Exec(`UPDATE revenant_episodes SET status = 'running', owner_node = $1, claim_token = 1, phase = NULL
+			WHERE status = 'pending'`, dead)
+		require.NoError(b, err)
+		_, err = db.Exec(`UPDATE revenant_nodes SET stopped_at = NULL WHERE node_id = $1`, dead)
+		require.NoError(b, err)
+		_, err = db.Exec(`VACUUM ANALYZE revenant_episodes`)
+		require.NoError(b, err)
+	}
+	_, err = db.Exec(`VACUUM ANALYZE revenant_episodes`)
+	require.NoError(b, err)
+	reg := registry{"actor-0": recovery.Restart, "actor-1": recovery.Restart, "actor-2": recovery.Restart, "actor-3": recovery.Restart}
+
+	var rawTotal, sweepTotal time.Duration
+	doubleClaims := 0
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		start := time.Now()
+		rows, err := db.QueryContext(ctx, `UPDATE revenant_episodes SET status = 'pending', owner_node = NULL, claim_token = claim_token + 1
+			WHERE status = 'running' AND owner_node = $1 RETURNING id`, dead)
+		require.NoError(b, err)
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		require.NoError(b, rows.Err())
+		rows.Close()
+		rawTotal += time.Since(start)
+		require.Equal(b, orphans, n)
+		reset()
+
+		b.StartTimer()
+		start = time.Now()
+		var wg sync.WaitGroup
+		restarted := make([]int, sweepers)
+		for i := range sweepers {
+			wg.Go(func() {
+				res, err := recovery.Sweep(ctx, db, &recovery.Options{Registry: reg, AllStacks: true, AllEnvs: true})
+				require.NoError(b, err)
+				restarted[i] = res.Restarted
+			})
+		}
+		wg.Wait()
+		sweepTotal += time.Since(start)
+		b.StopTimer()
+		sum := 0
+		for _, r := range restarted {
+			sum += r
+		}
+		require.Equal(b, orphans, sum)
+		var twice int
+		require.NoError(b, db.Get(&twice, `SELECT count(*) FROM revenant_episodes WHERE status = 'pending' AND claim_token <> 2`))
+		doubleClaims += twice
+		reset()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(sweepTotal)/float64(rawTotal), "x_bulk_update")
+	b.ReportMetric(float64(doubleClaims), "double_claims")
+	b.ReportMetric(float64(sweepTotal.Milliseconds())/float64(b.N), "ms/sweep")
+	b.ReportMetric(float64(rawTotal.Milliseconds())/float64(b.N), "ms/raw_update")
+}
+
+// BenchmarkFailover measures, with default runner and sweeper settings,
+// the time from a worker's death to its running episodes being claimed by
+// a survivor: after SIGKILL (advisory-lock detection) and after SIGSTOP
+// (heartbeat TTL). Each iteration is one sample; use -benchtime 20x.
+func BenchmarkFailover(b *testing.B) {
+	b.Run("sigkill", func(b *testing.B) { benchFailover(b, syscall.SIGKILL) })
+	b.Run("sigstop", func(b *testing.B) { benchFailover(b, syscall.SIGSTOP) })
+}
+
+func benchFailover(b *testing.B, sig syscall.Signal) {
+	s := testdb.New(b, nil)
+	db := s.DB
+	const held = 8
+	enqueueDemo(b, db, 0, 5)
+	var samples []time.Duration
+	opts := func(name string) clusterdemo.Options {
+		return clusterdemo.Options{DSN: s.DSN, Name: name, Concurrency: held, Steps: 1, StepSleep: time.Hour, MaxAttempts: 50}
+	}
+	for b.Loop() {
+		b.StopTimer()
+		_, err := db.Exec(`UPDATE revenant_episodes SET status = 'canceled', finished_at = now() WHERE status IN ('pending', 'running')`)
+		require.NoError(b, err)
+		victim := startWorker(b, opts("victim"))
+		enqueueDemo(b, db, held, 5)
+		var victimNode string
+		require.Eventually(b, func() bool {
+			var n int
+			require.NoError(b, db.Get(&n, `SELECT count(*) FROM revenant_episodes WHERE status = 'running'`))
+			return n == held
+		}, 30*time.Second, 10*time.Millisecond, "victim never claimed its work: %s", victim.out)
+		require.NoError(b, db.Get(&victimNode, `SELECT DISTINCT owner_node FROM revenant_episodes WHERE status = 'running'`))
+		survivor := startWorker(b, opts("survivor"))
+		var survivorNode string
+		require.Eventually(b, func() bool {
+			return db.Get(&survivorNode, `SELECT node_id FROM revenant_nodes WHERE name = 'survivor' AND stopped_at IS NULL ORDER BY started_at DESC LIMIT 1`) == nil
+		}, 30*time.Second, 10*time.Millisecond)
+		// Die at a random moment relative to the survivor's timers.
+		time.Sleep(time.Duration(rand.IntN(2000)) * time.Millisecond)
+
+		b.StartTimer()
+		start := time.Now()
+		require.NoError(b, victim.cmd.Process.Signal(sig))
+		require.Eventually(b, func() bool {
+			var n int
+			require.NoError(b, db.Get(&n, `SELECT count(*) FROM revenant_episodes WHERE status = 'running' AND owner_node = $1`, survivorNode))
+			return n == held
+		}, time.Minute, 5*time.Millisecond)
+		samples = append(samples, time.Since(start))
+		b.StopTimer()
+		victim.kill()
+		survivor.kill()
+		_, err = db.Exec(`UPDATE revenant_nodes SET stopped_at = now() WHERE stopped_at IS NULL`)
+		require.NoError(b, err)
+		b.StartTimer()
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	p := func(q float64) float64 {
+		return float64(samples[int(q*float64(len(samples)-1)+0.5)].Milliseconds())
+	}
+	b.ReportMetric(p(0.99), "p99_ms")
+	b.ReportMetric(p(0.5), "p50_ms")
+	b.ReportMetric(float64(samples[len(samples)-1].Milliseconds()), "max_ms")
+}
