@@ -15,7 +15,7 @@ import (
 
 var (
 	errMarkedStopped = errors.New("node row was marked stopped by a sweep")
-	errBadConn       = driver.ErrBadConn
+	errBadConn       = driver.ErrBadConn // returned from Conn.Raw to discard a connection
 )
 
 // startListener subscribes to new-work and control notifications with lib/pq's

@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"io"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
 )
@@ -240,25 +244,35 @@ func (r *Runner) heartbeatLoop() {
 	defer r.loops.Done()
 	t := time.NewTicker(r.config.HeartbeatInterval)
 	defer t.Stop()
+	// No per-beat deadline: lib/pq loses the connection when a statement is
+	// canceled, and with it the node's lock. A heartbeat stuck on a slow
+	// database simply lets the TTL lapse, which is the right outcome.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-r.stopCh; cancel() }()
 	for {
 		select {
 		case <-r.stopCh:
 			return
 		case <-t.C:
-			// Generous: a canceled statement costs lib/pq the connection, and
-			// with it the node's lock. Past TTL/2 the node is in danger anyway.
-			ctx, cancel := context.WithTimeout(context.Background(), r.config.NodeTTL/2)
 			start := time.Now()
 			err := r.Heartbeat(ctx)
 			if took := time.Since(start); took > r.config.HeartbeatInterval {
 				r.logger.Warn("revenant: heartbeat slower than its interval", slog.Duration("took", took))
 			}
-			cancel()
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				r.logger.Warn("revenant: heartbeat failed", slog.String("node", r.NodeID()), slog.Any("error", err))
 			}
 		}
 	}
+}
+
+// connBroken reports errors after which a connection (and a session lock
+// on it) must be presumed gone.
+func connBroken(err error) bool {
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || strings.HasPrefix(dbx.SQLState(err), "08") ||
+		dbx.SQLState(err) == "57P01" || dbx.SQLState(err) == "57P02" || dbx.SQLState(err) == "57P03"
 }
 
 // Heartbeat renews the node's liveness and checks its runs' leases in one
@@ -283,8 +297,8 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 	}
 	rows, err := q(ctx, heartbeatSQL, nodeID, r.config.NodeTTL.Milliseconds(), pq.Array(ids), pq.Array(tokens))
 	if err != nil {
-		if r.lockConn != nil && ctx.Err() == nil {
-			// The lock connection may be gone, and the lock with it.
+		if r.lockConn != nil && connBroken(err) {
+			// The lock connection is gone, and the lock with it.
 			return r.reincarnate(fmt.Errorf("heartbeat on lock connection: %w", err))
 		}
 		return err
