@@ -646,7 +646,9 @@ func (r *Runner) Stop(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if _, err := r.execLiveness(ctx, stopNodeSQL, r.NodeID()); err != nil {
+	// On the pool: the lock connection may have been lost to a heartbeat
+	// canceled by this very Stop.
+	if _, err := r.db.ExecContext(ctx, stopNodeSQL, r.NodeID()); err != nil {
 		errs = append(errs, fmt.Errorf("marking node stopped: %w", err))
 	}
 	if r.lockConn != nil {
