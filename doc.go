@@ -28,8 +28,12 @@
 //   - [github.com/revenant-go/revenant/journal]: durable, memoized steps
 //     inside an episode run, optionally in the same transaction as a
 //     same-database side effect.
-//   - recovery (planned): recovery.Sweep at startup and periodically, with
-//     per-actor restart or fail policies and instant failure detection.
+//   - [github.com/revenant-go/revenant/runner]: nodes (liveness, instant
+//     failure detection through a session advisory lock), actors and the
+//     claim-and-run loop.
+//   - [github.com/revenant-go/revenant/recovery]: recovery.Sweep at startup
+//     and a Sweeper for the life of the process, with per-actor restart or
+//     fail policies, dead-lettering and dry runs.
 //   - workflow and bus (planned): DAG workflows advanced by lifecycle events,
 //     and recovery.ReconcileWorkflows to replay missed ones.
 //
@@ -38,16 +42,20 @@
 //	db := sqlx.MustOpen("postgres", os.Getenv("DATABASE_URL")) // or revenant.WrapDB(sqlDB)
 //	if _, err := migrations.Migrate(ctx, db); err != nil { ... }
 //
-//	store, _ := episodes.New(db, &episodes.Config{Stack: "billing", Env: "prod"})
-//	res, _ := store.Create(ctx, episodes.CreateParams{ActorID: "invoicer", DedupeKey: "invoice-42", Input: in})
-//
-//	ep, _ := store.Claim(ctx, res.Episode.ID, nodeID) // runners do this for you
-//	j, _ := journal.Open(ctx, db, ep.ID, ep.ClaimToken, nil)
-//	order, err := journal.Step(ctx, j, "load", func(ctx context.Context) (Order, error) { ... })
-//	_, err = journal.StepTx(ctx, j, "debit", func(ctx context.Context, tx *sqlx.Tx) (int64, error) {
-//		// same-database effect, committed with its journal entry: exactly once
-//	})
-//	_, err = store.Complete(ctx, ep.ID, ep.ClaimToken, result)
+//	r, _ := runner.New(db, &runner.Config{Name: host, ListenDSN: dsn})
+//	_ = r.Register(runner.Actor{ID: "invoicer", Recovery: recovery.Restart,
+//		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+//			order, err := journal.Step(ctx, j, "load", loadOrder)
+//			if err != nil { return nil, err }
+//			return journal.StepTx(ctx, j, "debit", func(ctx context.Context, tx *sqlx.Tx) (int64, error) {
+//				return debit(ctx, tx, order) // same-database effect, committed with its journal entry
+//			})
+//		}})
+//	_, _ = recovery.Sweep(ctx, db, &recovery.Options{Node: r}) // app startup
+//	_ = r.Start(ctx)
+//	sw, _ := recovery.NewSweeper(db, &recovery.SweeperConfig{Options: recovery.Options{Node: r}})
+//	_ = sw.Start(ctx)
+//	_, _ = r.Enqueue(ctx, episodes.CreateParams{ActorID: "invoicer", DedupeKey: "invoice-42", Input: in})
 //
 // Revenant accepts the caller's *sqlx.DB (lib/pq or pgx's stdlib driver)
 // and never closes it. Its tables are named revenant_* and live in the first
