@@ -624,6 +624,10 @@ func Unclaimable(ctx context.Context, db *sqlx.DB, opts *Options) ([]Backlog, er
 	if err != nil {
 		return nil, err
 	}
+	return unclaimable(ctx, db, c)
+}
+
+func unclaimable(ctx context.Context, db revenant.Executor, c *config) ([]Backlog, error) {
 	scope, args := c.scope(1)
 	rows, err := db.QueryContext(ctx, unclaimableSQL(scope), args...)
 	if err != nil {

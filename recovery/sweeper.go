@@ -46,6 +46,9 @@ type Stats struct {
 	LastError        error
 	// Restarted, Failed, DeadLettered and Skipped are totals since Start.
 	Restarted, Failed, DeadLettered, Skipped int
+	// Unclaimable is pending work no live node has registered an actor
+	// for, as of the last full pass (also logged as warnings).
+	Unclaimable []Backlog
 }
 
 // Sweeper runs Sweep at start and then periodically, on a connection of
@@ -158,7 +161,9 @@ func (s *Sweeper) loop() {
 		case <-s.stop:
 			return
 		case <-full.C:
-			s.Pass(ctx)
+			if _, err := s.Pass(ctx); err == nil {
+				s.warnUnclaimable(ctx)
+			}
 			full.Reset(s.jittered())
 		case <-check:
 			dead, err := s.deadOwners(ctx)
@@ -252,4 +257,25 @@ func (s *Sweeper) Pass(ctx context.Context) (*Result, error) {
 		s.dropConn()
 	}
 	return res, err
+}
+
+// warnUnclaimable logs pending work that no live node can claim: it is left
+// as it is (never lost), but someone should deploy a node for it.
+func (s *Sweeper) warnUnclaimable(ctx context.Context) {
+	c, err := s.reserved(ctx)
+	if err != nil {
+		return
+	}
+	backlog, err := unclaimable(ctx, c, s.opts)
+	if err != nil {
+		s.opts.Logger.WarnContext(ctx, "revenant: checking for unclaimable episodes failed", slog.Any("error", err))
+		return
+	}
+	for _, b := range backlog {
+		s.opts.Logger.WarnContext(ctx, "revenant: pending episodes of an actor no live node has registered; left pending",
+			slog.String("actor", b.ActorID), slog.Int("pending", b.Pending))
+	}
+	s.mu.Lock()
+	s.stats.Unclaimable = backlog
+	s.mu.Unlock()
 }

@@ -21,10 +21,18 @@ func TestSweeperRecoversAtOnceAndSurvivesFailingPasses(t *testing.T) {
 		FailureCheckInterval: 50 * time.Millisecond,
 	})
 	require.NoError(t, err)
+	for range 2 {
+		_, err := b.store.Create(ctx, episodes.CreateParams{ActorID: "ghost"})
+		require.NoError(t, err)
+	}
 	require.NoError(t, sw.Start(ctx))
 	defer sw.Stop()
 	require.Eventually(t, func() bool { return sw.Stats().Passes >= 1 }, 5*time.Second, 10*time.Millisecond)
 	require.False(t, sw.Stats().LastSuccess.IsZero())
+	require.Eventually(t, func() bool {
+		u := sw.Stats().Unclaimable
+		return len(u) == 1 && u[0] == recovery.Backlog{ActorID: "ghost", Pending: 2}
+	}, 5*time.Second, 10*time.Millisecond, "pending work no node can run is reported")
 
 	// A node dies owning an episode: the failure check triggers a pass.
 	ep := b.running(t, b.deadNode(t, "", ""), episodes.CreateParams{})
