@@ -285,34 +285,21 @@ func (j *Journal) encodeOutput(name string, v any) (any, error) {
 // StepInfo.IdempotencyKey with external APIs, or StepTx for same-database
 // effects.
 func Step[T any](ctx context.Context, j *Journal, name string, fn func(ctx context.Context) (T, error)) (T, error) {
-	var zero T
-	if fn == nil {
-		return zero, fmt.Errorf("%w: step %q: fn is nil", ErrInvalidInput, name)
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	seq, rec, err := j.begin(name)
-	if err != nil {
-		return zero, err
-	}
-	if rec != nil {
-		return replay[T](rec)
-	}
-	start := time.Now()
-	out, err := fn(context.WithValue(ctx, infoKey{}, j.info(seq, name)))
-	if err != nil {
-		return zero, j.recordFailure(ctx, seq, name, start, err)
-	}
-	enc, err := j.encodeOutput(name, out)
-	if err != nil {
-		return zero, err
-	}
-	if err := j.insert(ctx, j.db, seq, name, enc, time.Since(start)); err != nil {
-		return zero, err
-	}
-	j.recorded = append(j.recorded, entry{seq: seq, name: name, status: "done", output: rawOf(enc)})
-	j.next++
-	return out, nil
+	return step(ctx, j, name, fn == nil, func(sctx context.Context, seq int, start time.Time) (T, any, error) {
+		var zero T
+		out, err := fn(sctx)
+		if err != nil {
+			return zero, nil, j.recordFailure(ctx, seq, name, start, err)
+		}
+		enc, err := j.encodeOutput(name, out)
+		if err != nil {
+			return zero, nil, err
+		}
+		if err := j.insert(ctx, j.db, seq, name, enc, time.Since(start)); err != nil {
+			return zero, nil, err
+		}
+		return out, enc, nil
+	})
 }
 
 // StepTx runs fn inside a transaction that also records the step, so a
@@ -321,8 +308,53 @@ func Step[T any](ctx context.Context, j *Journal, name string, fn func(ctx conte
 // the claim token checked before fn runs; fn is not called if the lease is
 // already lost. fn must not commit or roll back tx.
 func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx context.Context, tx *sqlx.Tx) (T, error)) (T, error) {
+	return step(ctx, j, name, fn == nil, func(sctx context.Context, seq int, start time.Time) (T, any, error) {
+		var zero T
+		tx, err := j.db.BeginTxx(ctx, nil)
+		if err != nil {
+			return zero, nil, fmt.Errorf("step %q: beginning transaction: %w", name, err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		if ms := j.config.TxIdleTimeout.Milliseconds(); ms > 0 {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", ms)); err != nil {
+				return zero, nil, fmt.Errorf("step %q: setting idle timeout: %w", name, err)
+			}
+		}
+		// Lock the episode row under our token first: a sweeper's claim skips
+		// or waits for it, and a zombie stops here before any effect.
+		res, err := tx.ExecContext(ctx, fenceSQL, j.episodeID, j.token)
+		if err != nil {
+			return zero, nil, fmt.Errorf("step %q: fencing episode %s: %w", name, j.episodeID, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return zero, nil, j.leaseLost(ctx, tx, name)
+		}
+		out, err := fn(sctx, tx)
+		if err != nil {
+			_ = tx.Rollback()
+			return zero, nil, j.recordFailure(ctx, seq, name, start, err)
+		}
+		enc, err := j.encodeOutput(name, out)
+		if err != nil {
+			return zero, nil, err
+		}
+		if err := j.insert(ctx, tx, seq, name, enc, time.Since(start)); err != nil {
+			return zero, nil, err
+		}
+		if err := tx.Commit(); err != nil {
+			return zero, nil, fmt.Errorf("step %q: commit (effect and record are both unknown; the episode will replay from the journal): %w", name, err)
+		}
+		return out, enc, nil
+	})
+}
+
+// step holds what Step and StepTx share: argument checks, serialisation,
+// replay of a recorded step, and bookkeeping once run records the step.
+// run returns the step's output and its encoded JSON.
+func step[T any](ctx context.Context, j *Journal, name string, fnNil bool,
+	run func(sctx context.Context, seq int, start time.Time) (T, any, error)) (T, error) {
 	var zero T
-	if fn == nil {
+	if fnNil {
 		return zero, fmt.Errorf("%w: step %q: fn is nil", ErrInvalidInput, name)
 	}
 	j.mu.Lock()
@@ -334,40 +366,9 @@ func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx con
 	if rec != nil {
 		return replay[T](rec)
 	}
-	start := time.Now()
-	tx, err := j.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return zero, fmt.Errorf("step %q: beginning transaction: %w", name, err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	if ms := j.config.TxIdleTimeout.Milliseconds(); ms > 0 {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", ms)); err != nil {
-			return zero, fmt.Errorf("step %q: setting idle timeout: %w", name, err)
-		}
-	}
-	// Lock the episode row under our token first: a sweeper's claim skips or
-	// waits for it, and a zombie stops here before any effect.
-	res, err := tx.ExecContext(ctx, fenceSQL, j.episodeID, j.token)
-	if err != nil {
-		return zero, fmt.Errorf("step %q: fencing episode %s: %w", name, j.episodeID, err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return zero, j.leaseLost(ctx, tx, name)
-	}
-	out, err := fn(context.WithValue(ctx, infoKey{}, j.info(seq, name)), tx)
-	if err != nil {
-		_ = tx.Rollback()
-		return zero, j.recordFailure(ctx, seq, name, start, err)
-	}
-	enc, err := j.encodeOutput(name, out)
+	out, enc, err := run(context.WithValue(ctx, infoKey{}, j.info(seq, name)), seq, time.Now())
 	if err != nil {
 		return zero, err
-	}
-	if err := j.insert(ctx, tx, seq, name, enc, time.Since(start)); err != nil {
-		return zero, err
-	}
-	if err := tx.Commit(); err != nil {
-		return zero, fmt.Errorf("step %q: commit (effect and record are both unknown; the episode will replay from the journal): %w", name, err)
 	}
 	j.recorded = append(j.recorded, entry{seq: seq, name: name, status: "done", output: rawOf(enc)})
 	j.next++
