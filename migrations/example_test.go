@@ -30,7 +30,8 @@ func Example() {
 	// Output:
 	// applied 1 core
 	// applied 2 nodes_actors
-	// second run applied 0 at version 2
+	// applied 3 workflows_events
+	// second run applied 0 at version 3
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -41,4 +42,5 @@ func ExampleAll() {
 	// Output:
 	// 00001_revenant_core.sql 000001_revenant_core.up.sql
 	// 00002_revenant_nodes_actors.sql 000002_revenant_nodes_actors.up.sql
+	// 00003_revenant_workflows_events.sql 000003_revenant_workflows_events.up.sql
 }

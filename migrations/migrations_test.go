@@ -33,8 +33,8 @@ func TestMigrateFreshSchemaThenNothingPending(t *testing.T) {
 	require.Equal(t, all[len(all)-1].Version, res.Version)
 
 	// Everything landed in the search_path schema, which is not public.
-	require.Equal(t, []string{"revenant_agent_definitions", "revenant_episodes", "revenant_migrations",
-		"revenant_nodes", "revenant_steps"}, tablesIn(t, s, s.Name))
+	require.Equal(t, []string{"revenant_agent_definitions", "revenant_episodes", "revenant_events",
+		"revenant_migrations", "revenant_nodes", "revenant_steps", "revenant_workflow_instances", "revenant_workflow_steps"}, tablesIn(t, s, s.Name))
 	require.Empty(t, tablesIn(t, s, "public"))
 
 	again, err := migrations.Migrate(ctx, s.DB)
@@ -129,7 +129,7 @@ func TestMigrateWithPgxStdlibDriver(t *testing.T) {
 	res, err := migrations.Migrate(context.Background(), s.DB)
 	require.NoError(t, err)
 	require.Len(t, res.Applied, len(migrations.All()))
-	require.Len(t, tablesIn(t, s, s.Name), 5)
+	require.Len(t, tablesIn(t, s, s.Name), 8)
 }
 
 func TestBadInput(t *testing.T) {
