@@ -15,6 +15,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 )
@@ -82,6 +83,10 @@ type Options struct {
 	// OnEvent is called after each committed recovery, once per episode.
 	// Defaults to none.
 	OnEvent func(ctx context.Context, ev Event)
+	// Bus, when set, receives episode.recovered, episode.failed and
+	// episode.dead_lettered events, written in the same transaction as the
+	// batch that recovers the episodes. Defaults to none.
+	Bus bus.Publisher
 	// Logger receives one line per pass and one per problem. Defaults to
 	// discarding.
 	Logger *slog.Logger
@@ -101,9 +106,9 @@ type Event struct {
 
 // Event types.
 const (
-	EventRecovered    = "episode.recovered"
-	EventFailed       = "episode.failed"
-	EventDeadLettered = "episode.dead_lettered"
+	EventRecovered    = bus.EpisodeRecovered
+	EventFailed       = bus.EpisodeFailed
+	EventDeadLettered = bus.EpisodeDeadLettered
 )
 
 // EpisodeError reports an orphan left untouched.
@@ -337,7 +342,7 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
 	args = append(args, pq.Array(pa), pq.Array(pe), pq.Array(pp), pq.Array(ps), c.BatchSize)
 	for {
-		n, err := applyBatch(ctx, db, c, res, query, args...)
+		n, err := batchInTx(ctx, db, c, res, query, args...)
 		if err != nil {
 			return err
 		}
@@ -397,12 +402,12 @@ type scanWithExtra struct {
 
 func (s scanWithExtra) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.extra)...) }
 
-// applyBatch runs a statement that returns applied rows, counts them and
-// emits events.
-func applyBatch(ctx context.Context, ex revenant.Executor, c *config, res *Result, query string, args ...any) (int, error) {
+// applyBatch runs a statement that returns applied rows, counts them,
+// wakes runners and returns the rows' events (published by the caller).
+func applyBatch(ctx context.Context, ex revenant.Executor, c *config, res *Result, query string, args ...any) (int, []Event, error) {
 	rows, err := ex.QueryContext(ctx, query, args...)
 	if err != nil {
-		return 0, fmt.Errorf("sweep: recovering a batch: %w", err)
+		return 0, nil, fmt.Errorf("sweep: recovering a batch: %w", err)
 	}
 	var events []Event
 	restartedActors := map[string]bool{}
@@ -417,7 +422,7 @@ func applyBatch(ctx context.Context, ex revenant.Executor, c *config, res *Resul
 		if err := rows.Scan(&ev.EpisodeID, &ev.ActorID, &action, &ev.Reason, &policy, &source, &ev.PreviousOwner,
 			&wf, &ev.WorkflowStepID, &attempts); err != nil {
 			rows.Close()
-			return n, fmt.Errorf("sweep: reading recovered rows: %w", err)
+			return n, nil, fmt.Errorf("sweep: reading recovered rows: %w", err)
 		}
 		n++
 		if wf.Valid {
@@ -441,7 +446,7 @@ func applyBatch(ctx context.Context, ex revenant.Executor, c *config, res *Resul
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return n, fmt.Errorf("sweep: recovering a batch: %w", err)
+		return n, nil, fmt.Errorf("sweep: recovering a batch: %w", err)
 	}
 	if len(restartedActors) > 0 {
 		actors := make([]string, 0, len(restartedActors))
@@ -454,11 +459,61 @@ func applyBatch(ctx context.Context, ex revenant.Executor, c *config, res *Resul
 			c.Logger.WarnContext(ctx, "revenant: notifying runners failed; they will poll", slog.Any("error", err))
 		}
 	}
-	if c.OnEvent != nil {
-		for _, ev := range events {
-			c.OnEvent(ctx, ev)
+	if c.Bus != nil && len(events) > 0 {
+		if err := c.Bus.PublishTx(ctx, ex, busEvents(events)...); err != nil {
+			return n, nil, fmt.Errorf("sweep: publishing events: %w", err)
 		}
 	}
+	return n, events, nil
+}
+
+func (c *config) emit(ctx context.Context, events []Event) {
+	if c.OnEvent == nil {
+		return
+	}
+	for _, ev := range events {
+		c.OnEvent(ctx, ev)
+	}
+}
+
+func busEvents(events []Event) []bus.Event {
+	out := make([]bus.Event, len(events))
+	for i, ev := range events {
+		status := string(episodes.StatusFailed)
+		if ev.Type == EventRecovered {
+			status = string(episodes.StatusPending)
+		}
+		out[i] = bus.Event{Type: ev.Type, EpisodeID: ev.EpisodeID, ActorID: ev.ActorID, WorkflowInstanceID: ev.WorkflowInstanceID,
+			WorkflowStepID: ev.WorkflowStepID, Status: status, ErrorClass: ev.ErrorClass}
+	}
+	return out
+}
+
+// batchInTx runs one by-pairs batch; with a bus, the batch and its events
+// commit together.
+func batchInTx(ctx context.Context, db conn, c *config, res *Result, query string, args ...any) (int, error) {
+	if c.Bus == nil {
+		n, events, err := applyBatch(ctx, db, c, res, query, args...)
+		if err == nil {
+			c.emit(ctx, events)
+		}
+		return n, err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: beginning batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	before := *res
+	n, events, err := applyBatch(ctx, tx, c, res, query, args...)
+	if err == nil {
+		err = tx.Commit()
+	}
+	if err != nil {
+		*res = before
+		return 0, err
+	}
+	c.emit(ctx, events)
 	return n, nil
 }
 
@@ -507,22 +562,18 @@ func callbackBatch(ctx context.Context, db conn, c *config, res *Result, decided
 		ids, policies, sources, why = append(ids, ep.ID.String()), append(policies, string(p)), append(sources, SourceCallback), append(why, reasons[i])
 	}
 	var events []Event
+	before := *res
 	if len(ids) > 0 {
-		// Events are emitted after commit.
-		cc := *c
-		cc.OnEvent = func(_ context.Context, ev Event) { events = append(events, ev) }
-		if _, err := applyBatch(ctx, tx, &cc, res, applyDecidedSQL, pq.Array(ids), pq.Array(policies), pq.Array(sources), pq.Array(why)); err != nil {
+		if _, events, err = applyBatch(ctx, tx, c, res, applyDecidedSQL, pq.Array(ids), pq.Array(policies), pq.Array(sources), pq.Array(why)); err != nil {
+			*res = before
 			return 0, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		*res = before
 		return 0, fmt.Errorf("sweep: committing batch: %w", err)
 	}
-	if c.OnEvent != nil {
-		for _, ev := range events {
-			c.OnEvent(ctx, ev)
-		}
-	}
+	c.emit(ctx, events) // after commit
 	return len(eps), nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/journal"
@@ -82,6 +83,10 @@ type Config struct {
 	// return before releasing their episodes anyway. Defaults to
 	// ShutdownTimeoutDefault.
 	ShutdownTimeout time.Duration
+	// Bus, when set, receives the episode lifecycle events (started,
+	// completed, failed, canceled). With the Postgres bus each event is
+	// written in the same transaction as the state change. Defaults to none.
+	Bus bus.Publisher
 	// Journal configures the journals handed to runs.
 	Journal *journal.Config
 	// Logger defaults to discarding.

@@ -22,6 +22,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/journal"
@@ -405,9 +406,31 @@ func (r *Runner) claimAll() {
 }
 
 func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
+	if r.config.Bus == nil {
+		return r.claimOn(ctx, r.db, nodeID, actorID, n)
+	}
+	var eps []*episodes.Episode
+	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		if eps, err = r.claimOn(ctx, tx, nodeID, actorID, n); err != nil || len(eps) == 0 {
+			return err
+		}
+		evs := make([]bus.Event, len(eps))
+		for i, ep := range eps {
+			evs[i] = EventOf(bus.EpisodeStarted, ep)
+		}
+		return r.config.Bus.PublishTx(ctx, tx, evs...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return eps, nil
+}
+
+func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
 	scope, scopeArgs := claimScope(r.config.Stack, r.config.Env)
 	args := append([]any{nodeID, actorID, n}, scopeArgs...)
-	rows, err := r.db.QueryContext(ctx, claimSQL(scope), args...)
+	rows, err := ex.QueryContext(ctx, claimSQL(scope), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -486,7 +509,7 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 		return
 	case errors.As(err, &pe):
 		log.Error("revenant: episode panicked", slog.Any("panic", pe.value))
-		_, ferr := r.store.Fail(fctx, ep.ID, ep.ClaimToken, "panic", map[string]string{"panic": fmt.Sprint(pe.value), "stack": pe.stack})
+		ferr := r.fail(fctx, ep, "panic", map[string]string{"panic": fmt.Sprint(pe.value), "stack": pe.stack})
 		r.logFinish(log, ferr)
 	case errors.Is(err, ErrLeaseLost):
 		log.Info("revenant: run stopped: lease lost", slog.Any("error", err))
@@ -496,12 +519,14 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 		if errors.As(err, &ce) && ce.ErrorClass() != "" {
 			class = ce.ErrorClass()
 		}
-		_, ferr := r.store.Fail(fctx, ep.ID, ep.ClaimToken, class, map[string]string{"message": err.Error()})
+		ferr := r.fail(fctx, ep, class, map[string]string{"message": err.Error()})
 		r.logFinish(log, ferr)
 	default:
-		_, ferr := r.store.Complete(fctx, ep.ID, ep.ClaimToken, result)
+		ferr := r.finish(fctx, bus.EpisodeCompleted, func(tx revenant.Executor) (*episodes.Episode, error) {
+			return r.store.CompleteTx(fctx, tx, ep.ID, ep.ClaimToken, result)
+		})
 		if errors.Is(ferr, revenant.ErrNotJSON) || errors.Is(ferr, revenant.ErrTooLarge) {
-			_, ferr = r.store.Fail(fctx, ep.ID, ep.ClaimToken, "bad_result", map[string]string{"message": ferr.Error()})
+			ferr = r.fail(fctx, ep, "bad_result", map[string]string{"message": ferr.Error()})
 		}
 		r.logFinish(log, ferr)
 	}
@@ -519,6 +544,46 @@ func (r *Runner) journalConfig() *journal.Config {
 		c.TxIdleTimeout = r.config.NodeTTL
 	}
 	return &c
+}
+
+func (r *Runner) fail(ctx context.Context, ep *episodes.Episode, class string, detail any) error {
+	return r.finish(ctx, bus.EpisodeFailed, func(tx revenant.Executor) (*episodes.Episode, error) {
+		return r.store.FailTx(ctx, tx, ep.ID, ep.ClaimToken, class, detail)
+	})
+}
+
+// finish applies a terminal transition and, with a bus, publishes its event
+// in the same transaction.
+func (r *Runner) finish(ctx context.Context, eventType string, move func(tx revenant.Executor) (*episodes.Episode, error)) error {
+	if r.config.Bus == nil {
+		_, err := move(r.db)
+		return err
+	}
+	return r.inTx(ctx, func(tx *sqlx.Tx) error {
+		ep, err := move(tx)
+		if err != nil {
+			return err
+		}
+		return r.config.Bus.PublishTx(ctx, tx, EventOf(eventType, ep))
+	})
+}
+
+func (r *Runner) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := r.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// EventOf builds the lifecycle event of an episode's current state.
+func EventOf(eventType string, ep *episodes.Episode) bus.Event {
+	return bus.Event{Type: eventType, EpisodeID: ep.ID, ActorID: ep.ActorID, WorkflowInstanceID: ep.WorkflowInstanceID,
+		WorkflowStepID: ep.WorkflowStepID, Status: string(ep.Status), ErrorClass: ep.ErrorClass}
 }
 
 func (r *Runner) logFinish(log *slog.Logger, err error) {
@@ -583,6 +648,11 @@ func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*epis
 	ep, err := r.store.CancelTx(ctx, tx, id, reason)
 	if err != nil {
 		return nil, err
+	}
+	if r.config.Bus != nil {
+		if err := r.config.Bus.PublishTx(ctx, tx, EventOf(bus.EpisodeCanceled, ep)); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, notifySQL, ControlChannel, "cancel:"+id.String()); err != nil {
 		return nil, fmt.Errorf("cancel: notify: %w", err)

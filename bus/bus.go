@@ -1,0 +1,201 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant"
+)
+
+// Lifecycle event types.
+const (
+	EpisodeStarted      = "episode.started"
+	EpisodeCompleted    = "episode.completed"
+	EpisodeFailed       = "episode.failed"
+	EpisodeCanceled     = "episode.canceled"
+	EpisodeRecovered    = "episode.recovered"
+	EpisodeDeadLettered = "episode.dead_lettered"
+
+	WorkflowStarted       = "workflow.started"
+	WorkflowStepStarted   = "workflow.step_started"
+	WorkflowStepCompleted = "workflow.step_completed"
+	WorkflowStepFailed    = "workflow.step_failed"
+	WorkflowBlocked       = "workflow.blocked"
+	WorkflowCompleted     = "workflow.completed"
+	WorkflowFailed        = "workflow.failed"
+	WorkflowCanceled      = "workflow.canceled"
+)
+
+// Event is one lifecycle event. ID is unique; delivery is at-least-once, so
+// handlers dedupe by it.
+type Event struct {
+	ID                 uuid.UUID
+	Type               string
+	EpisodeID          uuid.UUID
+	ActorID            string
+	WorkflowInstanceID uuid.UUID
+	WorkflowStepID     string
+	Status             string
+	ErrorClass         string
+	Payload            json.RawMessage
+	CreatedAt          time.Time
+}
+
+// Terminal reports whether the event ends an episode (completed, failed,
+// canceled or dead-lettered).
+func (e Event) Terminal() bool {
+	switch e.Type {
+	case EpisodeCompleted, EpisodeFailed, EpisodeCanceled, EpisodeDeadLettered:
+		return true
+	}
+	return false
+}
+
+// Handler receives events. Errors are logged; the event is not redelivered
+// to that handler (the reconciler repairs what a lost event leaves behind).
+type Handler func(ctx context.Context, ev Event) error
+
+// Publisher publishes events. PublishTx joins the caller's transaction:
+// with the Postgres bus the event exists, and is delivered, only if that
+// transaction commits.
+type Publisher interface {
+	Publish(ctx context.Context, evs ...Event) error
+	PublishTx(ctx context.Context, tx revenant.Executor, evs ...Event) error
+}
+
+// Bus publishes events and delivers them to subscribers.
+type Bus interface {
+	Publisher
+	// Subscribe registers h for events of type eventType ("" for all) and
+	// returns a function that removes it.
+	Subscribe(eventType string, h Handler) (unsubscribe func())
+}
+
+// prepare fills in the id and time of events that lack them.
+func prepare(evs []Event) {
+	for i := range evs {
+		if evs[i].ID == uuid.Nil {
+			evs[i].ID, _ = uuid.NewV7()
+		}
+	}
+}
+
+// subscribers is the handler registry both buses share.
+type subscribers struct {
+	mu     sync.RWMutex
+	next   int
+	byType map[string]map[int]Handler
+}
+
+func (s *subscribers) add(eventType string, h Handler) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byType == nil {
+		s.byType = map[string]map[int]Handler{}
+	}
+	if s.byType[eventType] == nil {
+		s.byType[eventType] = map[int]Handler{}
+	}
+	s.next++
+	id := s.next
+	s.byType[eventType][id] = h
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.byType[eventType], id)
+	}
+}
+
+func (s *subscribers) deliver(ctx context.Context, logger *slog.Logger, ev Event) {
+	s.mu.RLock()
+	var hs []Handler
+	for _, h := range s.byType[ev.Type] {
+		hs = append(hs, h)
+	}
+	for _, h := range s.byType[""] {
+		hs = append(hs, h)
+	}
+	s.mu.RUnlock()
+	for _, h := range hs {
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					logger.ErrorContext(ctx, "revenant: event handler panicked", slog.String("type", ev.Type), slog.Any("panic", v))
+				}
+			}()
+			if err := h(ctx, ev); err != nil {
+				logger.WarnContext(ctx, "revenant: event handler failed", slog.String("type", ev.Type),
+					slog.String("event", ev.ID.String()), slog.Any("error", err))
+			}
+		}()
+	}
+}
+
+// InProcess is a Bus within one process. Publish and PublishTx deliver
+// asynchronously, in order, on one goroutine; PublishTx cannot know whether
+// the transaction commits, so use the Postgres bus when that matters.
+type InProcess struct {
+	subs   subscribers
+	logger *slog.Logger
+	mu     sync.Mutex
+	queue  []Event
+	wake   chan struct{}
+	once   sync.Once
+}
+
+// NewInProcess returns an in-process bus. logger may be nil.
+func NewInProcess(logger *slog.Logger) *InProcess {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &InProcess{logger: logger, wake: make(chan struct{}, 1)}
+}
+
+// Subscribe implements Bus.
+func (b *InProcess) Subscribe(eventType string, h Handler) func() { return b.subs.add(eventType, h) }
+
+// Publish implements Publisher.
+func (b *InProcess) Publish(ctx context.Context, evs ...Event) error {
+	prepare(evs)
+	b.once.Do(func() { go b.loop() })
+	b.mu.Lock()
+	for i := range evs {
+		if evs[i].CreatedAt.IsZero() {
+			evs[i].CreatedAt = time.Now()
+		}
+	}
+	b.queue = append(b.queue, evs...)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// PublishTx implements Publisher; see the type's note on transactions.
+func (b *InProcess) PublishTx(ctx context.Context, _ revenant.Executor, evs ...Event) error {
+	return b.Publish(ctx, evs...)
+}
+
+func (b *InProcess) loop() {
+	for range b.wake {
+		for {
+			b.mu.Lock()
+			q := b.queue
+			b.queue = nil
+			b.mu.Unlock()
+			if len(q) == 0 {
+				break
+			}
+			for _, ev := range q {
+				b.subs.deliver(context.Background(), b.logger, ev)
+			}
+		}
+	}
+}

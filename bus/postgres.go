@@ -1,0 +1,340 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// Channel is the NOTIFY channel announcing new outbox rows (payload: seq).
+const Channel = "revenant_events"
+
+// Defaults for the Postgres bus.
+const (
+	PollIntervalDefault = time.Second
+	RetentionDefault    = time.Hour
+	// GapWaitDefault is how long a reader waits for a sequence gap (a
+	// transaction that took its seq but has not committed yet) before
+	// moving on. Events that commit later than that are still delivered if
+	// seen, since reads dedupe by id, but may be missed; the reconciler
+	// repairs what they would have done.
+	GapWaitDefault = 10 * time.Second
+)
+
+// PostgresConfig configures the Postgres bus.
+type PostgresConfig struct {
+	// ListenDSN is used by lib/pq's Listener for LISTEN. Without it the bus
+	// polls every PollInterval.
+	ListenDSN string
+	// PollInterval is the catch-up poll period. Defaults to
+	// PollIntervalDefault.
+	PollInterval time.Duration
+	// Retention is how long outbox rows are kept. Defaults to
+	// RetentionDefault.
+	Retention time.Duration
+	// GapWait defaults to GapWaitDefault.
+	GapWait time.Duration
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// DropNotification, when set, is asked for each notification received;
+	// true drops it. For tests that simulate lost notifications.
+	DropNotification func() bool
+}
+
+// Postgres is a Bus across nodes: events go to the revenant_events outbox
+// in the publisher's transaction and are delivered to every node's
+// subscribers at least once (NOTIFY wake-ups plus polling catch-up).
+type Postgres struct {
+	db     *sqlx.DB
+	config PostgresConfig
+	subs   subscribers
+	logger *slog.Logger
+
+	mu        sync.Mutex
+	low       int64               // every seq <= low has been handled
+	delivered map[int64]bool      // seqs above low already delivered
+	gaps      map[int64]time.Time // seqs above low not seen yet, since when
+	started   bool
+	stop      chan struct{}
+	done      chan struct{}
+	wake      chan struct{}
+	listener  *pq.Listener
+}
+
+// NewPostgres returns a Postgres bus on db (never closed by revenant).
+func NewPostgres(db *sqlx.DB, config *PostgresConfig) (*Postgres, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: bus.NewPostgres: db is nil", revenant.ErrInvalidInput)
+	}
+	c := PostgresConfig{}
+	if config != nil {
+		c = *config
+	}
+	if c.PollInterval < 0 || c.Retention < 0 || c.GapWait < 0 {
+		return nil, fmt.Errorf("%w: bus PostgresConfig durations must not be negative (0 means the default)", revenant.ErrInvalidInput)
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = PollIntervalDefault
+	}
+	if c.Retention == 0 {
+		c.Retention = RetentionDefault
+	}
+	if c.GapWait == 0 {
+		c.GapWait = GapWaitDefault
+	}
+	if c.Logger == nil {
+		c.Logger = dbx.DiscardLogger()
+	}
+	return &Postgres{db: db, config: c, logger: c.Logger, delivered: map[int64]bool{}, gaps: map[int64]time.Time{},
+		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}, nil
+}
+
+// Subscribe implements Bus.
+func (b *Postgres) Subscribe(eventType string, h Handler) func() { return b.subs.add(eventType, h) }
+
+// Publish writes events to the outbox in their own transaction.
+func (b *Postgres) Publish(ctx context.Context, evs ...Event) error {
+	return b.PublishTx(ctx, b.db, evs...)
+}
+
+// PublishTx writes events to the outbox in the caller's transaction, with
+// one NOTIFY delivered on commit.
+func (b *Postgres) PublishTx(ctx context.Context, tx revenant.Executor, evs ...Event) error {
+	return PublishOutboxTx(ctx, tx, evs...)
+}
+
+// PublishOutboxTx inserts events into the outbox with one statement and
+// notifies readers; packages that write lifecycle state call it in their
+// own transactions.
+func PublishOutboxTx(ctx context.Context, tx revenant.Executor, evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	prepare(evs)
+	n := len(evs)
+	ids, types, eps, actors, wfs, steps, statuses, classes, payloads :=
+		make([]string, n), make([]string, n), make([]*string, n), make([]string, n), make([]*string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+	for i, ev := range evs {
+		if ev.Type == "" {
+			return fmt.Errorf("%w: event type is empty", revenant.ErrInvalidInput)
+		}
+		ids[i], types[i], actors[i], steps[i], statuses[i], classes[i] =
+			ev.ID.String(), ev.Type, ev.ActorID, ev.WorkflowStepID, ev.Status, ev.ErrorClass
+		if ev.EpisodeID != uuid.Nil {
+			s := ev.EpisodeID.String()
+			eps[i] = &s
+		}
+		if ev.WorkflowInstanceID != uuid.Nil {
+			s := ev.WorkflowInstanceID.String()
+			wfs[i] = &s
+		}
+		if len(ev.Payload) > 0 {
+			p, err := dbx.EncodeJSON(ev.Payload, 0)
+			if err != nil {
+				return fmt.Errorf("%w: event payload: %w", revenant.ErrInvalidInput, err)
+			}
+			s := p.(string)
+			payloads[i] = &s
+		}
+	}
+	if _, err := tx.ExecContext(ctx, publishSQL, pq.Array(ids), pq.Array(types), pq.Array(eps), pq.Array(actors),
+		pq.Array(wfs), pq.Array(steps), pq.Array(statuses), pq.Array(classes), pq.Array(payloads)); err != nil {
+		return fmt.Errorf("publishing %d events: %w", n, err)
+	}
+	return nil
+}
+
+const publishSQL = `WITH ins AS (
+	INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload)
+	SELECT id, type, episode_id, NULLIF(actor_id, ''), workflow_instance_id, NULLIF(step_id, ''), NULLIF(status, ''),
+		NULLIF(error_class, ''), payload
+	FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[])
+		AS e(id, type, episode_id, actor_id, workflow_instance_id, step_id, status, error_class, payload)
+	RETURNING seq
+)
+SELECT pg_notify('` + Channel + `', max(seq)::text) FROM ins`
+
+const readSQL = `SELECT seq, id, type, episode_id, coalesce(actor_id, ''), workflow_instance_id, coalesce(workflow_step_id, ''),
+	coalesce(status, ''), coalesce(error_class, ''), payload, created_at
+FROM revenant_events WHERE seq > $1 ORDER BY seq LIMIT 1000`
+
+const pruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1 * interval '1 millisecond'`
+
+// Start begins delivery from now on (events already in the outbox are not
+// delivered; the reconciler covers what they would have done).
+func (b *Postgres) Start(ctx context.Context) error {
+	b.mu.Lock()
+	if b.started {
+		b.mu.Unlock()
+		return fmt.Errorf("%w: bus already started", revenant.ErrInvalidInput)
+	}
+	b.started = true
+	b.mu.Unlock()
+	if err := b.db.GetContext(ctx, &b.low, `SELECT coalesce(max(seq), 0) FROM revenant_events`); err != nil {
+		return fmt.Errorf("bus: reading the outbox position: %w", err)
+	}
+	if b.config.ListenDSN != "" {
+		l := pq.NewListener(b.config.ListenDSN, 50*time.Millisecond, 5*time.Second, nil)
+		if err := l.Listen(Channel); err != nil {
+			_ = l.Close()
+			b.logger.WarnContext(ctx, "revenant: bus LISTEN failed; polling only", slog.Any("error", err))
+		} else {
+			b.listener = l
+		}
+	}
+	go b.loop()
+	return nil
+}
+
+// Stop ends delivery.
+func (b *Postgres) Stop() {
+	b.mu.Lock()
+	started := b.started
+	b.mu.Unlock()
+	if !started {
+		return
+	}
+	select {
+	case <-b.stop:
+		return
+	default:
+		close(b.stop)
+	}
+	<-b.done
+	if b.listener != nil {
+		_ = b.listener.Close()
+	}
+}
+
+func (b *Postgres) loop() {
+	defer close(b.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-b.stop; cancel() }()
+	poll := time.NewTicker(b.config.PollInterval)
+	defer poll.Stop()
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	var notes <-chan *pq.Notification
+	if b.listener != nil {
+		notes = b.listener.NotificationChannel()
+	}
+	for {
+		select {
+		case <-b.stop:
+			return
+		case n := <-notes:
+			if n != nil && b.config.DropNotification != nil && b.config.DropNotification() {
+				continue
+			}
+		case <-poll.C:
+		case <-prune.C:
+			if _, err := b.db.ExecContext(ctx, pruneSQL, b.config.Retention.Milliseconds()); err != nil && ctx.Err() == nil {
+				b.logger.WarnContext(ctx, "revenant: pruning the outbox failed", slog.Any("error", err))
+			}
+			continue
+		}
+		if err := b.catchUp(ctx); err != nil && ctx.Err() == nil {
+			b.logger.WarnContext(ctx, "revenant: reading the outbox failed", slog.Any("error", err))
+		}
+	}
+}
+
+// CatchUp delivers every event committed since the last read. The loop
+// calls it on each notification and poll tick; tests call it directly.
+func (b *Postgres) CatchUp(ctx context.Context) error { return b.catchUp(ctx) }
+
+func (b *Postgres) catchUp(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		low := b.low
+		b.mu.Unlock()
+		evs, seqs, err := b.read(ctx, low)
+		if err != nil {
+			return err
+		}
+		for i, ev := range evs {
+			b.mu.Lock()
+			seen := b.delivered[seqs[i]]
+			b.delivered[seqs[i]] = true
+			delete(b.gaps, seqs[i])
+			b.mu.Unlock()
+			if !seen {
+				b.subs.deliver(ctx, b.logger, ev)
+			}
+		}
+		b.advance(seqs)
+		if len(evs) < 1000 {
+			return nil
+		}
+	}
+}
+
+// advance moves low past every seq that is delivered, or that has been a
+// gap for longer than GapWait.
+func (b *Postgres) advance(seqs []int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if len(seqs) > 0 {
+		for s := b.low + 1; s < seqs[len(seqs)-1]; s++ {
+			if !b.delivered[s] {
+				if _, ok := b.gaps[s]; !ok {
+					b.gaps[s] = now
+				}
+			}
+		}
+	}
+	for {
+		next := b.low + 1
+		if b.delivered[next] {
+			delete(b.delivered, next)
+			b.low = next
+			continue
+		}
+		if since, ok := b.gaps[next]; ok && now.Sub(since) > b.config.GapWait {
+			delete(b.gaps, next)
+			b.low = next
+			continue
+		}
+		return
+	}
+}
+
+func (b *Postgres) read(ctx context.Context, after int64) ([]Event, []int64, error) {
+	rows, err := b.db.QueryContext(ctx, readSQL, after)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var evs []Event
+	var seqs []int64
+	for rows.Next() {
+		var (
+			ev      Event
+			seq     int64
+			ep, wf  uuid.NullUUID
+			payload []byte
+		)
+		if err := rows.Scan(&seq, &ev.ID, &ev.Type, &ep, &ev.ActorID, &wf, &ev.WorkflowStepID, &ev.Status, &ev.ErrorClass, &payload, &ev.CreatedAt); err != nil {
+			return nil, nil, err
+		}
+		ev.EpisodeID, ev.WorkflowInstanceID = ep.UUID, wf.UUID
+		if payload != nil {
+			ev.Payload = append([]byte(nil), payload...)
+		}
+		evs = append(evs, ev)
+		seqs = append(seqs, seq)
+	}
+	return evs, seqs, rows.Err()
+}
