@@ -1,0 +1,505 @@
+package workflow
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/bus"
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// Instance statuses.
+const (
+	StatusRunning  = "running"
+	StatusBlocked  = "blocked"
+	StatusDone     = "done"
+	StatusFailed   = "failed"
+	StatusCanceled = "canceled"
+)
+
+// Step statuses.
+const (
+	StepPending  = "pending"
+	StepRunning  = "running"
+	StepRetrying = "retrying"
+	StepDone     = "done"
+	StepFailed   = "failed"
+	StepPaused   = "paused"
+	StepCanceled = "canceled"
+)
+
+var knownStepStatus = map[string]bool{StepPending: true, StepRunning: true, StepRetrying: true, StepDone: true,
+	StepFailed: true, StepPaused: true, StepCanceled: true}
+
+// RetryPollIntervalDefault is how often an engine looks for due retries.
+const RetryPollIntervalDefault = time.Second
+
+// Config configures an Engine. A nil *Config is valid.
+type Config struct {
+	// Bus delivers episode events to the engine and receives workflow
+	// events. Use the Postgres bus across nodes. Without one, instances
+	// advance only through Reconcile and the retry loop.
+	Bus bus.Bus
+	// Stack and Env are stamped on instances and their episodes.
+	Stack, Env string
+	// RetryPollInterval defaults to RetryPollIntervalDefault.
+	RetryPollInterval time.Duration
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Engine starts and advances workflow instances. Run one on every node;
+// advancing an instance takes its row lock, so exactly one engine applies
+// each event and starts each downstream step.
+type Engine struct {
+	db     *sqlx.DB
+	config Config
+	store  *episodes.Store
+	logger *slog.Logger
+
+	mu    sync.RWMutex
+	defs  map[string]*Definition
+	unsub []func()
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// NewEngine returns an engine on db (never closed by revenant).
+func NewEngine(db *sqlx.DB, config *Config) (*Engine, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: workflow.NewEngine: db is nil", revenant.ErrInvalidInput)
+	}
+	c := Config{}
+	if config != nil {
+		c = *config
+	}
+	if c.RetryPollInterval < 0 {
+		return nil, fmt.Errorf("%w: workflow Config.RetryPollInterval must not be negative", revenant.ErrInvalidInput)
+	}
+	if c.RetryPollInterval == 0 {
+		c.RetryPollInterval = RetryPollIntervalDefault
+	}
+	if c.Logger == nil {
+		c.Logger = dbx.DiscardLogger()
+	}
+	store, err := episodes.New(db, &episodes.Config{Stack: c.Stack, Env: c.Env, Logger: c.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{db: db, config: c, store: store, logger: c.Logger, defs: map[string]*Definition{}}, nil
+}
+
+// Register validates and adds a definition.
+func (e *Engine) Register(def Definition) error {
+	if err := def.Validate(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.defs[def.ID]; ok {
+		return fmt.Errorf("%w: workflow %q is registered twice", ErrInvalidDefinition, def.ID)
+	}
+	d := def
+	e.defs[def.ID] = &d
+	return nil
+}
+
+func (e *Engine) def(id string) (*Definition, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	d, ok := e.defs[id]
+	return d, ok
+}
+
+// Launch subscribes the engine to episode events and starts the durable
+// retry loop. Register definitions first.
+func (e *Engine) Launch(ctx context.Context) error {
+	e.mu.Lock()
+	if e.stop != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("%w: engine already launched", revenant.ErrInvalidInput)
+	}
+	e.stop, e.done = make(chan struct{}), make(chan struct{})
+	if e.config.Bus != nil {
+		for _, t := range []string{bus.EpisodeCompleted, bus.EpisodeFailed, bus.EpisodeCanceled, bus.EpisodeDeadLettered} {
+			e.unsub = append(e.unsub, e.config.Bus.Subscribe(t, e.HandleEvent))
+		}
+	}
+	e.mu.Unlock()
+	go e.retryLoop()
+	return nil
+}
+
+// Shutdown stops the engine's loops and subscriptions.
+func (e *Engine) Shutdown() {
+	e.mu.Lock()
+	if e.stop == nil {
+		e.mu.Unlock()
+		return
+	}
+	for _, u := range e.unsub {
+		u()
+	}
+	e.unsub = nil
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	done := e.done
+	e.mu.Unlock()
+	<-done
+}
+
+func (e *Engine) retryLoop() {
+	defer close(e.done)
+	t := time.NewTicker(e.config.RetryPollInterval)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-e.stop; cancel() }()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			if _, err := e.RunDueRetries(ctx); err != nil && ctx.Err() == nil {
+				e.logger.Warn("revenant: running due retries failed", slog.Any("error", err))
+			}
+		}
+	}
+}
+
+// RunDueRetries starts every retry whose due time (database clock) has
+// passed. The retry loop calls it; it is exported for tools and tests.
+func (e *Engine) RunDueRetries(ctx context.Context) (int, error) {
+	var ids []uuid.UUID
+	if err := e.db.SelectContext(ctx, &ids, dueInstancesSQL); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		changed, err := e.withInstance(ctx, id, true, func(t *txn) error { return t.advance() })
+		if err != nil {
+			e.logger.Warn("revenant: advancing instance failed", slog.String("instance", id.String()), slog.Any("error", err))
+			continue
+		}
+		if changed {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// StartOptions tunes Start.
+type StartOptions struct {
+	// Subject, when set, allows one in-flight (running or blocked)
+	// instance per workflow and subject, on every node.
+	Subject string
+}
+
+// Start creates an instance of workflowID with trigger (any JSON value)
+// and starts its root steps, all in one transaction.
+func (e *Engine) Start(ctx context.Context, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
+	var id uuid.UUID
+	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		id, err = e.StartTx(ctx, tx, workflowID, trigger, opts)
+		return err
+	})
+	return id, err
+}
+
+// StartTx is Start inside the caller's transaction.
+func (e *Engine) StartTx(ctx context.Context, tx *sqlx.Tx, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
+	def, ok := e.def(workflowID)
+	if !ok {
+		return uuid.Nil, fmt.Errorf("%w: %q (register it first)", ErrUnknownWorkflow, workflowID)
+	}
+	trig, err := dbx.EncodeJSON(trigger, episodes.MaxJSONBytesDefault)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("%w: workflow %q trigger: %w", revenant.ErrInvalidInput, workflowID, err)
+	}
+	subject := ""
+	if opts != nil {
+		subject = opts.Subject
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT revenant_start`); err != nil {
+		return uuid.Nil, err
+	}
+	if _, err := tx.ExecContext(ctx, insertInstanceSQL, id, workflowID, nullString(subject), trig,
+		nullString(e.config.Stack), nullString(e.config.Env)); err != nil {
+		_, _ = tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT revenant_start`)
+		if dbx.IsUniqueViolation(err) {
+			return uuid.Nil, fmt.Errorf("%w: workflow %q subject %q", ErrDuplicateInFlight, workflowID, subject)
+		}
+		return uuid.Nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
+	}
+	ids := make([]string, len(def.Steps))
+	for i, s := range def.Steps {
+		ids[i] = s.ID
+	}
+	if _, err := tx.ExecContext(ctx, insertStepSQL, id, pqArray(ids)); err != nil {
+		return uuid.Nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
+	}
+	t, err := e.load(ctx, tx, id, lockInstanceSQL)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	t.publish(bus.Event{Type: bus.WorkflowStarted, WorkflowInstanceID: id, Status: StatusRunning})
+	if err := t.advance(); err != nil {
+		return uuid.Nil, err
+	}
+	if err := t.flush(); err != nil {
+		return uuid.Nil, err
+	}
+	return id, nil
+}
+
+// HandleEvent applies a terminal episode event to its workflow instance.
+// Duplicate and replayed events change nothing; events of episodes that
+// belong to no workflow, or to an unregistered one, are ignored.
+func (e *Engine) HandleEvent(ctx context.Context, ev bus.Event) error {
+	if !ev.Terminal() || ev.WorkflowInstanceID == uuid.Nil || ev.WorkflowStepID == "" {
+		return nil
+	}
+	_, err := e.withInstance(ctx, ev.WorkflowInstanceID, false, func(t *txn) error {
+		if _, err := t.applyTerminal(ev.WorkflowStepID, ev.EpisodeID); err != nil {
+			return err
+		}
+		return t.advance()
+	})
+	if errors.Is(err, ErrUnknownWorkflow) {
+		e.logger.Warn("revenant: event for an unregistered workflow ignored", slog.String("instance", ev.WorkflowInstanceID.String()), slog.Any("error", err))
+		return nil
+	}
+	return err
+}
+
+// Cancel cancels an instance: its running steps' episodes are canceled and
+// its unfinished steps marked canceled.
+func (e *Engine) Cancel(ctx context.Context, id uuid.UUID, reason string) error {
+	_, err := e.withInstance(ctx, id, false, func(t *txn) error {
+		if t.inst.Status != StatusRunning && t.inst.Status != StatusBlocked {
+			return fmt.Errorf("%w: instance %s is %s", ErrIllegalTransition, id, t.inst.Status)
+		}
+		if err := t.stopSteps(reason); err != nil {
+			return err
+		}
+		t.setInstance(StatusCanceled, map[string]string{"reason": reason})
+		t.publish(bus.Event{Type: bus.WorkflowCanceled, WorkflowInstanceID: id, Status: StatusCanceled})
+		return nil
+	})
+	return err
+}
+
+// Resume unblocks an instance paused by a step's Pause policy: the paused
+// steps run again.
+func (e *Engine) Resume(ctx context.Context, id uuid.UUID) error {
+	_, err := e.withInstance(ctx, id, false, func(t *txn) error {
+		if t.inst.Status != StatusBlocked {
+			return fmt.Errorf("%w: instance %s is %s, not blocked", ErrIllegalTransition, id, t.inst.Status)
+		}
+		for _, s := range t.steps {
+			if s.Status == StepPaused {
+				s.Status, s.dirty = StepPending, true
+			}
+		}
+		t.setInstance(StatusRunning, nil)
+		return t.advance()
+	})
+	return err
+}
+
+// Instance is a workflow instance with its step states.
+type Instance struct {
+	ID           uuid.UUID
+	WorkflowID   string
+	Status       string
+	Subject      string
+	Trigger      json.RawMessage
+	Error        json.RawMessage
+	Compensating bool
+	Version      int64
+	CreatedAt    time.Time
+	FinishedAt   *time.Time
+	Stack, Env   string
+	Steps        []StepState
+}
+
+// StepState is one step (or compensation) of an instance.
+type StepState struct {
+	ID         string
+	Kind       string // "step" or "compensation"
+	Status     string
+	Attempts   int
+	EpisodeID  uuid.UUID
+	Result     json.RawMessage
+	ErrorClass string
+	Error      json.RawMessage
+	DueAt      *time.Time
+
+	position int
+	due      bool
+	dirty    bool
+	dueInMS  *int64
+}
+
+// Step returns the state of step id, or nil.
+func (in *Instance) Step(id string) *StepState {
+	for i := range in.Steps {
+		if in.Steps[i].ID == id {
+			return &in.Steps[i]
+		}
+	}
+	return nil
+}
+
+// Get reads an instance with its step states.
+func (e *Engine) Get(ctx context.Context, id uuid.UUID) (*Instance, error) {
+	inst, err := scanInstance(e.db.QueryRowContext(ctx, getInstanceSQL, id))
+	if err != nil {
+		return nil, fmt.Errorf("getting workflow instance %s: %w", id, err)
+	}
+	steps, err := loadSteps(ctx, e.db, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range steps {
+		inst.Steps = append(inst.Steps, *s)
+	}
+	return inst, nil
+}
+
+func scanInstance(row interface{ Scan(...any) error }) (*Instance, error) {
+	var in Instance
+	var trig, errJSON []byte
+	var finished sql.NullTime
+	err := row.Scan(&in.ID, &in.WorkflowID, &in.Status, &in.Subject, &trig, &errJSON, &in.Compensating, &in.Version,
+		&in.CreatedAt, &finished, &in.Stack, &in.Env)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch in.Status {
+	case StatusRunning, StatusBlocked, StatusDone, StatusFailed, StatusCanceled:
+	default:
+		return nil, fmt.Errorf("%w: instance %s has unknown status %q", ErrCorruptRow, in.ID, in.Status)
+	}
+	in.Trigger, in.Error = trig, errJSON
+	if finished.Valid {
+		in.FinishedAt = &finished.Time
+	}
+	return &in, nil
+}
+
+func loadSteps(ctx context.Context, ex revenant.Executor, id uuid.UUID) ([]*StepState, error) {
+	rows, err := ex.QueryContext(ctx, stepsSQL, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading steps of instance %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []*StepState
+	for rows.Next() {
+		s := &StepState{}
+		var ep uuid.NullUUID
+		var due sql.NullTime
+		var result, errJSON []byte
+		if err := rows.Scan(&s.ID, &s.Kind, &s.position, &s.Status, &s.Attempts, &ep, &result, &s.ErrorClass, &errJSON, &due, &s.due); err != nil {
+			return nil, fmt.Errorf("reading steps of instance %s: %w", id, err)
+		}
+		s.Result, s.Error = result, errJSON
+		if !knownStepStatus[s.Status] {
+			return nil, fmt.Errorf("%w: instance %s step %q has unknown status %q", ErrCorruptRow, id, s.ID, s.Status)
+		}
+		s.EpisodeID = ep.UUID
+		if due.Valid {
+			s.DueAt = &due.Time
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := e.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// withInstance locks the instance (skipping it if skipLocked and another
+// engine holds it), loads its steps, runs fn and commits what fn changed.
+// It reports whether anything changed.
+func (e *Engine) withInstance(ctx context.Context, id uuid.UUID, skipLocked bool, fn func(t *txn) error) (bool, error) {
+	changed := false
+	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
+		q := lockInstanceSQL
+		if skipLocked {
+			q = lockInstanceSkipSQL
+		}
+		t, err := e.load(ctx, tx, id, q)
+		if errors.Is(err, ErrNotFound) && skipLocked {
+			return nil // locked by another engine, which is advancing it
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+		changed = t.changed()
+		return t.flush()
+	})
+	return changed, err
+}
+
+func (e *Engine) load(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, query string) (*txn, error) {
+	inst, err := scanInstance(tx.QueryRowContext(ctx, query, id))
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", id, err)
+	}
+	def, ok := e.def(inst.WorkflowID)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q (instance %s)", ErrUnknownWorkflow, inst.WorkflowID, id)
+	}
+	steps, err := loadSteps(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	t := &txn{e: e, ctx: ctx, tx: tx, inst: inst, def: def, steps: map[string]*StepState{}}
+	for _, s := range steps {
+		t.steps[s.ID] = s
+		t.order = append(t.order, s.ID)
+	}
+	return t, nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

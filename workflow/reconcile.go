@@ -1,0 +1,84 @@
+package workflow
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/recovery"
+)
+
+// ReconcileWorkflows repairs running and blocked instances in scope that
+// missed events: it replays the outcome of every running step whose episode
+// is already terminal (the event was lost, or the engine was down), starts
+// pending steps whose dependencies are all done and retries that are due,
+// and finishes instances with nothing left to do. Replayed counts the
+// instances it changed; Skipped those it could not handle (unregistered
+// workflow, corrupt row), each reported in Errors. Running it twice in a
+// row changes nothing the second time.
+//
+// Call it through recovery.ReconcileWorkflows, after recovery.Sweep and
+// after the workflows are registered.
+func (e *Engine) ReconcileWorkflows(ctx context.Context, scope recovery.Scope) (*recovery.ReconcileResult, error) {
+	res := &recovery.ReconcileResult{}
+	after := uuid.Nil
+	for {
+		query, args := openInstancesSQL, []any{after}
+		arg := func(v any) string {
+			args = append(args, v)
+			return "$" + strconv.Itoa(len(args))
+		}
+		if !scope.AllStacks {
+			if scope.Stack == "" {
+				query += " AND source_stack IS NULL"
+			} else {
+				query += " AND (source_stack = " + arg(scope.Stack) + " OR source_stack IS NULL)"
+			}
+		}
+		if !scope.AllEnvs {
+			if scope.Env == "" {
+				query += " AND source_env IS NULL"
+			} else {
+				query += " AND source_env = " + arg(scope.Env)
+			}
+		}
+		query += " ORDER BY id LIMIT 500"
+		var ids []uuid.UUID
+		if err := e.db.SelectContext(ctx, &ids, query, args...); err != nil {
+			return res, fmt.Errorf("reconcile: listing open instances: %w", err)
+		}
+		for _, id := range ids {
+			changed, err := e.withInstance(ctx, id, false, func(t *txn) error {
+				for _, sid := range t.order {
+					s := t.steps[sid]
+					if s.Status == StepRunning {
+						if _, err := t.applyTerminal(s.ID, s.EpisodeID); err != nil {
+							return err
+						}
+					}
+				}
+				return t.advance()
+			})
+			switch {
+			case err != nil:
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
+				res.Skipped++
+				res.Errors = append(res.Errors, fmt.Errorf("instance %s: %w", id, err))
+				e.logger.WarnContext(ctx, "revenant: reconcile skipped an instance", slog.String("instance", id.String()), slog.Any("error", err))
+			case changed:
+				res.Replayed++
+			}
+		}
+		if len(ids) < 500 {
+			return res, nil
+		}
+		after = ids[len(ids)-1]
+	}
+}
+
+var _ recovery.WorkflowReconciler = (*Engine)(nil)
