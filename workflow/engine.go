@@ -503,3 +503,14 @@ func nullString(s string) any {
 	}
 	return s
 }
+
+// FindBySubject returns the newest instance of workflowID started with
+// subject, or ErrNotFound.
+func (e *Engine) FindBySubject(ctx context.Context, workflowID, subject string) (uuid.UUID, error) {
+	var id uuid.UUID
+	err := e.db.GetContext(ctx, &id, findBySubjectSQL, workflowID, subject)
+	if errors.Is(err, sql.ErrNoRows) {
+		return uuid.Nil, fmt.Errorf("workflow %q subject %q: %w", workflowID, subject, ErrNotFound)
+	}
+	return id, err
+}

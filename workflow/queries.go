@@ -50,3 +50,6 @@ LIMIT 200`
 // (keyset paged); the scope filter is appended.
 const openInstancesSQL = `SELECT id FROM revenant_workflow_instances i
 WHERE status IN ('running', 'blocked') AND id > $1`
+
+const findBySubjectSQL = `SELECT id FROM revenant_workflow_instances WHERE workflow_id = $1 AND subject = $2
+ORDER BY created_at DESC, id DESC LIMIT 1`

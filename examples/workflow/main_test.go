@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/revenant-go/revenant/internal/testdb"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("REVENANT_WORKFLOW_CHILD") == "1" {
+		main()
+		os.Exit(0)
+	}
+	testdb.Main(m)
+}
+
+// The README's workflow demo: run 1 crashes mid-way, run 2 sweeps and
+// reconciles at startup and completes; every step prints exactly once.
+func TestWorkflowExampleCrashesThenCompletes(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, &testdb.Options{NoMigrate: true})
+	runOnce := func() (string, int) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "REVENANT_WORKFLOW_CHILD=1", "DATABASE_URL="+s.DSN)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return string(out), exit.ExitCode()
+		}
+		require.NoError(t, err, string(out))
+		return string(out), 0
+	}
+	out1, code := runOnce()
+	require.Equal(t, 3, code, out1)
+	require.Contains(t, out1, "crashes now")
+	out2, code := runOnce()
+	require.Equal(t, 0, code, out2)
+	require.Contains(t, out2, "startup: sweep restarted=1")
+	require.Contains(t, out2, ": done")
+	both := out1 + out2
+	for _, step := range []string{"download", "resize", "watermark", "caption", "publish"} {
+		require.Equal(t, 1, strings.Count(both, "running "+step+"\n"), "step %s printed once across both runs:\n%s", step, both)
+	}
+}
