@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -119,6 +120,22 @@ func PublishOutboxTx(ctx context.Context, tx revenant.Executor, evs ...Event) er
 	if len(evs) == 0 {
 		return nil
 	}
+	cte, ref, args, err := OutboxCTE("ev", nil, evs...)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "WITH "+cte+" SELECT * FROM "+ref, args...); err != nil {
+		return fmt.Errorf("publishing %d events: %w", len(evs), err)
+	}
+	return nil
+}
+
+// OutboxCTE returns common table expressions that insert evs into the
+// outbox and NOTIFY readers, for callers that fold publication into a
+// larger statement. Parameters are numbered after args, which is returned
+// extended. The statement must reference the CTE named ref (e.g. SELECT *
+// FROM ref), or the notification is not sent.
+func OutboxCTE(name string, args []any, evs ...Event) (cte, ref string, out []any, err error) {
 	prepare(evs)
 	n := len(evs)
 	ids, types, eps, actors, wfs, steps, statuses, classes, payloads :=
@@ -126,7 +143,7 @@ func PublishOutboxTx(ctx context.Context, tx revenant.Executor, evs ...Event) er
 		make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
 	for i, ev := range evs {
 		if ev.Type == "" {
-			return fmt.Errorf("%w: event type is empty", revenant.ErrInvalidInput)
+			return "", "", nil, fmt.Errorf("%w: event type is empty", revenant.ErrInvalidInput)
 		}
 		ids[i], types[i], actors[i], steps[i], statuses[i], classes[i] =
 			ev.ID.String(), ev.Type, ev.ActorID, ev.WorkflowStepID, ev.Status, ev.ErrorClass
@@ -141,28 +158,32 @@ func PublishOutboxTx(ctx context.Context, tx revenant.Executor, evs ...Event) er
 		if len(ev.Payload) > 0 {
 			p, err := dbx.EncodeJSON(ev.Payload, 0)
 			if err != nil {
-				return fmt.Errorf("%w: event payload: %w", revenant.ErrInvalidInput, err)
+				return "", "", nil, fmt.Errorf("%w: event payload: %w", revenant.ErrInvalidInput, err)
 			}
 			s := p.(string)
 			payloads[i] = &s
 		}
 	}
-	if _, err := tx.ExecContext(ctx, publishSQL, pq.Array(ids), pq.Array(types), pq.Array(eps), pq.Array(actors),
-		pq.Array(wfs), pq.Array(steps), pq.Array(statuses), pq.Array(classes), pq.Array(payloads)); err != nil {
-		return fmt.Errorf("publishing %d events: %w", n, err)
-	}
-	return nil
-}
-
-const publishSQL = `WITH ins AS (
+	out = append(args, pq.Array(ids), pq.Array(types), pq.Array(eps), pq.Array(actors),
+		pq.Array(wfs), pq.Array(steps), pq.Array(statuses), pq.Array(classes), pq.Array(payloads))
+	p := func(i int) string { return "$" + strconv.Itoa(len(args)+i) }
+	cte = name + ` AS (
 	INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload)
 	SELECT id, type, episode_id, NULLIF(actor_id, ''), workflow_instance_id, NULLIF(step_id, ''), NULLIF(status, ''),
 		NULLIF(error_class, ''), payload
-	FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[])
+	FROM unnest(` + p(1) + `::uuid[], ` + p(2) + `::text[], ` + p(3) + `::uuid[], ` + p(4) + `::text[], ` + p(5) + `::uuid[], ` +
+		p(6) + `::text[], ` + p(7) + `::text[], ` + p(8) + `::text[], ` + p(9) + `::jsonb[])
 		AS e(id, type, episode_id, actor_id, workflow_instance_id, step_id, status, error_class, payload)
 	RETURNING seq
-)
-SELECT pg_notify('` + Channel + `', max(seq)::text) FROM ins`
+),
+` + name + `_notify AS (SELECT pg_notify('` + Channel + `', max(seq)::text) FROM ` + name + `)`
+	return cte, name + "_notify", out, nil
+}
+
+// InTransaction reports that PublishTx writes to the outbox in the
+// caller's transaction, so callers may fold it into their own statements
+// with OutboxCTE.
+func (b *Postgres) InTransaction() bool { return true }
 
 const readSQL = `SELECT seq, id, type, episode_id, coalesce(actor_id, ''), workflow_instance_id, coalesce(workflow_step_id, ''),
 	coalesce(status, ''), coalesce(error_class, ''), payload, created_at

@@ -257,7 +257,7 @@ func (e *Engine) StartTx(ctx context.Context, tx *sqlx.Tx, workflowID string, tr
 	if _, err := tx.ExecContext(ctx, insertStepSQL, id, pqArray(ids)); err != nil {
 		return uuid.Nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
 	}
-	t, err := e.load(ctx, tx, id, lockInstanceSQL)
+	t, err := e.load(ctx, tx, id, false)
 	if err != nil {
 		return uuid.Nil, err
 	}
@@ -358,6 +358,7 @@ type StepState struct {
 	due      bool
 	dirty    bool
 	dueInMS  *int64
+	outcome  *episodes.Episode // running steps: the episode's state, read with the lock
 }
 
 // Step returns the state of step id, or nil.
@@ -456,11 +457,7 @@ func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 func (e *Engine) withInstance(ctx context.Context, id uuid.UUID, skipLocked bool, fn func(t *txn) error) (bool, error) {
 	changed := false
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
-		q := lockInstanceSQL
-		if skipLocked {
-			q = lockInstanceSkipSQL
-		}
-		t, err := e.load(ctx, tx, id, q)
+		t, err := e.load(ctx, tx, id, skipLocked)
 		if errors.Is(err, ErrNotFound) && skipLocked {
 			return nil // locked by another engine, which is advancing it
 		}
@@ -476,25 +473,95 @@ func (e *Engine) withInstance(ctx context.Context, id uuid.UUID, skipLocked bool
 	return changed, err
 }
 
-func (e *Engine) load(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, query string) (*txn, error) {
-	inst, err := scanInstance(tx.QueryRowContext(ctx, query, id))
+// load locks the instance and reads it, its steps and its running steps'
+// episode outcomes in one statement. With skipLocked, an instance locked by
+// another engine reads as ErrNotFound.
+func (e *Engine) load(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, skipLocked bool) (*txn, error) {
+	q := loadLockedSQL
+	if skipLocked {
+		q += " SKIP LOCKED"
+	}
+	t, stale, err := e.loadOnce(ctx, tx, id, q)
+	if err == nil && stale {
+		// We waited for the lock while another engine advanced the
+		// instance; now that we hold it, a fresh read is consistent.
+		t, _, err = e.loadOnce(ctx, tx, id, loadLockedSQL)
+	}
+	return t, err
+}
+
+func (e *Engine) loadOnce(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, q string) (*txn, bool, error) {
+	rows, err := tx.QueryContext(ctx, q, id)
 	if err != nil {
-		return nil, fmt.Errorf("instance %s: %w", id, err)
+		return nil, false, fmt.Errorf("instance %s: %w", id, err)
 	}
-	def, ok := e.def(inst.WorkflowID)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q (instance %s)", ErrUnknownWorkflow, inst.WorkflowID, id)
-	}
-	steps, err := loadSteps(ctx, tx, id)
-	if err != nil {
-		return nil, err
-	}
-	t := &txn{e: e, ctx: ctx, tx: tx, inst: inst, def: def, steps: map[string]*StepState{}}
-	for _, s := range steps {
+	defer rows.Close()
+	var t *txn
+	stale := false
+	for rows.Next() {
+		in, s, snapVersion, err := scanLoaded(rows)
+		if err != nil {
+			return nil, false, fmt.Errorf("instance %s: %w", id, err)
+		}
+		stale = stale || snapVersion != in.Version
+		if t == nil {
+			def, ok := e.def(in.WorkflowID)
+			if !ok {
+				return nil, false, fmt.Errorf("%w: %q (instance %s)", ErrUnknownWorkflow, in.WorkflowID, id)
+			}
+			t = &txn{e: e, ctx: ctx, tx: tx, inst: in, def: def, steps: map[string]*StepState{}}
+		}
 		t.steps[s.ID] = s
 		t.order = append(t.order, s.ID)
 	}
-	return t, nil
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("instance %s: %w", id, err)
+	}
+	if t == nil {
+		return nil, false, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	return t, stale, nil
+}
+
+func scanLoaded(rows *sql.Rows) (*Instance, *StepState, int64, error) {
+	var (
+		in                 Instance
+		trig, instErr      []byte
+		finished           sql.NullTime
+		s                  = &StepState{}
+		ep                 uuid.NullUUID
+		due                sql.NullTime
+		result, errJSON    []byte
+		epStatus, epClass  string
+		epResult, epDetail []byte
+		snapVersion        int64
+	)
+	if err := rows.Scan(&snapVersion, &in.ID, &in.WorkflowID, &in.Status, &in.Subject, &trig, &instErr, &in.Compensating, &in.Version,
+		&in.CreatedAt, &finished, &in.Stack, &in.Env,
+		&s.ID, &s.Kind, &s.position, &s.Status, &s.Attempts, &ep, &result, &s.ErrorClass, &errJSON, &due, &s.due,
+		&epStatus, &epResult, &epClass, &epDetail); err != nil {
+		return nil, nil, 0, err
+	}
+	switch in.Status {
+	case StatusRunning, StatusBlocked, StatusDone, StatusFailed, StatusCanceled:
+	default:
+		return nil, nil, 0, fmt.Errorf("%w: instance %s has unknown status %q", ErrCorruptRow, in.ID, in.Status)
+	}
+	if !knownStepStatus[s.Status] {
+		return nil, nil, 0, fmt.Errorf("%w: instance %s step %q has unknown status %q", ErrCorruptRow, in.ID, s.ID, s.Status)
+	}
+	in.Trigger, in.Error = trig, instErr
+	if finished.Valid {
+		in.FinishedAt = &finished.Time
+	}
+	s.EpisodeID, s.Result, s.Error = ep.UUID, result, errJSON
+	if due.Valid {
+		s.DueAt = &due.Time
+	}
+	if epStatus != "" {
+		s.outcome = &episodes.Episode{ID: ep.UUID, Status: episodes.Status(epStatus), Result: epResult, ErrorClass: epClass, ErrorDetail: epDetail}
+	}
+	return &in, s, snapVersion, nil
 }
 
 func nullString(s string) any {

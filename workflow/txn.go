@@ -13,8 +13,10 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
+	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/recovery"
 )
 
@@ -31,10 +33,11 @@ type txn struct {
 	steps map[string]*StepState
 	order []string
 
-	instDirty bool
-	errDetail any
-	events    []bus.Event
-	mutations int
+	instDirty   bool
+	errDetail   any
+	newEpisodes []newEpisode
+	events      []bus.Event
+	mutations   int
 }
 
 func (t *txn) changed() bool { return t.mutations > 0 }
@@ -68,9 +71,10 @@ func (t *txn) applyTerminal(stepID string, episodeID uuid.UUID) (bool, error) {
 	if s == nil || s.Status != StepRunning || s.EpisodeID != episodeID {
 		return false, nil
 	}
-	ep, err := t.e.store.GetTx(t.ctx, t.tx, episodeID)
-	if err != nil {
-		return false, err
+	// The episode's outcome was read with the instance, under its lock.
+	ep := s.outcome
+	if ep == nil {
+		return false, fmt.Errorf("%w: step %q runs episode %s, which does not exist", ErrCorruptRow, s.ID, s.EpisodeID)
 	}
 	if !ep.Status.Terminal() {
 		return false, nil
@@ -283,61 +287,130 @@ func (t *txn) startStep(s *StepState, st *Step, results map[string]json.RawMessa
 	return t.createEpisode(s, st.Actor, st.Expectation, input, st.MaxEpisodeAttempts)
 }
 
-// createEpisode creates the step's episode for its next attempt. The dedupe
-// key (instance, step, attempt) makes a second creation return the first.
+// createEpisode queues the step's episode for its next attempt; flush
+// inserts it. The dedupe key (instance, step, attempt) means a second
+// creation can never make a second episode.
 func (t *txn) createEpisode(s *StepState, actor, expectation string, input any, maxAttempts int) error {
 	attempt := s.Attempts + 1
-	res, err := t.e.store.CreateTx(t.ctx, t.tx, episodes.CreateParams{
-		ActorID: actor, Expectation: expectation, Input: input, MaxAttempts: maxAttempts,
-		DedupeKey:          fmt.Sprintf("wf:%s:%s:%d", t.inst.ID, s.ID, attempt),
-		WorkflowInstanceID: t.inst.ID, WorkflowStepID: s.ID,
-	})
+	enc, err := dbx.EncodeJSON(input, episodes.MaxJSONBytesDefault)
 	if err != nil {
-		return fmt.Errorf("creating episode of step %q: %w", s.ID, err)
+		return fmt.Errorf("%w: input of step %q: %w", revenant.ErrInvalidInput, s.ID, err)
 	}
-	if _, err := t.tx.ExecContext(t.ctx, notifyPendingSQL, recovery.NotifyChannel, actor); err != nil {
+	id, err := uuid.NewV7()
+	if err != nil {
 		return err
 	}
-	s.Status, s.Attempts, s.EpisodeID, s.dueInMS = StepRunning, attempt, res.Episode.ID, nil
+	if maxAttempts <= 0 {
+		maxAttempts = episodes.MaxAttemptsDefault
+	}
+	t.newEpisodes = append(t.newEpisodes, newEpisode{id: id, actor: actor, expectation: expectation, input: enc,
+		maxAttempts: maxAttempts, dedupeKey: fmt.Sprintf("wf:%s:%s:%d", t.inst.ID, s.ID, attempt), stepID: s.ID})
+	s.Status, s.Attempts, s.EpisodeID, s.dueInMS, s.outcome = StepRunning, attempt, id, nil, nil
 	t.touch(s)
-	t.publish(bus.Event{Type: bus.WorkflowStepStarted, WorkflowStepID: s.ID, EpisodeID: res.Episode.ID, ActorID: actor, Status: StepRunning})
+	t.publish(bus.Event{Type: bus.WorkflowStepStarted, WorkflowStepID: s.ID, EpisodeID: id, ActorID: actor, Status: StepRunning})
 	return nil
 }
 
-// flush writes the changed steps and instance, and publishes the events,
-// in the instance's transaction.
+type newEpisode struct {
+	id                            uuid.UUID
+	actor, expectation, dedupeKey string
+	stepID                        string
+	input                         any
+	maxAttempts                   int
+}
+
+// outboxWriter is implemented by buses whose PublishTx writes to the
+// outbox table (bus.Postgres), so the engine can fold publication into its
+// one flush statement.
+type outboxWriter interface{ InTransaction() bool }
+
+// flush writes the transition — changed steps, the instance, new episodes
+// and their wake-ups, and (with the Postgres bus) its events — in one
+// statement, in the instance's transaction.
 func (t *txn) flush() error {
 	if t.mutations == 0 {
 		return nil
 	}
+	var (
+		ids, statuses, classes []string
+		attempts               []int64
+		epIDs, results, errs   []*string
+		dues                   []*int64
+	)
 	for _, id := range t.order {
 		s := t.steps[id]
 		if !s.dirty {
 			continue
 		}
-		var ep any
-		if s.EpisodeID != uuid.Nil {
-			ep = s.EpisodeID
-		}
-		if _, err := t.tx.ExecContext(t.ctx, updateStepSQL, t.inst.ID, s.ID, s.Status, s.Attempts, ep,
-			jsonArg(s.Result), s.ErrorClass, jsonArg(s.Error), s.dueInMS); err != nil {
-			return fmt.Errorf("writing step %q: %w", s.ID, err)
-		}
+		ids, statuses, classes, attempts = append(ids, s.ID), append(statuses, s.Status), append(classes, s.ErrorClass), append(attempts, int64(s.Attempts))
+		epIDs, results, errs, dues = append(epIDs, uuidPtr(s.EpisodeID)), append(results, jsonPtr(s.Result)), append(errs, jsonPtr(s.Error)), append(dues, s.dueInMS)
 		s.dirty = false
 	}
 	var errDetail any
 	if t.errDetail != nil {
 		errDetail = string(mustJSON(t.errDetail))
 	}
-	if _, err := t.tx.ExecContext(t.ctx, updateInstanceSQL, t.inst.ID, t.inst.Status, errDetail, t.inst.Compensating); err != nil {
-		return fmt.Errorf("writing instance %s: %w", t.inst.ID, err)
+	var (
+		neIDs, neActors, neExps, neKeys, neSteps []string
+		neInputs                                 []*string
+		neMax                                    []int64
+	)
+	for _, ne := range t.newEpisodes {
+		neIDs, neActors, neExps, neKeys, neSteps = append(neIDs, ne.id.String()), append(neActors, ne.actor), append(neExps, ne.expectation),
+			append(neKeys, ne.dedupeKey), append(neSteps, ne.stepID)
+		var in *string
+		if v, ok := ne.input.(string); ok {
+			in = &v
+		}
+		neInputs, neMax = append(neInputs, in), append(neMax, int64(ne.maxAttempts))
 	}
-	if t.e.config.Bus != nil && len(t.events) > 0 {
-		if err := t.e.config.Bus.PublishTx(t.ctx, t.tx, t.events...); err != nil {
+	args := []any{t.inst.ID, pq.Array(ids), pq.Array(statuses), pq.Array(attempts), pq.Array(epIDs), pq.Array(results),
+		pq.Array(classes), pq.Array(errs), pq.Array(dues), t.inst.Status, errDetail, t.inst.Compensating,
+		pq.Array(neIDs), pq.Array(neActors), pq.Array(neExps), pq.Array(neInputs), pq.Array(neMax), pq.Array(neKeys), pq.Array(neSteps),
+		nullString(t.e.config.Stack), nullString(t.e.config.Env), recovery.NotifyChannel}
+	query := flushSQL
+	final := `SELECT (SELECT count(*) FROM st), (SELECT count(*) FROM inst), (SELECT count(*) FROM ep), (SELECT count(*) FROM wake)`
+	_, inOutbox := t.e.config.Bus.(outboxWriter)
+	if inOutbox && len(t.events) > 0 {
+		cte, ref, a, err := bus.OutboxCTE("ev", args, t.events...)
+		if err != nil {
 			return err
 		}
+		query += ",\n" + cte
+		final += `, (SELECT count(*) FROM ` + ref + `)`
+		args = a
+	} else {
+		final += `, 0`
+	}
+	var nSteps, nInst, nEps, nWake, nEv int
+	if err := t.tx.QueryRowContext(t.ctx, query+"\n"+final, args...).Scan(&nSteps, &nInst, &nEps, &nWake, &nEv); err != nil {
+		return fmt.Errorf("writing instance %s: %w", t.inst.ID, err)
+	}
+	if nSteps != len(ids) || nInst != 1 || nEps != len(t.newEpisodes) {
+		return fmt.Errorf("%w: instance %s: wrote %d of %d steps, %d of 1 instance, %d of %d episodes (an episode for that attempt already exists)",
+			ErrCorruptRow, t.inst.ID, nSteps, len(ids), nInst, nEps, len(t.newEpisodes))
+	}
+	t.newEpisodes = nil
+	if !inOutbox && t.e.config.Bus != nil && len(t.events) > 0 {
+		return t.e.config.Bus.PublishTx(t.ctx, t.tx, t.events...)
 	}
 	return nil
+}
+
+func uuidPtr(id uuid.UUID) *string {
+	if id == uuid.Nil {
+		return nil
+	}
+	s := id.String()
+	return &s
+}
+
+func jsonPtr(b json.RawMessage) *string {
+	if len(b) == 0 {
+		return nil
+	}
+	s := string(b)
+	return &s
 }
 
 func jsonArg(b json.RawMessage) any {
