@@ -2,14 +2,10 @@ package runner_test
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant/episodes"
@@ -17,45 +13,6 @@ import (
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/runner"
 )
-
-// countingConnector counts every statement sent through lib/pq.
-type countingConnector struct {
-	driver.Connector
-	n *atomic.Int64
-}
-
-func (c countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &countingConn{Conn: conn, n: c.n}, nil
-}
-
-type countingConn struct {
-	driver.Conn
-	n *atomic.Int64
-}
-
-func (c *countingConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	c.n.Add(1)
-
-	return c.Conn.(driver.QueryerContext).QueryContext(ctx, q, args)
-}
-
-func (c *countingConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	c.n.Add(1)
-	return c.Conn.(driver.ExecerContext).ExecContext(ctx, q, args)
-}
-
-func (c *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	c.n.Add(1)
-	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
-}
-
-func (c *countingConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
-	return c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, q)
-}
 
 // Liveness is one statement per interval per node, whatever the number of
 // running episodes: the heartbeat renews the node row and checks every run's
@@ -67,12 +24,7 @@ func TestLivenessIsOneStatementPerIntervalWith10000RunningEpisodes(t *testing.T)
 	_, err := s.DB.Exec(`INSERT INTO revenant_episodes (id, actor_id) SELECT gen_random_uuid(), 'parked' FROM generate_series(1, $1)`, running)
 	require.NoError(t, err)
 
-	connector, err := pq.NewConnector(s.DSN)
-	require.NoError(t, err)
-	var statements atomic.Int64
-	db := sqlx.NewDb(sql.OpenDB(countingConnector{Connector: connector, n: &statements}), "postgres")
-	db.SetMaxOpenConns(10)
-	t.Cleanup(func() { _ = db.Close() })
+	db, statements := testdb.Counting(t, s.DSN, 10)
 
 	const interval = 200 * time.Millisecond
 	release := make(chan struct{})
