@@ -163,4 +163,3 @@ func run(reset bool) error {
 	}
 	return fmt.Errorf("instance %s did not finish in time", id)
 }
-
