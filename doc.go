@@ -34,8 +34,12 @@
 //   - [github.com/revenant-go/revenant/recovery]: recovery.Sweep at startup
 //     and a Sweeper for the life of the process, with per-actor restart or
 //     fail policies, dead-lettering and dry runs.
-//   - workflow and bus (planned): DAG workflows advanced by lifecycle events,
-//     and recovery.ReconcileWorkflows to replay missed ones.
+//   - [github.com/revenant-go/revenant/bus]: lifecycle events, in process
+//     or across nodes through a Postgres outbox written in the same
+//     transaction as the state change.
+//   - [github.com/revenant-go/revenant/workflow]: DAG workflows of episodes
+//     with retry, abort (with saga compensation) and pause policies;
+//     recovery.ReconcileWorkflows repairs instances that missed events.
 //
 // # Usage sketch
 //
