@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/internal/clusterdemo"
 	"github.com/revenant-go/revenant/internal/testdb"
 	"github.com/revenant-go/revenant/recovery"
@@ -20,7 +21,14 @@ import (
 // node; 4 concurrent sweeps act as 4 nodes. x_bulk_update is their wall time
 // over that of one raw UPDATE … RETURNING of the same 100,000 rows in the
 // same run; double_claims counts orphans claimed more than once.
+// The outbox variant also writes one lifecycle event per recovered episode
+// in the same transaction (recovery.Options.Bus with the Postgres bus).
 func BenchmarkSweep(b *testing.B) {
+	b.Run("events=none", func(b *testing.B) { benchSweep(b, false) })
+	b.Run("events=outbox", func(b *testing.B) { benchSweep(b, true) })
+}
+
+func benchSweep(b *testing.B, outbox bool) {
 	const total, orphans, sweepers = 1_000_000, 100_000, 4
 	s := testdb.New(b, &testdb.Options{MaxOpenConns: 12})
 	db := s.DB
@@ -46,6 +54,12 @@ func BenchmarkSweep(b *testing.B) {
 	_, err = db.Exec(`VACUUM ANALYZE revenant_episodes`)
 	require.NoError(b, err)
 	reg := registry{"actor-0": recovery.Restart, "actor-1": recovery.Restart, "actor-2": recovery.Restart, "actor-3": recovery.Restart}
+	opts := recovery.Options{Registry: reg, AllStacks: true, AllEnvs: true}
+	if outbox {
+		pub, err := bus.NewPostgres(db, nil)
+		require.NoError(b, err)
+		opts.Bus = pub
+	}
 
 	var rawTotal, sweepTotal time.Duration
 	doubleClaims := 0
@@ -72,7 +86,8 @@ func BenchmarkSweep(b *testing.B) {
 		restarted := make([]int, sweepers)
 		for i := range sweepers {
 			wg.Go(func() {
-				res, err := recovery.Sweep(ctx, db, &recovery.Options{Registry: reg, AllStacks: true, AllEnvs: true})
+				o := opts
+				res, err := recovery.Sweep(ctx, db, &o)
 				require.NoError(b, err)
 				restarted[i] = res.Restarted
 			})
@@ -85,6 +100,13 @@ func BenchmarkSweep(b *testing.B) {
 			sum += r
 		}
 		require.Equal(b, orphans, sum)
+		if outbox {
+			var evs int
+			require.NoError(b, db.Get(&evs, `SELECT count(*) FROM revenant_events WHERE type = 'episode.recovered'`))
+			require.Equal(b, orphans, evs, "one event per recovered episode")
+			_, err := db.Exec(`TRUNCATE revenant_events`)
+			require.NoError(b, err)
+		}
 		var twice int
 		require.NoError(b, db.Get(&twice, `SELECT count(*) FROM revenant_episodes WHERE status = 'pending' AND claim_token <> 2`))
 		doubleClaims += twice
