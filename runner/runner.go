@@ -58,8 +58,11 @@ type Runner struct {
 	stopped bool
 	nodeID  string
 
-	lockConn *sql.Conn
-	lockKey  int64
+	// livenessMu serialises use of lockConn: a *sql.Conn carries one
+	// statement at a time (lib/pq breaks the connection otherwise).
+	livenessMu sync.Mutex
+	lockConn   *sql.Conn
+	lockKey    int64
 
 	wake     chan struct{}
 	stopCh   chan struct{}
@@ -282,6 +285,8 @@ func connBroken(err error) bool {
 // re-registers under a new id. The heartbeat loop calls it every
 // HeartbeatInterval; it is exported for tests and tools.
 func (r *Runner) Heartbeat(ctx context.Context) error {
+	r.livenessMu.Lock()
+	defer r.livenessMu.Unlock()
 	r.mu.Lock()
 	ids := make([]string, 0, len(r.active))
 	tokens := make([]int64, 0, len(r.active))
@@ -721,6 +726,8 @@ func (r *Runner) Stop(ctx context.Context) error {
 	if _, err := r.db.ExecContext(ctx, stopNodeSQL, r.NodeID()); err != nil {
 		errs = append(errs, fmt.Errorf("marking node stopped: %w", err))
 	}
+	r.livenessMu.Lock()
+	defer r.livenessMu.Unlock()
 	if r.lockConn != nil {
 		if _, err := r.lockConn.ExecContext(ctx, unlockSQL, r.lockKey); err != nil {
 			_ = r.lockConn.Raw(func(any) error { return errBadConn })

@@ -382,7 +382,9 @@ func TestReconcileAdvancesInstancesThatMissedEvents(t *testing.T) {
 
 	// A pending step whose dependencies are all done (the engine died
 	// between recording a completion and starting the next step) and a due
-	// retry are repaired too.
+	// retry are repaired too. (The engine's own retry loop is stopped, so
+	// that only the reconciler can repair them.)
+	n.engine.Shutdown()
 	id := ids[0]
 	_, err = s.DB.Exec(`UPDATE revenant_workflow_instances SET status = 'running', finished_at = NULL WHERE id = $1`, id)
 	require.NoError(t, err)
