@@ -36,6 +36,10 @@ type SweeperConfig struct {
 	// StatementTimeout bounds every statement of a pass, set on the
 	// Sweeper's reserved connection. Defaults to StatementTimeoutDefault.
 	StatementTimeout time.Duration
+	// Workflows, when set, is reconciled after every full pass (same
+	// scope), so instances that miss an event while the process runs are
+	// repaired without waiting for a restart. Defaults to none.
+	Workflows WorkflowReconciler
 }
 
 // Stats describes the Sweeper's health; alert when LastSuccess is old.
@@ -163,6 +167,7 @@ func (s *Sweeper) loop() {
 		case <-full.C:
 			if _, err := s.Pass(ctx); err == nil {
 				s.warnUnclaimable(ctx)
+				s.reconcile(ctx)
 			}
 			full.Reset(s.jittered())
 		case <-check:
@@ -278,4 +283,21 @@ func (s *Sweeper) warnUnclaimable(ctx context.Context) {
 	s.mu.Lock()
 	s.stats.Unclaimable = backlog
 	s.mu.Unlock()
+}
+
+func (s *Sweeper) reconcile(ctx context.Context) {
+	if s.config.Workflows == nil {
+		return
+	}
+	o := s.opts
+	res, err := s.config.Workflows.ReconcileWorkflows(ctx, Scope{Stack: o.Stack, AllStacks: o.AllStacks, Env: o.Env, AllEnvs: o.AllEnvs})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.opts.Logger.WarnContext(ctx, "revenant: reconciling workflows failed; retrying next pass", slog.Any("error", err))
+		}
+		return
+	}
+	if res.Replayed+res.Skipped > 0 {
+		s.opts.Logger.InfoContext(ctx, "revenant: reconciled workflows", slog.Int("replayed", res.Replayed), slog.Int("skipped", res.Skipped))
+	}
 }

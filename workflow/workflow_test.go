@@ -485,3 +485,26 @@ func countingLogger() (*slog.Logger, *atomic.Int32) {
 	n := &atomic.Int32{}
 	return slog.New(countingHandler{Handler: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), n: n}), n
 }
+
+// A Sweeper given the engine reconciles after each full pass, so a node
+// that misses every event still completes its instances.
+func TestSweeperReconcilesWorkflows(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)},
+		defs: []workflow.Definition{fanOutFanIn("media")}, noEngineSub: true})
+	sw, err := recovery.NewSweeper(s.DB, &recovery.SweeperConfig{Options: recovery.Options{Node: n.runner},
+		Interval: 200 * time.Millisecond, Workflows: n.engine})
+	require.NoError(t, err)
+	require.NoError(t, sw.Start(context.Background()))
+	defer sw.Stop()
+	for i := range 3 {
+		_, err := n.engine.Start(context.Background(), "media", i, nil)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		var open int
+		require.NoError(t, s.DB.Get(&open, `SELECT count(*) FROM revenant_workflow_instances WHERE status <> 'done'`))
+		return open == 0
+	}, 30*time.Second, 50*time.Millisecond)
+}
