@@ -574,15 +574,7 @@ func (r *Runner) finish(ctx context.Context, eventType string, move func(tx reve
 }
 
 func (r *Runner) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	tx, err := r.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return dbx.InTx(ctx, r.db, fn)
 }
 
 // EventOf builds the lifecycle event of an episode's current state.
@@ -604,17 +596,14 @@ func (r *Runner) logFinish(log *slog.Logger, err error) {
 // Enqueue creates a pending episode and wakes runners (on commit). A
 // duplicate dedupe key returns the existing episode and wakes no one.
 func (r *Runner) Enqueue(ctx context.Context, p episodes.CreateParams) (*episodes.CreateResult, error) {
-	tx, err := r.db.BeginTxx(ctx, nil)
+	var res *episodes.CreateResult
+	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		res, err = r.EnqueueTx(ctx, tx, p)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("enqueue: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	res, err := r.EnqueueTx(ctx, tx, p)
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("enqueue: commit: %w", err)
 	}
 	return res, nil
 }
@@ -645,25 +634,22 @@ func (r *Runner) EnqueueTx(ctx context.Context, tx revenant.Executor, p episodes
 // (its holder is fenced off) and the holder's run context is canceled, at
 // once where it listens for notifications, else at its next heartbeat.
 func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*episodes.Episode, error) {
-	tx, err := r.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("cancel: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	ep, err := r.store.CancelTx(ctx, tx, id, reason)
+	var ep *episodes.Episode
+	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		if ep, err = r.store.CancelTx(ctx, tx, id, reason); err != nil {
+			return err
+		}
+		if r.config.Bus != nil {
+			if err := r.config.Bus.PublishTx(ctx, tx, EventOf(bus.EpisodeCanceled, ep)); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, notifySQL, ControlChannel, "cancel:"+id.String())
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	if r.config.Bus != nil {
-		if err := r.config.Bus.PublishTx(ctx, tx, EventOf(bus.EpisodeCanceled, ep)); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, notifySQL, ControlChannel, "cancel:"+id.String()); err != nil {
-		return nil, fmt.Errorf("cancel: notify: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("cancel: commit: %w", err)
 	}
 	r.cancelRun(id, ErrCanceled) // a local run stops at once
 	return ep, nil

@@ -440,15 +440,7 @@ func loadSteps(ctx context.Context, ex revenant.Executor, id uuid.UUID) ([]*Step
 }
 
 func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	tx, err := e.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return dbx.InTx(ctx, e.db, fn)
 }
 
 // withInstance locks the instance (skipping it if skipLocked and another

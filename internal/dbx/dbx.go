@@ -15,6 +15,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // Executor runs statements. *sql.DB, *sql.Tx, *sql.Conn, *sqlx.DB and
@@ -109,3 +111,19 @@ func IsRetryable(err error) bool {
 
 // IsUniqueViolation reports SQLSTATE 23505.
 func IsUniqueViolation(err error) bool { return SQLState(err) == "23505" }
+
+// InTx runs fn in a transaction on db and commits if fn returns nil.
+func InTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
