@@ -405,7 +405,13 @@ func (r *Runner) claimAll() {
 			continue
 		}
 		for _, ep := range eps {
-			r.startRun(a, ep)
+			if !r.startRun(a, ep, nodeID) {
+				// Claimed under an identity this node lost meanwhile: those
+				// episodes are orphans already; hand them back at once.
+				if _, err := r.store.Release(context.WithoutCancel(r.runCtx), ep.ID, ep.ClaimToken); err != nil {
+					r.logger.Info("revenant: releasing an episode claimed under a lost identity", slog.Any("error", err))
+				}
+			}
 		}
 	}
 }
@@ -451,9 +457,17 @@ func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, acto
 	return out, rows.Err()
 }
 
-func (r *Runner) startRun(a *Actor, ep *episodes.Episode) {
+// startRun runs a claimed episode unless the node changed identity since
+// the claim (checked under the same lock reincarnate takes, so a run is
+// either registered before reincarnate cancels runs, or not started).
+func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string) bool {
 	ctx, cancel := context.WithCancelCause(r.runCtx)
 	r.mu.Lock()
+	if r.nodeID != claimedAs {
+		r.mu.Unlock()
+		cancel(nil)
+		return false
+	}
 	r.active[ep.ID] = &activeRun{ep: ep, cancel: cancel}
 	r.perActr[a.ID]++
 	r.mu.Unlock()
@@ -470,6 +484,7 @@ func (r *Runner) startRun(a *Actor, ep *episodes.Episode) {
 		}()
 		r.execute(ctx, a, ep)
 	}()
+	return true
 }
 
 // panicError carries a recovered panic.
