@@ -68,6 +68,15 @@ type Publisher interface {
 	PublishTx(ctx context.Context, tx revenant.Executor, evs ...Event) error
 }
 
+// Transactional reports whether p's PublishTx writes inside the caller's
+// transaction (the Postgres outbox). For other publishers, writers publish
+// after their transaction commits, so that no subscriber ever sees an event
+// whose state change is not yet (or never) visible.
+func Transactional(p Publisher) bool {
+	t, ok := p.(interface{ InTransaction() bool })
+	return ok && t.InTransaction()
+}
+
 // Bus publishes events and delivers them to subscribers.
 type Bus interface {
 	Publisher
@@ -137,8 +146,11 @@ func (s *subscribers) deliver(ctx context.Context, logger *slog.Logger, ev Event
 }
 
 // InProcess is a Bus within one process. Publish and PublishTx deliver
-// asynchronously, in order, on one goroutine; PublishTx cannot know whether
-// the transaction commits, so use the Postgres bus when that matters.
+// asynchronously, in order, on one goroutine. PublishTx cannot know whether
+// the transaction commits, so revenant's own writers publish to it only
+// after committing (see Transactional); a crash between commit and publish
+// loses the event, which the reconciler repairs. Use the Postgres bus
+// across nodes.
 type InProcess struct {
 	subs   subscribers
 	logger *slog.Logger

@@ -459,7 +459,7 @@ func applyBatch(ctx context.Context, ex revenant.Executor, c *config, res *Resul
 			c.Logger.WarnContext(ctx, "revenant: notifying runners failed; they will poll", slog.Any("error", err))
 		}
 	}
-	if c.Bus != nil && len(events) > 0 {
+	if c.Bus != nil && bus.Transactional(c.Bus) && len(events) > 0 {
 		if err := c.Bus.PublishTx(ctx, ex, busEvents(events)...); err != nil {
 			return n, nil, fmt.Errorf("sweep: publishing events: %w", err)
 		}
@@ -467,7 +467,14 @@ func applyBatch(ctx context.Context, ex revenant.Executor, c *config, res *Resul
 	return n, events, nil
 }
 
+// emit runs after commit: it publishes to a non-transactional bus and calls
+// OnEvent.
 func (c *config) emit(ctx context.Context, events []Event) {
+	if c.Bus != nil && !bus.Transactional(c.Bus) && len(events) > 0 {
+		if err := c.Bus.Publish(ctx, busEvents(events)...); err != nil {
+			c.Logger.WarnContext(ctx, "revenant: publishing recovery events failed", slog.Any("error", err))
+		}
+	}
 	if c.OnEvent == nil {
 		return
 	}
@@ -492,7 +499,7 @@ func busEvents(events []Event) []bus.Event {
 // batchInTx runs one by-pairs batch; with a bus, the batch and its events
 // commit together.
 func batchInTx(ctx context.Context, db conn, c *config, res *Result, query string, args ...any) (int, error) {
-	if c.Bus == nil {
+	if c.Bus == nil || !bus.Transactional(c.Bus) {
 		n, events, err := applyBatch(ctx, db, c, res, query, args...)
 		if err == nil {
 			c.emit(ctx, events)

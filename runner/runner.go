@@ -421,6 +421,7 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 		return r.claimOn(ctx, r.db, nodeID, actorID, n)
 	}
 	var eps []*episodes.Episode
+	var after []bus.Event
 	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
 		if eps, err = r.claimOn(ctx, tx, nodeID, actorID, n); err != nil || len(eps) == 0 {
@@ -430,11 +431,12 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 		for i, ep := range eps {
 			evs[i] = EventOf(bus.EpisodeStarted, ep)
 		}
-		return r.config.Bus.PublishTx(ctx, tx, evs...)
+		return r.publishTx(ctx, tx, &after, evs...)
 	})
 	if err != nil {
 		return nil, err
 	}
+	r.publishAfter(ctx, after)
 	return eps, nil
 }
 
@@ -579,13 +581,40 @@ func (r *Runner) finish(ctx context.Context, eventType string, move func(tx reve
 		_, err := move(r.db)
 		return err
 	}
-	return r.inTx(ctx, func(tx *sqlx.Tx) error {
+	var after []bus.Event
+	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
 		ep, err := move(tx)
 		if err != nil {
 			return err
 		}
-		return r.config.Bus.PublishTx(ctx, tx, EventOf(eventType, ep))
+		return r.publishTx(ctx, tx, &after, EventOf(eventType, ep))
 	})
+	if err == nil {
+		r.publishAfter(ctx, after)
+	}
+	return err
+}
+
+// publishTx writes events in tx when the bus is transactional (the Postgres
+// outbox); otherwise it keeps them for publishAfter, once tx committed.
+func (r *Runner) publishTx(ctx context.Context, tx *sqlx.Tx, after *[]bus.Event, evs ...bus.Event) error {
+	if r.config.Bus == nil {
+		return nil
+	}
+	if bus.Transactional(r.config.Bus) {
+		return r.config.Bus.PublishTx(ctx, tx, evs...)
+	}
+	*after = append(*after, evs...)
+	return nil
+}
+
+func (r *Runner) publishAfter(ctx context.Context, evs []bus.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	if err := r.config.Bus.Publish(ctx, evs...); err != nil {
+		r.logger.Warn("revenant: publishing events failed", slog.Any("error", err))
+	}
 }
 
 func (r *Runner) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
@@ -650,15 +679,14 @@ func (r *Runner) EnqueueTx(ctx context.Context, tx revenant.Executor, p episodes
 // once where it listens for notifications, else at its next heartbeat.
 func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*episodes.Episode, error) {
 	var ep *episodes.Episode
+	var after []bus.Event
 	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
 		if ep, err = r.store.CancelTx(ctx, tx, id, reason); err != nil {
 			return err
 		}
-		if r.config.Bus != nil {
-			if err := r.config.Bus.PublishTx(ctx, tx, EventOf(bus.EpisodeCanceled, ep)); err != nil {
-				return err
-			}
+		if err := r.publishTx(ctx, tx, &after, EventOf(bus.EpisodeCanceled, ep)); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, notifySQL, ControlChannel, "cancel:"+id.String())
 		return err
@@ -666,6 +694,7 @@ func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*epis
 	if err != nil {
 		return nil, err
 	}
+	r.publishAfter(ctx, after)
 	r.cancelRun(id, ErrCanceled) // a local run stops at once
 	return ep, nil
 }

@@ -213,23 +213,37 @@ type StartOptions struct {
 // and starts its root steps, all in one transaction.
 func (e *Engine) Start(ctx context.Context, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
 	var id uuid.UUID
+	var after []bus.Event
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		id, err = e.StartTx(ctx, tx, workflowID, trigger, opts)
+		id, after, err = e.startTx(ctx, tx, workflowID, trigger, opts)
 		return err
 	})
+	if err == nil {
+		e.publishAfter(ctx, after)
+	}
 	return id, err
 }
 
-// StartTx is Start inside the caller's transaction.
+// StartTx is Start inside the caller's transaction. With a bus that cannot
+// write in the transaction (the in-process bus), its events are published
+// before the caller commits.
 func (e *Engine) StartTx(ctx context.Context, tx *sqlx.Tx, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
+	id, after, err := e.startTx(ctx, tx, workflowID, trigger, opts)
+	if err == nil {
+		e.publishAfter(ctx, after)
+	}
+	return id, err
+}
+
+func (e *Engine) startTx(ctx context.Context, tx *sqlx.Tx, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, []bus.Event, error) {
 	def, ok := e.def(workflowID)
 	if !ok {
-		return uuid.Nil, fmt.Errorf("%w: %q (register it first)", ErrUnknownWorkflow, workflowID)
+		return uuid.Nil, nil, fmt.Errorf("%w: %q (register it first)", ErrUnknownWorkflow, workflowID)
 	}
 	trig, err := dbx.EncodeJSON(trigger, episodes.MaxJSONBytesDefault)
 	if err != nil {
-		return uuid.Nil, fmt.Errorf("%w: workflow %q trigger: %w", revenant.ErrInvalidInput, workflowID, err)
+		return uuid.Nil, nil, fmt.Errorf("%w: workflow %q trigger: %w", revenant.ErrInvalidInput, workflowID, err)
 	}
 	subject := ""
 	if opts != nil {
@@ -237,38 +251,38 @@ func (e *Engine) StartTx(ctx context.Context, tx *sqlx.Tx, workflowID string, tr
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT revenant_start`); err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
 	if _, err := tx.ExecContext(ctx, insertInstanceSQL, id, workflowID, nullString(subject), trig,
 		nullString(e.config.Stack), nullString(e.config.Env)); err != nil {
 		_, _ = tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT revenant_start`)
 		if dbx.IsUniqueViolation(err) {
-			return uuid.Nil, fmt.Errorf("%w: workflow %q subject %q", ErrDuplicateInFlight, workflowID, subject)
+			return uuid.Nil, nil, fmt.Errorf("%w: workflow %q subject %q", ErrDuplicateInFlight, workflowID, subject)
 		}
-		return uuid.Nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
+		return uuid.Nil, nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
 	}
 	ids := make([]string, len(def.Steps))
 	for i, s := range def.Steps {
 		ids[i] = s.ID
 	}
 	if _, err := tx.ExecContext(ctx, insertStepSQL, id, pqArray(ids)); err != nil {
-		return uuid.Nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
+		return uuid.Nil, nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
 	}
 	t, err := e.load(ctx, tx, id, false)
 	if err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
 	t.publish(bus.Event{Type: bus.WorkflowStarted, WorkflowInstanceID: id, Status: StatusRunning})
 	if err := t.advance(); err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
 	if err := t.flush(); err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
-	return id, nil
+	return id, t.afterCommit, nil
 }
 
 // HandleEvent applies a terminal episode event to its workflow instance.
@@ -448,6 +462,8 @@ func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 // It reports whether anything changed.
 func (e *Engine) withInstance(ctx context.Context, id uuid.UUID, skipLocked bool, fn func(t *txn) error) (bool, error) {
 	changed := false
+	var after []bus.Event
+	defer func() { e.publishAfter(ctx, after) }()
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
 		t, err := e.load(ctx, tx, id, skipLocked)
 		if errors.Is(err, ErrNotFound) && skipLocked {
@@ -460,9 +476,27 @@ func (e *Engine) withInstance(ctx context.Context, id uuid.UUID, skipLocked bool
 			return err
 		}
 		changed = t.changed()
-		return t.flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
+		after = t.afterCommit
+		return nil
 	})
+	if err != nil {
+		after = nil
+	}
 	return changed, err
+}
+
+// publishAfter publishes, after commit, the events of a bus that cannot
+// write inside the transaction.
+func (e *Engine) publishAfter(ctx context.Context, evs []bus.Event) {
+	if len(evs) == 0 || e.config.Bus == nil {
+		return
+	}
+	if err := e.config.Bus.Publish(ctx, evs...); err != nil {
+		e.logger.Warn("revenant: publishing workflow events failed", slog.Any("error", err))
+	}
 }
 
 // load locks the instance and reads it, its steps and its running steps'

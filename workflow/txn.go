@@ -36,6 +36,7 @@ type txn struct {
 	instDirty   bool
 	errDetail   any
 	newEpisodes []newEpisode
+	afterCommit []bus.Event // for buses that cannot write in the transaction
 	events      []bus.Event
 	mutations   int
 }
@@ -391,8 +392,8 @@ func (t *txn) flush() error {
 			ErrCorruptRow, t.inst.ID, nSteps, len(ids), nInst, nEps, len(t.newEpisodes))
 	}
 	t.newEpisodes = nil
-	if !inOutbox && t.e.config.Bus != nil && len(t.events) > 0 {
-		return t.e.config.Bus.PublishTx(t.ctx, t.tx, t.events...)
+	if !inOutbox {
+		t.afterCommit = append(t.afterCommit, t.events...) // see Engine.withInstance
 	}
 	return nil
 }
