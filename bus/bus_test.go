@@ -131,3 +131,32 @@ func TestBadInput(t *testing.T) {
 	require.Error(t, b.Publish(context.Background(), bus.Event{}), "an event needs a type")
 	require.Error(t, b.Publish(context.Background(), bus.Event{Type: "x", Payload: json.RawMessage(`{bad`)}))
 }
+
+// A transaction that takes a sequence number and commits later than one
+// after it: its event is still delivered (the gap is re-checked by number),
+// and the other event is not delivered twice.
+func TestPostgresDeliversEventsThatCommitOutOfOrder(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	ctx := context.Background()
+	b, err := bus.NewPostgres(s.DB, &bus.PostgresConfig{PollInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	c := &collector{}
+	b.Subscribe("", c.handle)
+	require.NoError(t, b.Start(ctx))
+	defer b.Stop()
+
+	slow, err := s.DB.BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	late := bus.Event{ID: uuid.New(), Type: bus.EpisodeStarted}
+	require.NoError(t, b.PublishTx(ctx, slow, late)) // takes the lower seq
+	early := bus.Event{ID: uuid.New(), Type: bus.EpisodeCompleted}
+	require.NoError(t, b.Publish(ctx, early))
+	require.Eventually(t, func() bool { return c.ids()[early.ID] == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Zero(t, c.ids()[late.ID])
+
+	require.NoError(t, slow.Commit())
+	require.Eventually(t, func() bool { return c.ids()[late.ID] == 1 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // more polls
+	require.Equal(t, map[uuid.UUID]int{early.ID: 1, late.ID: 1}, c.ids())
+}

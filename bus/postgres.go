@@ -62,6 +62,7 @@ type Postgres struct {
 
 	mu        sync.Mutex
 	low       int64               // every seq <= low has been handled
+	high      int64               // the highest seq read
 	delivered map[int64]bool      // seqs above low already delivered
 	gaps      map[int64]time.Time // seqs above low not seen yet, since when
 	started   bool
@@ -185,9 +186,14 @@ func OutboxCTE(name string, args []any, evs ...Event) (cte, ref string, out []an
 // with OutboxCTE.
 func (b *Postgres) InTransaction() bool { return true }
 
-const readSQL = `SELECT seq, id, type, episode_id, coalesce(actor_id, ''), workflow_instance_id, coalesce(workflow_step_id, ''),
-	coalesce(status, ''), coalesce(error_class, ''), payload, created_at
-FROM revenant_events WHERE seq > $1 ORDER BY seq LIMIT 1000`
+const eventColumns = `seq, id, type, episode_id, coalesce(actor_id, ''), workflow_instance_id, coalesce(workflow_step_id, ''),
+	coalesce(status, ''), coalesce(error_class, ''), payload, created_at`
+
+const readBatch = 1000
+
+var readSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq > $1 ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
+
+const readGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq = ANY($1::bigint[]) ORDER BY seq`
 
 const pruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1 * interval '1 millisecond'`
 
@@ -204,6 +210,7 @@ func (b *Postgres) Start(ctx context.Context) error {
 	if err := b.db.GetContext(ctx, &b.low, `SELECT coalesce(max(seq), 0) FROM revenant_events`); err != nil {
 		return fmt.Errorf("bus: reading the outbox position: %w", err)
 	}
+	b.high = b.low
 	if b.config.ListenDSN != "" {
 		l := pq.NewListener(b.config.ListenDSN, 50*time.Millisecond, 5*time.Second, nil)
 		if err := l.Listen(Channel); err != nil {
@@ -276,47 +283,68 @@ func (b *Postgres) loop() {
 func (b *Postgres) CatchUp(ctx context.Context) error { return b.catchUp(ctx) }
 
 func (b *Postgres) catchUp(ctx context.Context) error {
-	for {
-		b.mu.Lock()
-		low := b.low
-		b.mu.Unlock()
-		evs, seqs, err := b.read(ctx, low)
+	// Sequence numbers that were skipped (taken by transactions not yet
+	// committed) are re-checked by number, so a gap never makes the reader
+	// page over the same rows again.
+	b.mu.Lock()
+	gaps := make([]int64, 0, len(b.gaps))
+	for seq := range b.gaps {
+		gaps = append(gaps, seq)
+	}
+	b.mu.Unlock()
+	if len(gaps) > 0 {
+		evs, seqs, err := b.query(ctx, readGapsSQL, pq.Array(gaps))
 		if err != nil {
 			return err
 		}
-		for i, ev := range evs {
-			b.mu.Lock()
-			seen := b.delivered[seqs[i]]
-			b.delivered[seqs[i]] = true
-			delete(b.gaps, seqs[i])
-			b.mu.Unlock()
-			if !seen {
-				b.subs.deliver(ctx, b.logger, ev)
-			}
+		b.deliver(ctx, evs, seqs)
+	}
+	for {
+		b.mu.Lock()
+		high := b.high
+		b.mu.Unlock()
+		evs, seqs, err := b.query(ctx, readSQL, high)
+		if err != nil {
+			return err
 		}
-		b.advance(seqs)
-		if len(evs) < 1000 {
+		b.deliver(ctx, evs, seqs)
+		if len(evs) < readBatch {
+			b.advance()
 			return nil
 		}
 	}
 }
 
-// advance moves low past every seq that is delivered, or that has been a
-// gap for longer than GapWait.
-func (b *Postgres) advance(seqs []int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// deliver hands new events to subscribers once each and records gaps.
+func (b *Postgres) deliver(ctx context.Context, evs []Event, seqs []int64) {
 	now := time.Now()
-	if len(seqs) > 0 {
-		for s := b.low + 1; s < seqs[len(seqs)-1]; s++ {
-			if !b.delivered[s] {
-				if _, ok := b.gaps[s]; !ok {
+	for i, ev := range evs {
+		b.mu.Lock()
+		seen := b.delivered[seqs[i]] || seqs[i] <= b.low
+		b.delivered[seqs[i]] = true
+		delete(b.gaps, seqs[i])
+		if seqs[i] > b.high {
+			for s := b.high + 1; s < seqs[i]; s++ {
+				if !b.delivered[s] {
 					b.gaps[s] = now
 				}
 			}
+			b.high = seqs[i]
+		}
+		b.mu.Unlock()
+		if !seen {
+			b.subs.deliver(ctx, b.logger, ev)
 		}
 	}
-	for {
+}
+
+// advance moves low past every seq that is delivered, or that has been a
+// gap for longer than GapWait, forgetting their bookkeeping.
+func (b *Postgres) advance() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	for b.low < b.high {
 		next := b.low + 1
 		if b.delivered[next] {
 			delete(b.delivered, next)
@@ -332,8 +360,8 @@ func (b *Postgres) advance(seqs []int64) {
 	}
 }
 
-func (b *Postgres) read(ctx context.Context, after int64) ([]Event, []int64, error) {
-	rows, err := b.db.QueryContext(ctx, readSQL, after)
+func (b *Postgres) query(ctx context.Context, q string, arg any) ([]Event, []int64, error) {
+	rows, err := b.db.QueryContext(ctx, q, arg)
 	if err != nil {
 		return nil, nil, err
 	}
