@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -155,7 +154,6 @@ type Result struct {
 
 type config struct {
 	Options
-	sweeper string
 }
 
 func (o *Options) withDefaults() (*config, error) {
@@ -188,35 +186,13 @@ func (o *Options) withDefaults() (*config, error) {
 		if c.Registry == nil {
 			c.Registry = c.Node
 		}
-		c.sweeper = c.Node.NodeID()
 	}
 	return c, nil
 }
 
-// scope returns the stack/env filter and its arguments, numbered from
-// firstArg.
+// scope returns the stack/env filter on episodes e, numbered from firstArg.
 func (c *config) scope(firstArg int) (string, []any) {
-	var s string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(firstArg+len(args)-1)
-	}
-	if !c.AllStacks {
-		if c.Stack == "" {
-			s += " AND e.source_stack IS NULL"
-		} else {
-			s += " AND (e.source_stack = " + arg(c.Stack) + " OR e.source_stack IS NULL)"
-		}
-	}
-	if !c.AllEnvs {
-		if c.Env == "" {
-			s += " AND e.source_env IS NULL"
-		} else {
-			s += " AND e.source_env = " + arg(c.Env)
-		}
-	}
-	return s, args
+	return Scope{Stack: c.Stack, AllStacks: c.AllStacks, Env: c.Env, AllEnvs: c.AllEnvs}.Where("e", firstArg)
 }
 
 // conn is what a sweep runs on: the pool, or the Sweeper's reserved
@@ -316,12 +292,10 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 	}
 	r := &resolver{registry: c.Registry, defs: defs}
 	var pa, pe, pp, ps []string
-	var bad []pairKey
 	badErr := map[pairKey]error{}
 	for _, p := range pairs {
 		v := r.resolve(p.actor, p.expectation)
 		if v.err != nil {
-			bad = append(bad, p.pairKey)
 			badErr[p.pairKey] = v.err
 			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphans untouched: malformed recovery policy",
 				slog.String("actor", p.actor), slog.String("expectation", p.expectation), slog.Int("episodes", p.n), slog.Any("error", v.err))
@@ -329,15 +303,14 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 		}
 		pa, pe, pp, ps = append(pa, p.actor), append(pe, p.expectation), append(pp, string(v.policy)), append(ps, v.source)
 	}
-	if len(bad) > 0 {
-		if err := reportUntouched(ctx, db, c, bad, badErr, res); err != nil {
+	if len(badErr) > 0 {
+		if err := reportUntouched(ctx, db, c, badErr, res); err != nil {
 			return err
 		}
 	}
 	if len(pa) == 0 {
 		return nil
 	}
-	scope, scopeArgs = c.scope(2)
 	query := batchByPairSQL(scope, 2+len(scopeArgs))
 	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
 	args = append(args, pq.Array(pa), pq.Array(pe), pq.Array(pp), pq.Array(ps), c.BatchSize)
@@ -353,7 +326,7 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 }
 
 // reportUntouched lists the orphans whose policy could not be resolved.
-func reportUntouched(ctx context.Context, db conn, c *config, bad []pairKey, why map[pairKey]error, res *Result) error {
+func reportUntouched(ctx context.Context, db conn, c *config, why map[pairKey]error, res *Result) error {
 	scope, scopeArgs := c.scope(2)
 	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
 	args = append(args, DryRunLimitDefault)
@@ -524,6 +497,15 @@ func batchInTx(ctx context.Context, db conn, c *config, res *Result, query strin
 	return n, nil
 }
 
+// callback asks ResolvePolicy, refusing values other than Restart or Fail.
+func (c *config) callback(ctx context.Context, ep *episodes.Episode) (Policy, error) {
+	p, err := c.ResolvePolicy(ctx, ep)
+	if err == nil && !p.Valid() {
+		err = fmt.Errorf("%w: ResolvePolicy returned %q", ErrBadPolicy, p)
+	}
+	return p, err
+}
+
 // sweepWithCallback locks each batch in a transaction, asks the callback
 // per episode, and applies the decisions before committing. If the sweeper
 // dies mid-batch, the transaction rolls back and nothing changed.
@@ -556,10 +538,7 @@ func callbackBatch(ctx context.Context, db conn, c *config, res *Result, decided
 	var ids, policies, sources, why []string
 	for i, ep := range eps {
 		*decided = append(*decided, ep.ID.String())
-		p, err := c.ResolvePolicy(ctx, ep)
-		if err == nil && !p.Valid() {
-			err = fmt.Errorf("%w: ResolvePolicy returned %q", ErrBadPolicy, p)
-		}
+		p, err := c.callback(ctx, ep)
 		if err != nil {
 			res.Skipped++
 			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: err})
@@ -606,10 +585,7 @@ func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 			Attempts: ep.Attempts, MaxAttempts: ep.MaxAttempts}
 		var v resolved
 		if c.ResolvePolicy != nil {
-			p, err := c.ResolvePolicy(ctx, ep)
-			if err == nil && !p.Valid() {
-				err = fmt.Errorf("%w: ResolvePolicy returned %q", ErrBadPolicy, p)
-			}
+			p, err := c.callback(ctx, ep)
 			v = resolved{policy: p, source: SourceCallback, err: err}
 		} else {
 			v = r.resolve(ep.ActorID, ep.Expectation)

@@ -1,8 +1,6 @@
 package runner
 
 import (
-	"strconv"
-
 	"github.com/revenant-go/revenant/episodes"
 )
 
@@ -21,10 +19,11 @@ const heartbeatSQL = `WITH hb AS (
 	WHERE node_id = $1 AND stopped_at IS NULL
 	RETURNING node_id
 )
-SELECT (SELECT count(*) FROM hb), lost.id
+SELECT (SELECT count(*) FROM hb), lost.id, lost.canceled
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
-	SELECT r.id FROM unnest($3::uuid[], $4::bigint[]) AS r(id, token)
+	SELECT r.id, e.status = 'canceled' AND e.claim_token = r.token AS canceled
+	FROM unnest($3::uuid[], $4::bigint[]) AS r(id, token)
 	JOIN revenant_episodes e ON e.id = r.id
 	WHERE e.status <> 'running' OR e.claim_token <> r.token
 ) AS lost ON true`
@@ -56,25 +55,3 @@ const notifySQL = `SELECT pg_notify($1, $2)`
 
 const lockSQL = `SELECT pg_try_advisory_lock($1)`
 const unlockSQL = `SELECT pg_advisory_unlock($1)`
-
-// claimScope returns the stack/env filter for claims, numbered from $4:
-// this node's stack or none, and exactly this node's env.
-func claimScope(stack, env string) (string, []any) {
-	var s string
-	var args []any
-	next := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(3+len(args))
-	}
-	if stack == "" {
-		s += " AND source_stack IS NULL"
-	} else {
-		s += " AND (source_stack = " + next(stack) + " OR source_stack IS NULL)"
-	}
-	if env == "" {
-		s += " AND source_env IS NULL"
-	} else {
-		s += " AND source_env = " + next(env)
-	}
-	return s, args
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 
 	"github.com/google/uuid"
 
@@ -26,26 +25,9 @@ func (e *Engine) ReconcileWorkflows(ctx context.Context, scope recovery.Scope) (
 	res := &recovery.ReconcileResult{}
 	after := uuid.Nil
 	for {
-		query, args := openInstancesSQL, []any{after}
-		arg := func(v any) string {
-			args = append(args, v)
-			return "$" + strconv.Itoa(len(args))
-		}
-		if !scope.AllStacks {
-			if scope.Stack == "" {
-				query += " AND source_stack IS NULL"
-			} else {
-				query += " AND (source_stack = " + arg(scope.Stack) + " OR source_stack IS NULL)"
-			}
-		}
-		if !scope.AllEnvs {
-			if scope.Env == "" {
-				query += " AND source_env IS NULL"
-			} else {
-				query += " AND source_env = " + arg(scope.Env)
-			}
-		}
-		query += " ORDER BY id LIMIT 500"
+		where, scopeArgs := scope.Where("i", 2)
+		query := openInstancesSQL + where + " ORDER BY id LIMIT 500"
+		args := append([]any{after}, scopeArgs...)
 		var ids []uuid.UUID
 		if err := e.db.SelectContext(ctx, &ids, query, args...); err != nil {
 			return res, fmt.Errorf("reconcile: listing open instances: %w", err)
