@@ -385,15 +385,11 @@ func (in *Instance) Step(id string) *StepState {
 	return nil
 }
 
-// Get reads an instance with its step states.
+// Get reads an instance with its step states, in one statement.
 func (e *Engine) Get(ctx context.Context, id uuid.UUID) (*Instance, error) {
-	inst, err := scanInstance(e.db.QueryRowContext(ctx, getInstanceSQL, id))
+	inst, steps, _, err := readInstance(ctx, e.db, id, readInstanceSQL)
 	if err != nil {
 		return nil, fmt.Errorf("getting workflow instance %s: %w", id, err)
-	}
-	steps, err := loadSteps(ctx, e.db, id)
-	if err != nil {
-		return nil, err
 	}
 	for _, s := range steps {
 		inst.Steps = append(inst.Steps, *s)
@@ -401,56 +397,35 @@ func (e *Engine) Get(ctx context.Context, id uuid.UUID) (*Instance, error) {
 	return inst, nil
 }
 
-func scanInstance(row interface{ Scan(...any) error }) (*Instance, error) {
-	var in Instance
-	var trig, errJSON []byte
-	var finished sql.NullTime
-	err := row.Scan(&in.ID, &in.WorkflowID, &in.Status, &in.Subject, &trig, &errJSON, &in.Compensating, &in.Version,
-		&in.CreatedAt, &finished, &in.Stack, &in.Env)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
+// readInstance runs readInstanceSQL (or its locking form) and reports
+// whether the joined rows came from a snapshot older than the instance row.
+func readInstance(ctx context.Context, ex revenant.Executor, id uuid.UUID, q string) (*Instance, []*StepState, bool, error) {
+	rows, err := ex.QueryContext(ctx, q, id)
 	if err != nil {
-		return nil, err
-	}
-	switch in.Status {
-	case StatusRunning, StatusBlocked, StatusDone, StatusFailed, StatusCanceled:
-	default:
-		return nil, fmt.Errorf("%w: instance %s has unknown status %q", ErrCorruptRow, in.ID, in.Status)
-	}
-	in.Trigger, in.Error = trig, errJSON
-	if finished.Valid {
-		in.FinishedAt = &finished.Time
-	}
-	return &in, nil
-}
-
-func loadSteps(ctx context.Context, ex revenant.Executor, id uuid.UUID) ([]*StepState, error) {
-	rows, err := ex.QueryContext(ctx, stepsSQL, id)
-	if err != nil {
-		return nil, fmt.Errorf("reading steps of instance %s: %w", id, err)
+		return nil, nil, false, err
 	}
 	defer rows.Close()
-	var out []*StepState
+	var inst *Instance
+	var steps []*StepState
+	stale := false
 	for rows.Next() {
-		s := &StepState{}
-		var ep uuid.NullUUID
-		var due sql.NullTime
-		var result, errJSON []byte
-		if err := rows.Scan(&s.ID, &s.Kind, &s.position, &s.Status, &s.Attempts, &ep, &result, &s.ErrorClass, &errJSON, &due, &s.due); err != nil {
-			return nil, fmt.Errorf("reading steps of instance %s: %w", id, err)
+		in, s, snapVersion, err := scanLoaded(rows)
+		if err != nil {
+			return nil, nil, false, err
 		}
-		s.Result, s.Error = result, errJSON
-		if !knownStepStatus[s.Status] {
-			return nil, fmt.Errorf("%w: instance %s step %q has unknown status %q", ErrCorruptRow, id, s.ID, s.Status)
+		stale = stale || snapVersion != in.Version
+		if inst == nil {
+			inst = in
 		}
-		s.EpisodeID = ep.UUID
-		if due.Valid {
-			s.DueAt = &due.Time
-		}
-		out = append(out, s)
+		steps = append(steps, s)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, nil, false, err
+	}
+	if inst == nil {
+		return nil, nil, false, ErrNotFound
+	}
+	return inst, steps, stale, nil
 }
 
 func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
@@ -517,34 +492,18 @@ func (e *Engine) load(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, skipLocked
 }
 
 func (e *Engine) loadOnce(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, q string) (*txn, bool, error) {
-	rows, err := tx.QueryContext(ctx, q, id)
+	inst, steps, stale, err := readInstance(ctx, tx, id, q)
 	if err != nil {
 		return nil, false, fmt.Errorf("instance %s: %w", id, err)
 	}
-	defer rows.Close()
-	var t *txn
-	stale := false
-	for rows.Next() {
-		in, s, snapVersion, err := scanLoaded(rows)
-		if err != nil {
-			return nil, false, fmt.Errorf("instance %s: %w", id, err)
-		}
-		stale = stale || snapVersion != in.Version
-		if t == nil {
-			def, ok := e.def(in.WorkflowID)
-			if !ok {
-				return nil, false, fmt.Errorf("%w: %q (instance %s)", ErrUnknownWorkflow, in.WorkflowID, id)
-			}
-			t = &txn{e: e, ctx: ctx, tx: tx, inst: in, def: def, steps: map[string]*StepState{}}
-		}
+	def, ok := e.def(inst.WorkflowID)
+	if !ok {
+		return nil, false, fmt.Errorf("%w: %q (instance %s)", ErrUnknownWorkflow, inst.WorkflowID, id)
+	}
+	t := &txn{e: e, ctx: ctx, tx: tx, inst: inst, def: def, steps: map[string]*StepState{}}
+	for _, s := range steps {
 		t.steps[s.ID] = s
 		t.order = append(t.order, s.ID)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("instance %s: %w", id, err)
-	}
-	if t == nil {
-		return nil, false, fmt.Errorf("instance %s: %w", id, ErrNotFound)
 	}
 	return t, stale, nil
 }

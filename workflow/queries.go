@@ -2,21 +2,11 @@ package workflow
 
 // All of the package's SQL lives here.
 
-const instanceColumns = `id, workflow_id, status, coalesce(subject, ''), trigger, error, compensating, version,
-	created_at, finished_at, coalesce(source_stack, ''), coalesce(source_env, '')`
-
 const insertInstanceSQL = `INSERT INTO revenant_workflow_instances (id, workflow_id, subject, trigger, source_stack, source_env)
 VALUES ($1, $2, $3, $4, $5, $6)`
 
 const insertStepSQL = `INSERT INTO revenant_workflow_steps (instance_id, step_id, position)
 SELECT $1, s.id, s.pos FROM unnest($2::text[]) WITH ORDINALITY AS s(id, pos)`
-
-const getInstanceSQL = `SELECT ` + instanceColumns + ` FROM revenant_workflow_instances WHERE id = $1`
-
-// stepsSQL also says, with the database clock, whether a retry is due.
-const stepsSQL = `SELECT step_id, kind, position, status, attempts, episode_id, result, coalesce(error_class, ''), error, due_at,
-	coalesce(due_at <= now(), false)
-FROM revenant_workflow_steps WHERE instance_id = $1 ORDER BY kind DESC, position`
 
 const insertCompensationSQL = `INSERT INTO revenant_workflow_steps (instance_id, step_id, kind, position)
 VALUES ($1, $2, 'compensation', $3) ON CONFLICT DO NOTHING`
@@ -35,13 +25,9 @@ WHERE status IN ('running', 'blocked') AND id > $1`
 const findBySubjectSQL = `SELECT id FROM revenant_workflow_instances WHERE workflow_id = $1 AND subject = $2
 ORDER BY created_at DESC, id DESC LIMIT 1`
 
-// loadLockedSQL locks an instance and reads it with its steps and, for
-// running steps, their episode's outcome: one statement. Caution: when it
-// waits for the lock, READ COMMITTED re-fetches only the locked row (i);
-// the joined rows still come from the statement's older snapshot. i2 is the
-// same row read from that snapshot: if i.version and i2.version differ,
-// another engine committed meanwhile and the caller reads again.
-const loadLockedSQL = `SELECT i2.version, ` + instanceColumnsI + `,
+// readInstanceSQL reads an instance with its steps and, for running steps,
+// their episode's outcome: one statement, one row per step.
+const readInstanceSQL = `SELECT i2.version, ` + instanceColumnsI + `,
 	s.step_id, s.kind, s.position, s.status, s.attempts, s.episode_id, s.result, coalesce(s.error_class, ''), s.error, s.due_at,
 	coalesce(s.due_at <= now(), false), coalesce(e.status, ''), e.result, coalesce(e.error_class, ''), e.error_detail
 FROM revenant_workflow_instances i
@@ -49,7 +35,14 @@ JOIN revenant_workflow_instances i2 ON i2.id = i.id
 JOIN revenant_workflow_steps s ON s.instance_id = i.id
 LEFT JOIN revenant_episodes e ON e.id = s.episode_id AND s.status = 'running'
 WHERE i.id = $1
-ORDER BY s.kind DESC, s.position
+ORDER BY s.kind DESC, s.position`
+
+// loadLockedSQL also locks the instance row. Caution: when it waits for the
+// lock, READ COMMITTED re-fetches only the locked row (i); the joined rows
+// still come from the statement's older snapshot. i2 is the same row read
+// from that snapshot: if i.version and i2.version differ, another engine
+// committed meanwhile and the caller reads again.
+const loadLockedSQL = readInstanceSQL + `
 FOR UPDATE OF i`
 
 const instanceColumnsI = `i.id, i.workflow_id, i.status, coalesce(i.subject, ''), i.trigger, i.error, i.compensating, i.version,
