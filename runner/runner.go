@@ -310,23 +310,29 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 		return err
 	}
 	alive := int64(1)
-	var lost []uuid.UUID
+	lost := map[uuid.UUID]error{}
 	for rows.Next() {
 		var id uuid.NullUUID
-		if err := rows.Scan(&alive, &id); err != nil {
+		var canceled sql.NullBool
+		if err := rows.Scan(&alive, &id, &canceled); err != nil {
 			rows.Close()
 			return err
 		}
 		if id.Valid {
-			lost = append(lost, id.UUID)
+			// A cancel reads the same whether it arrives by notification or
+			// is found here; anything else is a lost lease.
+			lost[id.UUID] = ErrLeaseLost
+			if canceled.Bool {
+				lost[id.UUID] = ErrCanceled
+			}
 		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, id := range lost {
-		r.cancelRun(id, ErrLeaseLost)
+	for id, cause := range lost {
+		r.cancelRun(id, cause)
 	}
 	if alive == 0 {
 		return r.reincarnate(errMarkedStopped)
@@ -441,7 +447,8 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 }
 
 func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
-	scope, scopeArgs := claimScope(r.config.Stack, r.config.Env)
+	// This node's stack (or none), and exactly its env.
+	scope, scopeArgs := recovery.Scope{Stack: r.config.Stack, Env: r.config.Env}.Where("", 4)
 	args := append([]any{nodeID, actorID, n}, scopeArgs...)
 	rows, err := ex.QueryContext(ctx, claimSQL(scope), args...)
 	if err != nil {

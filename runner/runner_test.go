@@ -179,7 +179,7 @@ func TestCancelWithoutNotificationsReachesTheRunAtHeartbeat(t *testing.T) {
 	require.NoError(t, err)
 	select {
 	case cause := <-stoppedBy:
-		require.ErrorIs(t, cause, revenant.ErrLeaseLost)
+		require.ErrorIs(t, cause, runner.ErrCanceled, "the heartbeat reports a cancel as a cancel")
 	case <-time.After(5 * time.Second):
 		t.Fatal("the heartbeat's lease check did not cancel the run")
 	}
@@ -393,4 +393,33 @@ func TestClaimsNeverExceedMaxConcurrent(t *testing.T) {
 		return done == 60
 	}, 20*time.Second, 20*time.Millisecond)
 	require.Equal(t, int32(3), peak.Load())
+}
+
+// A run whose claim was taken over (token bumped, as a sweep does to a node
+// judged dead) is stopped at the next heartbeat with ErrLeaseLost.
+func TestHeartbeatStopsRunsWhoseLeaseWasTakenOver(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	cfg := fastConfig(s, "a")
+	cfg.ListenDSN = ""
+	stoppedBy := make(chan error, 1)
+	started := make(chan struct{}, 1)
+	r := start(t, s, cfg, runner.Actor{ID: "long",
+		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			stoppedBy <- context.Cause(ctx)
+			return nil, nil
+		}})
+	res, err := r.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
+	require.NoError(t, err)
+	<-started
+	_, err = s.DB.Exec(`UPDATE revenant_episodes SET claim_token = claim_token + 1, owner_node = 'rescuer' WHERE id = $1`, res.Episode.ID)
+	require.NoError(t, err)
+	select {
+	case cause := <-stoppedBy:
+		require.ErrorIs(t, cause, runner.ErrLeaseLost)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the run was not stopped")
+	}
 }
