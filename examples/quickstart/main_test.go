@@ -1,9 +1,6 @@
 package main
 
 import (
-	"errors"
-	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,30 +8,14 @@ import (
 	"github.com/revenant-go/revenant/internal/testdb"
 )
 
-func TestMain(m *testing.M) {
-	if os.Getenv("REVENANT_QUICKSTART_CHILD") == "1" {
-		main()
-		os.Exit(0)
-	}
-	testdb.Main(m)
-}
+func TestMain(m *testing.M) { testdb.MainOrChild(m, main) }
 
 // The README's demo, as written: run 1 crashes inside step 2, run 2
 // recovers at startup and completes without re-running step 1.
 func TestQuickstartCrashesThenRecovers(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, &testdb.Options{NoMigrate: true})
-	runOnce := func(args ...string) (string, int) {
-		cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$"}, args...)...)
-		cmd.Env = append(os.Environ(), "REVENANT_QUICKSTART_CHILD=1", "DATABASE_URL="+s.DSN)
-		out, err := cmd.CombinedOutput()
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return string(out), exit.ExitCode()
-		}
-		require.NoError(t, err, string(out))
-		return string(out), 0
-	}
+	runOnce := func(args ...string) (string, int) { return testdb.RunChild(t, s.DSN, args...) }
 	out, code := runOnce()
 	require.Equal(t, 3, code, out)
 	require.Contains(t, out, "run 1: started a new episode")

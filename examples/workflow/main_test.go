@@ -1,9 +1,6 @@
 package main
 
 import (
-	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -12,30 +9,14 @@ import (
 	"github.com/revenant-go/revenant/internal/testdb"
 )
 
-func TestMain(m *testing.M) {
-	if os.Getenv("REVENANT_WORKFLOW_CHILD") == "1" {
-		main()
-		os.Exit(0)
-	}
-	testdb.Main(m)
-}
+func TestMain(m *testing.M) { testdb.MainOrChild(m, main) }
 
 // The README's workflow demo: run 1 crashes mid-way, run 2 sweeps and
 // reconciles at startup and completes; every step prints exactly once.
 func TestWorkflowExampleCrashesThenCompletes(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, &testdb.Options{NoMigrate: true})
-	runOnce := func() (string, int) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "REVENANT_WORKFLOW_CHILD=1", "DATABASE_URL="+s.DSN)
-		out, err := cmd.CombinedOutput()
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return string(out), exit.ExitCode()
-		}
-		require.NoError(t, err, string(out))
-		return string(out), 0
-	}
+	runOnce := func() (string, int) { return testdb.RunChild(t, s.DSN) }
 	out1, code := runOnce()
 	require.Equal(t, 3, code, out1)
 	require.Contains(t, out1, "crashes now")
