@@ -7,6 +7,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // Executor is what the …Tx methods accept: *sql.Tx and *sqlx.Tx (and also
@@ -35,14 +36,18 @@ var (
 	ErrTooLarge = dbx.ErrTooLarge
 )
 
-// WrapDB wraps a plain *sql.DB (opened with lib/pq's "postgres" driver or
-// pgx's "pgx" stdlib driver) for revenant's constructors. The *sql.DB is
+// WrapDB wraps a plain *sql.DB (opened with lib/pq's "postgres" driver,
+// pgx's "pgx" stdlib driver or modernc.org/sqlite's "sqlite" driver) for revenant's constructors. The *sql.DB is
 // shared, not copied, and revenant never closes it.
 func WrapDB(db *sql.DB) *sqlx.DB {
 	if db == nil {
 		return nil
 	}
-	// Revenant's SQL uses $N placeholders, which both drivers accept.
+	// Revenant's SQL uses $N placeholders, which every supported driver
+	// accepts; the name only tells sqlx (and revenant) the backend.
+	if dialect.OfDB(db) == dialect.SQLite {
+		return sqlx.NewDb(db, "sqlite")
+	}
 	return sqlx.NewDb(db, "postgres")
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // Status is an episode's lifecycle state.
@@ -150,6 +151,7 @@ func (c *Config) validate() error {
 type Store struct {
 	db     *sqlx.DB
 	config *Config
+	q      *queries
 }
 
 // New returns a Store on db. db is the caller's and is never closed.
@@ -161,7 +163,7 @@ func New(db *sqlx.DB, config *Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, config: cfg}, nil
+	return &Store{db: db, config: cfg, q: queriesFor(dialect.Of(db))}, nil
 }
 
 // DB returns the handle the store was built with.
@@ -253,7 +255,7 @@ func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreatePara
 	// A dedupe conflict returns no row; the existing episode is then read.
 	// If it was archived in between, the insert is simply tried again.
 	for range 3 {
-		ep, err := scanEpisode(tx.QueryRowContext(ctx, insertSQL, args...))
+		ep, err := scanEpisode(tx.QueryRowContext(ctx, s.q.insert, args...))
 		if err == nil {
 			return &CreateResult{Episode: ep}, nil
 		}
@@ -263,7 +265,7 @@ func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreatePara
 		if p.DedupeKey == "" { // cannot happen: no conflict target without a key
 			return nil, fmt.Errorf("creating episode for actor %q: insert returned no row", p.ActorID)
 		}
-		ep, err = scanEpisode(tx.QueryRowContext(ctx, getByDedupeKeySQL, p.DedupeKey))
+		ep, err = scanEpisode(tx.QueryRowContext(ctx, s.q.getByDedupeKey, p.DedupeKey))
 		if err == nil {
 			return &CreateResult{Episode: ep, Duplicate: true}, nil
 		}
@@ -281,7 +283,7 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (*Episode, error) {
 
 // GetTx is Get inside the caller's transaction.
 func (s *Store) GetTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
-	ep, err := scanEpisode(tx.QueryRowContext(ctx, getSQL, id))
+	ep, err := scanEpisode(tx.QueryRowContext(ctx, s.q.get, id))
 	if err != nil {
 		return nil, fmt.Errorf("getting episode %s: %w", id, err)
 	}

@@ -91,7 +91,7 @@ func (s *Store) ListTx(ctx context.Context, tx revenant.Executor, p ListParams) 
 		where = append(where, "true")
 	}
 	// One extra row tells whether another page follows.
-	query := listSQLPrefix + strings.Join(where, " AND ") + " ORDER BY id LIMIT " + arg(limit+1)
+	query := s.q.listPrefix + strings.Join(where, " AND ") + " ORDER BY id LIMIT " + arg(limit+1)
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing episodes: %w", err)

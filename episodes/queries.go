@@ -1,5 +1,7 @@
 package episodes
 
+import "github.com/revenant-go/revenant/internal/dialect"
+
 // All of the package's SQL lives here. Placeholders are positional ($N);
 // columns are always listed.
 
@@ -75,3 +77,19 @@ WHERE id = $1 AND status IN ('done', 'failed', 'canceled')
 RETURNING ` + episodeColumns
 
 const listSQLPrefix = `SELECT ` + episodeColumns + ` FROM revenant_episodes WHERE `
+
+// queries is the package's SQL in one dialect. Every statement above is in
+// the portable subset that dialect.Rewrite turns into SQLite.
+type queries struct {
+	insert, get, getByDedupeKey, claim, complete, fail, block, release, setPhase, resume, cancel, archive, listPrefix string
+}
+
+func queriesFor(d dialect.Dialect) *queries {
+	r := d.Rewrite
+	return &queries{
+		insert: r(insertSQL), get: r(getSQL), getByDedupeKey: r(getByDedupeKeySQL),
+		claim: r(claimSQL), complete: r(completeSQL), fail: r(failSQL), block: r(blockSQL),
+		release: r(releaseSQL), setPhase: r(setPhaseSQL), resume: r(resumeSQL), cancel: r(cancelSQL),
+		archive: r(archiveSQL), listPrefix: r(listSQLPrefix),
+	}
+}

@@ -89,7 +89,7 @@ func (s *Store) ClaimTx(ctx context.Context, tx revenant.Executor, id uuid.UUID,
 	if node == "" {
 		return nil, fmt.Errorf("%w: Claim: node id is required", ErrInvalidInput)
 	}
-	return move(ctx, tx, "claim", []Status{StatusPending}, false, 0, claimSQL, id, node)
+	return move(ctx, tx, "claim", []Status{StatusPending}, false, 0, s.q.claim, id, node)
 }
 
 // Complete moves a running episode the caller holds to done with result.
@@ -103,7 +103,7 @@ func (s *Store) CompleteTx(ctx context.Context, tx revenant.Executor, id uuid.UU
 	if err != nil {
 		return nil, fmt.Errorf("%w: complete episode %s: result: %w", ErrInvalidInput, id, err)
 	}
-	return move(ctx, tx, "complete", []Status{StatusRunning}, true, token, completeSQL, id, token, res)
+	return move(ctx, tx, "complete", []Status{StatusRunning}, true, token, s.q.complete, id, token, res)
 }
 
 // Fail moves a running episode the caller holds to failed, recording an
@@ -121,7 +121,7 @@ func (s *Store) FailTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: fail episode %s: detail: %w", ErrInvalidInput, id, err)
 	}
-	return move(ctx, tx, "fail", []Status{StatusRunning}, true, token, failSQL, id, token, errorClass, d)
+	return move(ctx, tx, "fail", []Status{StatusRunning}, true, token, s.q.fail, id, token, errorClass, d)
 }
 
 // Block moves a running episode the caller holds to blocked (waiting for
@@ -133,7 +133,7 @@ func (s *Store) Block(ctx context.Context, id uuid.UUID, token int64, phase stri
 
 // BlockTx is Block inside the caller's transaction.
 func (s *Store) BlockTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
-	return move(ctx, tx, "block", []Status{StatusRunning}, true, token, blockSQL, id, token, nullString(phase))
+	return move(ctx, tx, "block", []Status{StatusRunning}, true, token, s.q.block, id, token, nullString(phase))
 }
 
 // Release hands a running episode the caller holds back to pending (graceful
@@ -144,7 +144,7 @@ func (s *Store) Release(ctx context.Context, id uuid.UUID, token int64) (*Episod
 
 // ReleaseTx is Release inside the caller's transaction.
 func (s *Store) ReleaseTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64) (*Episode, error) {
-	return move(ctx, tx, "release", []Status{StatusRunning}, true, token, releaseSQL, id, token)
+	return move(ctx, tx, "release", []Status{StatusRunning}, true, token, s.q.release, id, token)
 }
 
 // SetPhase records free-text progress on a running episode the caller holds.
@@ -154,7 +154,7 @@ func (s *Store) SetPhase(ctx context.Context, id uuid.UUID, token int64, phase s
 
 // SetPhaseTx is SetPhase inside the caller's transaction.
 func (s *Store) SetPhaseTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
-	return move(ctx, tx, "set phase of", []Status{StatusRunning}, true, token, setPhaseSQL, id, token, nullString(phase))
+	return move(ctx, tx, "set phase of", []Status{StatusRunning}, true, token, s.q.setPhase, id, token, nullString(phase))
 }
 
 // Resume moves a blocked episode back to pending, for any runner to claim.
@@ -164,7 +164,7 @@ func (s *Store) Resume(ctx context.Context, id uuid.UUID) (*Episode, error) {
 
 // ResumeTx is Resume inside the caller's transaction.
 func (s *Store) ResumeTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
-	return move(ctx, tx, "resume", []Status{StatusBlocked}, false, 0, resumeSQL, id)
+	return move(ctx, tx, "resume", []Status{StatusBlocked}, false, 0, s.q.resume, id)
 }
 
 // Cancel moves a pending, running or blocked episode to canceled, from any
@@ -184,7 +184,7 @@ func (s *Store) CancelTx(ctx context.Context, tx revenant.Executor, id uuid.UUID
 		}
 		detail = d
 	}
-	return move(ctx, tx, "cancel", []Status{StatusPending, StatusRunning, StatusBlocked}, false, 0, cancelSQL, id, detail)
+	return move(ctx, tx, "cancel", []Status{StatusPending, StatusRunning, StatusBlocked}, false, 0, s.q.cancel, id, detail)
 }
 
 // Archive hides a terminal episode from recovery and frees its dedupe key.
@@ -194,5 +194,5 @@ func (s *Store) Archive(ctx context.Context, id uuid.UUID) (*Episode, error) {
 
 // ArchiveTx is Archive inside the caller's transaction.
 func (s *Store) ArchiveTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
-	return move(ctx, tx, "archive", []Status{StatusDone, StatusFailed, StatusCanceled}, false, 0, archiveSQL, id)
+	return move(ctx, tx, "archive", []Status{StatusDone, StatusFailed, StatusCanceled}, false, 0, s.q.archive, id)
 }

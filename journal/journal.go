@@ -15,6 +15,7 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // MaxOutputBytesDefault caps one step's JSON output (1 MiB).
@@ -93,6 +94,7 @@ type Journal struct {
 	episodeID uuid.UUID
 	token     int64
 	config    *Config
+	q         *queries
 
 	mu       sync.Mutex
 	recorded []entry // loaded at Open, appended as steps complete
@@ -112,7 +114,7 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	j := &Journal{db: db, episodeID: id, token: claimToken, config: cfg}
+	j := &Journal{db: db, episodeID: id, token: claimToken, config: cfg, q: queriesFor(dialect.Of(db))}
 	rows, err := db.QueryContext(ctx, loadSQL, id)
 	if err != nil {
 		return nil, fmt.Errorf("opening journal of episode %s: %w", id, err)
@@ -315,14 +317,15 @@ func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx con
 			return zero, nil, fmt.Errorf("step %q: beginning transaction: %w", name, err)
 		}
 		defer func() { _ = tx.Rollback() }()
-		if ms := j.config.TxIdleTimeout.Milliseconds(); ms > 0 {
+		// SQLite has no such setting (and no row locks to hold).
+		if ms := j.config.TxIdleTimeout.Milliseconds(); ms > 0 && !j.q.sqlite {
 			if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", ms)); err != nil {
 				return zero, nil, fmt.Errorf("step %q: setting idle timeout: %w", name, err)
 			}
 		}
 		// Lock the episode row under our token first: a sweeper's claim skips
 		// or waits for it, and a zombie stops here before any effect.
-		res, err := tx.ExecContext(ctx, fenceSQL, j.episodeID, j.token)
+		res, err := tx.ExecContext(ctx, j.q.fence, j.episodeID, j.token)
 		if err != nil {
 			return zero, nil, fmt.Errorf("step %q: fencing episode %s: %w", name, j.episodeID, err)
 		}
@@ -404,7 +407,12 @@ func (j *Journal) insert(ctx context.Context, ex revenant.Executor, seq int, nam
 
 func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, name, status string, output, errJSON any, took time.Duration) error {
 	var outcome int
-	err := ex.QueryRowContext(ctx, recordStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&outcome)
+	var err error
+	if j.q.sqlite {
+		outcome, err = j.recordSQLite(ctx, ex, seq, name, status, output, errJSON, took)
+	} else {
+		err = ex.QueryRowContext(ctx, recordStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&outcome)
+	}
 	if err != nil {
 		return fmt.Errorf("step %q: recording in journal of episode %s: %w", name, j.episodeID, err)
 	}
@@ -417,6 +425,28 @@ func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, 
 		// Same token, same slot: another goroutine of this holder wrote it.
 		return fmt.Errorf("step %q of episode %s: %w: sequence %d is already recorded", name, j.episodeID, ErrStepMismatch, seq)
 	}
+}
+
+// recordSQLite returns what revenant_record_step returns on Postgres: 1
+// recorded, 0 fenced off, -1 sequence already taken.
+func (j *Journal) recordSQLite(ctx context.Context, ex revenant.Executor, seq int, name, status string, output, errJSON any, took time.Duration) (int, error) {
+	var one int
+	err := ex.QueryRowContext(ctx, sqliteRecordStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&one)
+	if err == nil {
+		return 1, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, dbx.Explain(err)
+	}
+	var st string
+	var token int64
+	if err := ex.QueryRowContext(ctx, episodeStateSQL, j.episodeID).Scan(&st, &token); err != nil {
+		return 0, nil // the episode is gone: fenced off
+	}
+	if st == "running" && token == j.token {
+		return -1, nil
+	}
+	return 0, nil
 }
 
 func (j *Journal) leaseLost(ctx context.Context, ex revenant.Executor, name string) error {

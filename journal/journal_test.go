@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
@@ -17,8 +18,9 @@ import (
 )
 
 type bundle struct {
-	db    *sqlx.DB
-	store *episodes.Store
+	db     *sqlx.DB
+	store  *episodes.Store
+	schema *testdb.Schema
 }
 
 func setup(t testing.TB, driver string) *bundle {
@@ -26,7 +28,7 @@ func setup(t testing.TB, driver string) *bundle {
 	s := testdb.New(t, &testdb.Options{Driver: driver, MaxOpenConns: 20})
 	store, err := episodes.New(s.DB, nil)
 	require.NoError(t, err)
-	return &bundle{db: s.DB, store: store}
+	return &bundle{db: s.DB, store: store, schema: s}
 }
 
 // claimed creates an episode and claims it.
@@ -66,7 +68,7 @@ type order struct {
 
 func TestStepsAreMemoizedAcrossRestart(t *testing.T) {
 	t.Parallel()
-	for _, driver := range []string{"postgres", "pgx"} {
+	for _, driver := range testdb.Drivers {
 		t.Run(driver, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, driver)
@@ -125,245 +127,258 @@ func TestStepsAreMemoizedAcrossRestart(t *testing.T) {
 }
 
 func TestStaleTokenWritesNothing(t *testing.T) {
-	t.Parallel()
-	b := setup(t, "")
-	ctx := context.Background()
-	ep := b.claimed(t)
-	zombie, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, zombie, "one", func(context.Context) (int, error) { return 1, nil })
-	require.NoError(t, err)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		b := setup(t, driver)
+		ctx := context.Background()
+		ep := b.claimed(t)
+		zombie, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, zombie, "one", func(context.Context) (int, error) { return 1, nil })
+		require.NoError(t, err)
 
-	ep2 := b.crashAndReclaim(t, ep)
+		ep2 := b.crashAndReclaim(t, ep)
 
-	// A plain step: fn runs (it cannot know), but nothing is recorded.
-	_, err = journal.Step(ctx, zombie, "two", func(context.Context) (int, error) { return 2, nil })
-	require.ErrorIs(t, err, journal.ErrLeaseLost)
-	require.Equal(t, 1, b.steps(t, ep))
+		// A plain step: fn runs (it cannot know), but nothing is recorded.
+		_, err = journal.Step(ctx, zombie, "two", func(context.Context) (int, error) { return 2, nil })
+		require.ErrorIs(t, err, journal.ErrLeaseLost)
+		require.Equal(t, 1, b.steps(t, ep))
 
-	// A transactional step does not even start its effect.
-	var ran atomic.Bool
-	_, err = journal.StepTx(ctx, zombie, "two", func(ctx context.Context, tx *sqlx.Tx) (int, error) {
-		ran.Store(true)
-		return 2, nil
+		// A transactional step does not even start its effect.
+		var ran atomic.Bool
+		_, err = journal.StepTx(ctx, zombie, "two", func(ctx context.Context, tx *sqlx.Tx) (int, error) {
+			ran.Store(true)
+			return 2, nil
+		})
+		require.ErrorIs(t, err, journal.ErrLeaseLost)
+		require.False(t, ran.Load())
+		require.Equal(t, 1, b.steps(t, ep))
+
+		// Opening with the stale token is refused too; the new holder proceeds.
+		_, err = journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.ErrorIs(t, err, journal.ErrLeaseLost)
+		j2, err := journal.Open(ctx, b.db, ep.ID, ep2.ClaimToken, nil)
+		require.NoError(t, err)
+		require.Equal(t, 1, j2.Recorded())
+		_, err = journal.Step(ctx, j2, "one", func(context.Context) (int, error) { panic("must not run") })
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j2, "two", func(context.Context) (int, error) { return 2, nil })
+		require.NoError(t, err)
+		require.Equal(t, 2, b.steps(t, ep))
+
+		// Cancel from elsewhere: the holder's next write is refused.
+		_, err = b.store.Cancel(ctx, ep.ID, "")
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j2, "three", func(context.Context) (int, error) { return 3, nil })
+		require.ErrorIs(t, err, journal.ErrLeaseLost)
+		require.Equal(t, 2, b.steps(t, ep))
 	})
-	require.ErrorIs(t, err, journal.ErrLeaseLost)
-	require.False(t, ran.Load())
-	require.Equal(t, 1, b.steps(t, ep))
-
-	// Opening with the stale token is refused too; the new holder proceeds.
-	_, err = journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.ErrorIs(t, err, journal.ErrLeaseLost)
-	j2, err := journal.Open(ctx, b.db, ep.ID, ep2.ClaimToken, nil)
-	require.NoError(t, err)
-	require.Equal(t, 1, j2.Recorded())
-	_, err = journal.Step(ctx, j2, "one", func(context.Context) (int, error) { panic("must not run") })
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j2, "two", func(context.Context) (int, error) { return 2, nil })
-	require.NoError(t, err)
-	require.Equal(t, 2, b.steps(t, ep))
-
-	// Cancel from elsewhere: the holder's next write is refused.
-	_, err = b.store.Cancel(ctx, ep.ID, "")
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j2, "three", func(context.Context) (int, error) { return 3, nil })
-	require.ErrorIs(t, err, journal.ErrLeaseLost)
-	require.Equal(t, 2, b.steps(t, ep))
 }
 
 func TestStepUpdatesLastActivity(t *testing.T) {
-	t.Parallel()
-	b := setup(t, "")
-	ctx := context.Background()
-	ep := b.claimed(t)
-	_, err := b.db.Exec(`UPDATE revenant_episodes SET last_activity_at = now() - interval '1 hour' WHERE id = $1`, ep.ID)
-	require.NoError(t, err)
-	j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j, "a", func(context.Context) (struct{}, error) { return struct{}{}, nil })
-	require.NoError(t, err)
-	var recent bool
-	require.NoError(t, b.db.Get(&recent, `SELECT last_activity_at > now() - interval '1 minute' FROM revenant_episodes WHERE id = $1`, ep.ID))
-	require.True(t, recent)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		b := setup(t, driver)
+		ctx := context.Background()
+		ep := b.claimed(t)
+		_, err := b.db.Exec(`UPDATE revenant_episodes SET last_activity_at = `+b.schema.NowPlus(-time.Hour)+` WHERE id = $1`, ep.ID)
+		require.NoError(t, err)
+		j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j, "a", func(context.Context) (struct{}, error) { return struct{}{}, nil })
+		require.NoError(t, err)
+		var recent bool
+		require.NoError(t, b.db.Get(&recent, `SELECT last_activity_at > `+b.schema.NowPlus(-time.Minute)+` FROM revenant_episodes WHERE id = $1`, ep.ID))
+		require.True(t, recent)
+	})
 }
 
 func TestReorderedStepsAreRefused(t *testing.T) {
-	t.Parallel()
-	b := setup(t, "")
-	ctx := context.Background()
-	ep := b.claimed(t)
-	j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j, "reserve", func(context.Context) (string, error) { return "R1", nil })
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j, "charge", func(context.Context) (string, error) { return "C1", nil })
-	require.NoError(t, err)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		b := setup(t, driver)
+		ctx := context.Background()
+		ep := b.claimed(t)
+		j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j, "reserve", func(context.Context) (string, error) { return "R1", nil })
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j, "charge", func(context.Context) (string, error) { return "C1", nil })
+		require.NoError(t, err)
 
-	ep2 := b.crashAndReclaim(t, ep)
-	j2, err := journal.Open(ctx, b.db, ep.ID, ep2.ClaimToken, nil)
-	require.NoError(t, err)
-	out, err := journal.Step(ctx, j2, "charge", func(context.Context) (string, error) { return "C2", nil })
-	require.ErrorIs(t, err, journal.ErrStepMismatch)
-	require.Empty(t, out, "never another step's output")
-	require.Contains(t, err.Error(), `recorded as "reserve"`)
+		ep2 := b.crashAndReclaim(t, ep)
+		j2, err := journal.Open(ctx, b.db, ep.ID, ep2.ClaimToken, nil)
+		require.NoError(t, err)
+		out, err := journal.Step(ctx, j2, "charge", func(context.Context) (string, error) { return "C2", nil })
+		require.ErrorIs(t, err, journal.ErrStepMismatch)
+		require.Empty(t, out, "never another step's output")
+		require.Contains(t, err.Error(), `recorded as "reserve"`)
+	})
 }
 
 func TestStepTxEffectAndRecordCommitTogether(t *testing.T) {
-	t.Parallel()
-	b := setup(t, "")
-	ctx := context.Background()
-	_, err := b.db.Exec(`CREATE TABLE effects (episode_id uuid, step text, UNIQUE (episode_id, step))`)
-	require.NoError(t, err)
-	effects := func() int {
-		var n int
-		require.NoError(t, b.db.Get(&n, `SELECT count(*) FROM effects`))
-		return n
-	}
-	insertEffect := func(ctx context.Context, tx *sqlx.Tx) (string, error) {
-		info, ok := journal.Info(ctx)
-		require.True(t, ok)
-		_, err := tx.ExecContext(ctx, `INSERT INTO effects (episode_id, step) VALUES ($1, $2)`, info.EpisodeID, info.Name)
-		return info.IdempotencyKey, err
-	}
-	ep := b.claimed(t)
-	j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.NoError(t, err)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		b := setup(t, driver)
+		ctx := context.Background()
+		_, err := b.db.Exec(`CREATE TABLE effects (episode_id text, step text, UNIQUE (episode_id, step))`)
+		require.NoError(t, err)
+		effects := func() int {
+			var n int
+			require.NoError(t, b.db.Get(&n, `SELECT count(*) FROM effects`))
+			return n
+		}
+		insertEffect := func(ctx context.Context, tx *sqlx.Tx) (string, error) {
+			info, ok := journal.Info(ctx)
+			require.True(t, ok)
+			_, err := tx.ExecContext(ctx, `INSERT INTO effects (episode_id, step) VALUES ($1, $2)`, info.EpisodeID, info.Name)
+			return info.IdempotencyKey, err
+		}
+		ep := b.claimed(t)
+		j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.NoError(t, err)
 
-	key, err := journal.StepTx(ctx, j, "debit", insertEffect)
-	require.NoError(t, err)
-	require.Equal(t, 1, effects())
-	require.Equal(t, journal.IdempotencyKey(ep.ID, 0, "debit"), key)
+		key, err := journal.StepTx(ctx, j, "debit", insertEffect)
+		require.NoError(t, err)
+		require.Equal(t, 1, effects())
+		require.Equal(t, journal.IdempotencyKey(ep.ID, 0, "debit"), key)
 
-	// Make the journal write itself fail at the database: the effect made
-	// in the same transaction must roll back with it.
-	_, err = b.db.Exec(`CREATE FUNCTION refuse_steps() RETURNS trigger LANGUAGE plpgsql AS $$
+		// Make the journal write itself fail at the database: the effect made
+		// in the same transaction must roll back with it.
+		refuse := `CREATE FUNCTION refuse_steps() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN RAISE EXCEPTION 'journal write refused'; END $$;
-		CREATE TRIGGER refuse BEFORE INSERT ON revenant_steps FOR EACH ROW EXECUTE FUNCTION refuse_steps();`)
-	require.NoError(t, err)
-	_, err = journal.StepTx(ctx, j, "credit", insertEffect)
-	require.ErrorContains(t, err, "journal write refused")
-	require.Equal(t, 1, effects(), "the credit effect was rolled back with its journal entry")
-	_, err = b.db.Exec(`DROP TRIGGER refuse ON revenant_steps`)
-	require.NoError(t, err)
+		CREATE TRIGGER refuse BEFORE INSERT ON revenant_steps FOR EACH ROW EXECUTE FUNCTION refuse_steps();`
+		dropRefuse := `DROP TRIGGER refuse ON revenant_steps`
+		if b.schema.IsSQLite() {
+			refuse = `CREATE TRIGGER refuse BEFORE INSERT ON revenant_steps BEGIN SELECT RAISE(ABORT, 'journal write refused'); END`
+			dropRefuse = `DROP TRIGGER refuse`
+		}
+		_, err = b.db.Exec(refuse)
+		require.NoError(t, err)
+		_, err = journal.StepTx(ctx, j, "credit", insertEffect)
+		require.ErrorContains(t, err, "journal write refused")
+		require.Equal(t, 1, effects(), "the credit effect was rolled back with its journal entry")
+		_, err = b.db.Exec(dropRefuse)
+		require.NoError(t, err)
 
-	// An output that cannot be recorded rolls the effect back too.
-	_, err = journal.StepTx(ctx, j, "credit", func(ctx context.Context, tx *sqlx.Tx) (func(), error) {
-		_, err := insertEffect(ctx, tx)
-		return func() {}, err
+		// An output that cannot be recorded rolls the effect back too.
+		_, err = journal.StepTx(ctx, j, "credit", func(ctx context.Context, tx *sqlx.Tx) (func(), error) {
+			_, err := insertEffect(ctx, tx)
+			return func() {}, err
+		})
+		require.ErrorIs(t, err, journal.ErrNotJSON)
+		require.Equal(t, 1, effects())
+
+		// The failed attempts consumed nothing: the retry lands in sequence 1.
+		_, err = journal.StepTx(ctx, j, "credit", insertEffect)
+		require.NoError(t, err)
+		require.Equal(t, 2, effects())
+		require.Equal(t, 2, b.steps(t, ep))
+
+		// After a restart both are replayed, with no second effect.
+		ep2 := b.crashAndReclaim(t, ep)
+		j2, err := journal.Open(ctx, b.db, ep.ID, ep2.ClaimToken, nil)
+		require.NoError(t, err)
+		k1, err := journal.StepTx(ctx, j2, "debit", insertEffect)
+		require.NoError(t, err)
+		require.Equal(t, key, k1, "the idempotency key is stable across restarts")
+		_, err = journal.StepTx(ctx, j2, "credit", insertEffect)
+		require.NoError(t, err)
+		require.Equal(t, 2, effects())
 	})
-	require.ErrorIs(t, err, journal.ErrNotJSON)
-	require.Equal(t, 1, effects())
-
-	// The failed attempts consumed nothing: the retry lands in sequence 1.
-	_, err = journal.StepTx(ctx, j, "credit", insertEffect)
-	require.NoError(t, err)
-	require.Equal(t, 2, effects())
-	require.Equal(t, 2, b.steps(t, ep))
-
-	// After a restart both are replayed, with no second effect.
-	ep2 := b.crashAndReclaim(t, ep)
-	j2, err := journal.Open(ctx, b.db, ep.ID, ep2.ClaimToken, nil)
-	require.NoError(t, err)
-	k1, err := journal.StepTx(ctx, j2, "debit", insertEffect)
-	require.NoError(t, err)
-	require.Equal(t, key, k1, "the idempotency key is stable across restarts")
-	_, err = journal.StepTx(ctx, j2, "credit", insertEffect)
-	require.NoError(t, err)
-	require.Equal(t, 2, effects())
 }
 
 func TestOutputsThatCannotBeRecorded(t *testing.T) {
-	t.Parallel()
-	b := setup(t, "")
-	ctx := context.Background()
-	ep := b.claimed(t)
-	j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, &journal.Config{MaxOutputBytes: 64})
-	require.NoError(t, err)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		b := setup(t, driver)
+		ctx := context.Background()
+		ep := b.claimed(t)
+		j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, &journal.Config{MaxOutputBytes: 64})
+		require.NoError(t, err)
 
-	_, err = journal.Step(ctx, j, "chan", func(context.Context) (chan int, error) { return make(chan int), nil })
-	require.ErrorIs(t, err, journal.ErrNotJSON)
-	_, err = journal.Step(ctx, j, "big", func(context.Context) (string, error) { return strings.Repeat("x", 100), nil })
-	require.ErrorIs(t, err, journal.ErrTooLarge)
-	require.Contains(t, err.Error(), "cap is 64")
-	require.Equal(t, 0, b.steps(t, ep), "nothing corrupt was written")
+		_, err = journal.Step(ctx, j, "chan", func(context.Context) (chan int, error) { return make(chan int), nil })
+		require.ErrorIs(t, err, journal.ErrNotJSON)
+		_, err = journal.Step(ctx, j, "big", func(context.Context) (string, error) { return strings.Repeat("x", 100), nil })
+		require.ErrorIs(t, err, journal.ErrTooLarge)
+		require.Contains(t, err.Error(), "cap is 64")
+		require.Equal(t, 0, b.steps(t, ep), "nothing corrupt was written")
 
-	v, err := journal.Step(ctx, j, "small", func(context.Context) (string, error) { return "ok", nil })
-	require.NoError(t, err)
-	require.Equal(t, "ok", v)
-	require.Equal(t, 1, b.steps(t, ep))
+		v, err := journal.Step(ctx, j, "small", func(context.Context) (string, error) { return "ok", nil })
+		require.NoError(t, err)
+		require.Equal(t, "ok", v)
+		require.Equal(t, 1, b.steps(t, ep))
 
-	// Default cap is 1 MiB.
-	j2, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j2, "small", func(context.Context) (string, error) { return "", nil })
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j2, "huge", func(context.Context) (string, error) { return strings.Repeat("x", journal.MaxOutputBytesDefault), nil })
-	require.ErrorIs(t, err, journal.ErrTooLarge)
+		// Default cap is 1 MiB.
+		j2, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j2, "small", func(context.Context) (string, error) { return "", nil })
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j2, "huge", func(context.Context) (string, error) { return strings.Repeat("x", journal.MaxOutputBytesDefault), nil })
+		require.ErrorIs(t, err, journal.ErrTooLarge)
+	})
 }
 
 func TestErrorsTransientRetriedPermanentRecorded(t *testing.T) {
-	t.Parallel()
-	b := setup(t, "")
-	ctx := context.Background()
-	ep := b.claimed(t)
-	j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.NoError(t, err)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		b := setup(t, driver)
+		ctx := context.Background()
+		ep := b.claimed(t)
+		j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.NoError(t, err)
 
-	var keys []string
-	flaky := func(ctx context.Context) (int, error) {
-		info, _ := journal.Info(ctx)
-		keys = append(keys, info.IdempotencyKey)
-		return 0, errors.New("503 from provider")
-	}
-	_, err = journal.Step(ctx, j, "call-api", flaky)
-	require.ErrorContains(t, err, "503")
-	require.Equal(t, 0, b.steps(t, ep), "a transient error is not recorded")
+		var keys []string
+		flaky := func(ctx context.Context) (int, error) {
+			info, _ := journal.Info(ctx)
+			keys = append(keys, info.IdempotencyKey)
+			return 0, errors.New("503 from provider")
+		}
+		_, err = journal.Step(ctx, j, "call-api", flaky)
+		require.ErrorContains(t, err, "503")
+		require.Equal(t, 0, b.steps(t, ep), "a transient error is not recorded")
 
-	_, err = journal.Step(ctx, j, "call-api", func(ctx context.Context) (int, error) {
-		return 0, journal.Permanent(errors.New("card declined"))
+		_, err = journal.Step(ctx, j, "call-api", func(ctx context.Context) (int, error) {
+			return 0, journal.Permanent(errors.New("card declined"))
+		})
+		var perm *journal.PermanentError
+		require.ErrorAs(t, err, &perm)
+		require.Equal(t, 1, b.steps(t, ep))
+
+		ep2 := b.crashAndReclaim(t, ep)
+		j2, err := journal.Open(ctx, b.db, ep.ID, ep2.ClaimToken, nil)
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j2, "call-api", flaky)
+		var rec *journal.RecordedError
+		require.ErrorAs(t, err, &rec)
+		require.Contains(t, rec.Message, "card declined")
+		require.Len(t, keys, 1, "the recorded failure is replayed, not retried")
 	})
-	var perm *journal.PermanentError
-	require.ErrorAs(t, err, &perm)
-	require.Equal(t, 1, b.steps(t, ep))
-
-	ep2 := b.crashAndReclaim(t, ep)
-	j2, err := journal.Open(ctx, b.db, ep.ID, ep2.ClaimToken, nil)
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j2, "call-api", flaky)
-	var rec *journal.RecordedError
-	require.ErrorAs(t, err, &rec)
-	require.Contains(t, rec.Message, "card declined")
-	require.Len(t, keys, 1, "the recorded failure is replayed, not retried")
 }
 
 func TestBadInput(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	_, err := journal.Open(ctx, nil, [16]byte{1}, 1, nil)
-	require.ErrorIs(t, err, journal.ErrInvalidInput)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		ctx := context.Background()
+		_, err := journal.Open(ctx, nil, [16]byte{1}, 1, nil)
+		require.ErrorIs(t, err, journal.ErrInvalidInput)
 
-	b := setup(t, "")
-	ep := b.claimed(t)
-	_, err = journal.Open(ctx, b.db, [16]byte{}, 1, nil)
-	require.ErrorIs(t, err, journal.ErrInvalidInput)
-	_, err = journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, &journal.Config{MaxOutputBytes: -1})
-	require.ErrorIs(t, err, journal.ErrInvalidInput)
-	_, err = journal.Open(ctx, b.db, [16]byte{9}, 1, nil)
-	require.ErrorIs(t, err, revenant.ErrNotFound)
+		b := setup(t, driver)
+		ep := b.claimed(t)
+		_, err = journal.Open(ctx, b.db, [16]byte{}, 1, nil)
+		require.ErrorIs(t, err, journal.ErrInvalidInput)
+		_, err = journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, &journal.Config{MaxOutputBytes: -1})
+		require.ErrorIs(t, err, journal.ErrInvalidInput)
+		_, err = journal.Open(ctx, b.db, [16]byte{9}, 1, nil)
+		require.ErrorIs(t, err, revenant.ErrNotFound)
 
-	j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j, "", func(context.Context) (int, error) { return 1, nil })
-	require.ErrorIs(t, err, journal.ErrInvalidInput)
-	_, err = journal.Step[int](ctx, j, "x", nil)
-	require.ErrorIs(t, err, journal.ErrInvalidInput)
+		j, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j, "", func(context.Context) (int, error) { return 1, nil })
+		require.ErrorIs(t, err, journal.ErrInvalidInput)
+		_, err = journal.Step[int](ctx, j, "x", nil)
+		require.ErrorIs(t, err, journal.ErrInvalidInput)
 
-	// A recorded output that no longer decodes into the asked type is an
-	// error, not a zero value.
-	_, err = journal.Step(ctx, j, "x", func(context.Context) (string, error) { return "text", nil })
-	require.NoError(t, err)
-	j2, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
-	require.NoError(t, err)
-	_, err = journal.Step(ctx, j2, "x", func(context.Context) (int, error) { return 1, nil })
-	require.ErrorContains(t, err, "decoding recorded output")
+		// A recorded output that no longer decodes into the asked type is an
+		// error, not a zero value.
+		_, err = journal.Step(ctx, j, "x", func(context.Context) (string, error) { return "text", nil })
+		require.NoError(t, err)
+		j2, err := journal.Open(ctx, b.db, ep.ID, ep.ClaimToken, nil)
+		require.NoError(t, err)
+		_, err = journal.Step(ctx, j2, "x", func(context.Context) (int, error) { return 1, nil })
+		require.ErrorContains(t, err, "decoding recorded output")
+	})
 }

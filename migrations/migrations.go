@@ -19,10 +19,19 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
-//go:embed sql/*.sql
+//go:embed sql/*.sql sql/sqlite/*.sql
 var sqlFiles embed.FS
+
+// Embedded directories of each backend's migrations. Both carry the same
+// versions with the same meaning, so a version number says the same thing
+// whatever the backend.
+const (
+	postgresDir = "sql"
+	sqliteDir   = "sql/sqlite"
+)
 
 // TableName is the table that records applied versions, one row each.
 const TableName = "revenant_migrations"
@@ -94,10 +103,18 @@ func (c *Config) validate() error {
 
 // Migrator applies revenant's schema to a database.
 type Migrator struct {
-	db     *sqlx.DB
-	config *Config
-	all    []Migration
+	db      *sqlx.DB
+	config  *Config
+	all     []Migration
+	dialect dialect.Dialect
 }
+
+// ErrSchemaTooNew is returned on SQLite when the database file was
+// migrated by a newer revenant than this binary: it records versions this
+// binary does not know. Nothing is changed; upgrade the binary (or use a
+// new file). On Postgres, where nodes of two versions coexist during a
+// rolling deploy, such versions are reported in Result.Unknown instead.
+var ErrSchemaTooNew = errors.New("migrations: database schema is newer than this binary")
 
 // ErrNilDB is returned when a constructor is given a nil database handle.
 var ErrNilDB = errors.New("migrations: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)")
@@ -111,11 +128,16 @@ func New(db *sqlx.DB, config *Config) (*Migrator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	all, err := load(sqlFiles)
+	d := dialect.Of(db)
+	dir := postgresDir
+	if d == dialect.SQLite {
+		dir = sqliteDir
+	}
+	all, err := load(sqlFiles, dir)
 	if err != nil {
 		return nil, err
 	}
-	return &Migrator{db: db, config: cfg, all: all}, nil
+	return &Migrator{db: db, config: cfg, all: all, dialect: d}, nil
 }
 
 // Migrate is a shortcut for New(db, nil) followed by Migrate.
@@ -127,11 +149,16 @@ func Migrate(ctx context.Context, db *sqlx.DB) (*Result, error) {
 	return m.Migrate(ctx)
 }
 
-// All returns every migration this binary carries, in version order. Use it
-// to export the SQL to goose, golang-migrate or atlas; see also WriteGoose and
-// WriteGolangMigrate.
-func All() []Migration {
-	all, err := load(sqlFiles)
+// All returns every Postgres migration this binary carries, in version
+// order. Use it to export the SQL to goose, golang-migrate or atlas; see
+// also WriteGoose and GolangMigrateFileName.
+func All() []Migration { return mustLoad(postgresDir) }
+
+// AllSQLite is All for SQLite.
+func AllSQLite() []Migration { return mustLoad(sqliteDir) }
+
+func mustLoad(dir string) []Migration {
+	all, err := load(sqlFiles, dir)
 	if err != nil {
 		// The files are embedded and checked by tests; a failure here is a
 		// build defect, not a runtime condition.
@@ -142,19 +169,22 @@ func All() []Migration {
 
 var fileNameRE = regexp.MustCompile(`^(\d+)_([a-z0-9_]+)\.sql$`)
 
-func load(fsys fs.FS) ([]Migration, error) {
-	entries, err := fs.ReadDir(fsys, "sql")
+func load(fsys fs.FS, dir string) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("migrations: reading embedded files: %w", err)
 	}
 	var out []Migration
 	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
 		m := fileNameRE.FindStringSubmatch(e.Name())
 		if m == nil {
 			return nil, fmt.Errorf("migrations: embedded file %q is not named NNNN_name.sql", e.Name())
 		}
 		v, _ := strconv.Atoi(m[1])
-		body, err := fs.ReadFile(fsys, path.Join("sql", e.Name()))
+		body, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("migrations: reading %s: %w", e.Name(), err)
 		}
@@ -191,6 +221,9 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // call it at boot at once: one applies, the others wait and then find nothing
 // to do.
 func (m *Migrator) Migrate(ctx context.Context) (*Result, error) {
+	if m.dialect == dialect.SQLite {
+		return m.migrateSQLite(ctx)
+	}
 	conn, err := m.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("migrations: getting a connection: %w", err)
@@ -250,7 +283,11 @@ func (m *Migrator) Migrate(ctx context.Context) (*Result, error) {
 // Version returns the highest applied version, or 0 on a fresh database.
 func (m *Migrator) Version(ctx context.Context) (int, error) {
 	var exists bool
-	if err := m.db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, TableName).Scan(&exists); err != nil {
+	query := `SELECT to_regclass($1) IS NOT NULL`
+	if m.dialect == dialect.SQLite {
+		query = sqliteTableExistsSQL
+	}
+	if err := m.db.QueryRowContext(ctx, query, TableName).Scan(&exists); err != nil {
 		return 0, fmt.Errorf("migrations: checking for %s: %w", TableName, err)
 	}
 	if !exists {

@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // Executor runs statements. *sql.DB, *sql.Tx, *sql.Conn, *sqlx.DB and
@@ -106,11 +108,45 @@ func IsRetryable(err error) bool {
 	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
+	// SQLite: another connection held the write lock past busy_timeout.
+	switch SQLiteCode(err) & 0xff {
+	case dialect.SQLiteBusy, dialect.SQLiteLocked:
+		return true
+	}
 	return false
 }
 
-// IsUniqueViolation reports SQLSTATE 23505.
-func IsUniqueViolation(err error) bool { return SQLState(err) == "23505" }
+// SQLiteCode returns the (extended) SQLite result code of err, or 0.
+func SQLiteCode(err error) int {
+	var e dialect.SQLiteError
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return 0
+}
+
+// IsUniqueViolation reports a unique or primary key violation (SQLSTATE
+// 23505 on Postgres, SQLITE_CONSTRAINT_UNIQUE/PRIMARYKEY on SQLite).
+func IsUniqueViolation(err error) bool {
+	if SQLState(err) == "23505" {
+		return true
+	}
+	c := SQLiteCode(err)
+	return c == dialect.SQLiteConstraintUnique || c == dialect.SQLiteConstraintPrimaryKey
+}
+
+// Explain adds a hint to SQLite errors whose driver message does not say
+// what to do: a file that stayed locked past busy_timeout, or a read-only
+// file. Other errors are returned unchanged.
+func Explain(err error) error {
+	switch SQLiteCode(err) & 0xff {
+	case dialect.SQLiteBusy, dialect.SQLiteLocked:
+		return fmt.Errorf("%w (the SQLite file stayed locked by another connection or process for longer than its busy_timeout; nothing was written: retry, or raise busy_timeout, e.g. with revenant's sqlite.Config.BusyTimeout)", err)
+	case dialect.SQLiteReadOnly:
+		return fmt.Errorf("%w (the SQLite file or its directory is read-only for this process; revenant needs to write the file and its -wal/-shm files next to it)", err)
+	}
+	return err
+}
 
 // InTx runs fn in a transaction on db and commits if fn returns nil.
 func InTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error {

@@ -1,9 +1,13 @@
-// Package testdb gives each test an isolated, migrated PostgreSQL schema in
-// the database at TEST_DATABASE_URL.
+// Package testdb gives each test an isolated, migrated database: a fresh
+// PostgreSQL schema in the database at TEST_DATABASE_URL, or a fresh SQLite
+// file in a temporary directory (Options.Driver "sqlite").
 //
-// When no Postgres is reachable, tests that ask for one are skipped with a
-// one-line hint, unless REVENANT_REQUIRE_DB=1, where they fail instead (CI
-// sets it).
+// SQLite needs nothing installed, so its tests always run. When no Postgres
+// is reachable, tests that ask for one are skipped with a one-line hint,
+// unless REVENANT_REQUIRE_DB=1, where they fail instead (CI sets it).
+//
+// The conformance suite: tests that take a driver from Drivers or Backends
+// (directly or through Each) run the same assertions on every backend.
 package testdb
 
 import (
@@ -16,6 +20,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +31,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant/migrations"
+	"github.com/revenant-go/revenant/sqlite"
 )
 
 // DefaultURL is used when TEST_DATABASE_URL is unset.
@@ -77,9 +83,37 @@ func Require(t testing.TB) {
 	}
 }
 
+// Drivers lists every driver the conformance tests run on: lib/pq and pgx
+// on Postgres, and SQLite.
+var Drivers = []string{"postgres", "pgx", SQLite}
+
+// Backends lists one driver per backend, for tests whose subject is not
+// the Postgres driver.
+var Backends = []string{"postgres", SQLite}
+
+// SQLite is the driver name of the SQLite backend.
+const SQLite = "sqlite"
+
+// Each runs fn as a parallel subtest per driver (Backends when drivers is
+// nil), each with its own database.
+func Each(t *testing.T, drivers []string, fn func(t *testing.T, driver string)) {
+	t.Helper()
+	t.Parallel()
+	if drivers == nil {
+		drivers = Backends
+	}
+	for _, d := range drivers {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			fn(t, d)
+		})
+	}
+}
+
 // Options tunes New.
 type Options struct {
-	// Driver is "postgres" (lib/pq, the default) or "pgx" (pgx stdlib).
+	// Driver is "postgres" (lib/pq, the default), "pgx" (pgx stdlib) or
+	// "sqlite" (modernc.org/sqlite, a temporary file).
 	Driver string
 	// NoMigrate leaves the schema empty.
 	NoMigrate bool
@@ -87,20 +121,36 @@ type Options struct {
 	MaxOpenConns int
 }
 
-// Schema is an isolated schema for one test.
+// Schema is an isolated schema (or SQLite file) for one test.
 type Schema struct {
 	Name string
-	// DSN selects the schema through search_path; hand it to child
-	// processes.
+	// DSN selects the schema through search_path (on SQLite it is the
+	// file's path); hand it to child processes.
 	DSN string
 	DB  *sqlx.DB
+	// Driver is the driver the pool was opened with.
+	Driver string
+}
+
+// IsSQLite reports whether s is a SQLite file.
+func (s *Schema) IsSQLite() bool { return s.Driver == SQLite }
+
+// NowPlus is a SQL expression for the database clock shifted by d, in s's
+// dialect, for tests that write timestamps directly.
+func (s *Schema) NowPlus(d time.Duration) string {
+	if s.IsSQLite() {
+		return fmt.Sprintf("strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '%+.3f seconds')", d.Seconds())
+	}
+	return fmt.Sprintf("(now() + interval '%d milliseconds')", d.Milliseconds())
 }
 
 // New creates a fresh schema, opens a pool whose search_path selects it,
 // migrates it (unless opts.NoMigrate) and drops it when the test ends.
 func New(t testing.TB, opts *Options) *Schema {
 	t.Helper()
-	Require(t)
+	if opts == nil || opts.Driver != SQLite {
+		Require(t)
+	}
 	s, cleanup, err := Open(opts)
 	if err != nil {
 		t.Fatalf("testdb: %v", err)
@@ -122,6 +172,9 @@ func Open(opts *Options) (*Schema, func() error, error) {
 	driverName := opts.Driver
 	if driverName == "" {
 		driverName = "postgres"
+	}
+	if driverName == SQLite {
+		return openSQLite(opts)
 	}
 	adm, err := admin()
 	if err != nil {
@@ -160,7 +213,30 @@ func Open(opts *Options) (*Schema, func() error, error) {
 			return nil, nil, errors.Join(fmt.Errorf("migrating schema %s: %w", name, err), cleanup())
 		}
 	}
-	return &Schema{Name: name, DSN: dsn, DB: db}, cleanup, nil
+	return &Schema{Name: name, DSN: dsn, DB: db, Driver: driverName}, cleanup, nil
+}
+
+// openSQLite creates a migrated SQLite file in a new temporary directory.
+func openSQLite(opts *Options) (*Schema, func() error, error) {
+	dir, err := os.MkdirTemp("", "revenant-test-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	path := filepath.Join(dir, "revenant.db")
+	db, err := sqlite.Open(context.Background(), path, &sqlite.Config{MaxOpenConns: opts.MaxOpenConns})
+	if err != nil {
+		return nil, nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	cleanup := func() error {
+		_ = db.Close()
+		return os.RemoveAll(dir)
+	}
+	if !opts.NoMigrate {
+		if _, err := migrations.Migrate(context.Background(), db); err != nil {
+			return nil, nil, errors.Join(fmt.Errorf("migrating %s: %w", path, err), cleanup())
+		}
+	}
+	return &Schema{Name: path, DSN: path, DB: db, Driver: SQLite}, cleanup, nil
 }
 
 // Main runs a package's tests. When Postgres is unreachable (and not
@@ -169,7 +245,7 @@ func Open(opts *Options) (*Schema, func() error, error) {
 func Main(m *testing.M) {
 	if _, err := admin(); err != nil && os.Getenv("REVENANT_REQUIRE_DB") != "1" {
 		_ = flag.Set("test.skip", "^Example")
-		fmt.Printf("revenant: Postgres not reachable at %s; Postgres tests and examples skipped (set TEST_DATABASE_URL to run them)\n", redact(URL()))
+		fmt.Printf("revenant: Postgres not reachable at %s; Postgres tests and examples skipped, SQLite tests run (set TEST_DATABASE_URL to run them all)\n", redact(URL()))
 	}
 	os.Exit(m.Run())
 }
