@@ -85,12 +85,16 @@ type resolver struct {
 	defs     map[string]*agentDef
 }
 
-func loadDefinitions(ctx context.Context, ex revenant.Executor, actors []string) (map[string]*agentDef, error) {
+func loadDefinitions(ctx context.Context, ex revenant.Executor, sqlite bool, actors []string) (map[string]*agentDef, error) {
 	defs := map[string]*agentDef{}
 	if len(actors) == 0 {
 		return defs, nil
 	}
-	rows, err := ex.QueryContext(ctx, agentDefsSQL, pq.Array(actors))
+	query, arg := agentDefsSQL, any(pq.Array(actors))
+	if sqlite {
+		query, arg = sqliteAgentDefsSQL, jsonArray(actors)
+	}
+	rows, err := ex.QueryContext(ctx, query, arg)
 	if err != nil {
 		return nil, fmt.Errorf("reading agent definitions: %w", err)
 	}

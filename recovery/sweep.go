@@ -17,6 +17,7 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // Defaults.
@@ -154,6 +155,7 @@ type Result struct {
 
 type config struct {
 	Options
+	sqlite bool // see sqlite.go
 }
 
 func (o *Options) withDefaults() (*config, error) {
@@ -217,6 +219,7 @@ func Sweep(ctx context.Context, db *sqlx.DB, opts *Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.sqlite = dialect.Of(db) == dialect.SQLite
 	return sweep(ctx, db, c)
 }
 
@@ -227,6 +230,8 @@ func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
 	switch {
 	case c.DryRun:
 		err = dryRun(ctx, db, c, res)
+	case c.sqlite:
+		err = sweepSQLite(ctx, db, c, res)
 	case c.ResolvePolicy != nil:
 		err = sweepWithCallback(ctx, db, c, res)
 	default:
@@ -236,7 +241,7 @@ func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
 		return res, err
 	}
 	if !c.DryRun {
-		if err := markDeadNodes(ctx, db, res); err != nil {
+		if err := markDeadNodes(ctx, db, c, res); err != nil {
 			return res, err
 		}
 	}
@@ -286,7 +291,7 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 	if len(pairs) == 0 {
 		return nil
 	}
-	defs, err := loadDefinitions(ctx, db, actors)
+	defs, err := loadDefinitions(ctx, db, false, actors)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
@@ -566,8 +571,13 @@ func callbackBatch(ctx context.Context, db conn, c *config, res *Result, decided
 func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 	scope, scopeArgs := c.scope(2)
 	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	query := listOrphansSQL(scope, len(args)+1)
+	if c.sqlite {
+		args = append(args, "[]")
+		query = sqliteListOrphansSQL(scope, len(args))
+	}
 	args = append(args, DryRunLimitDefault)
-	eps, reasons, err := listOrphans(ctx, db, listOrphansSQL(scope, len(args)), args...)
+	eps, reasons, err := listOrphans(ctx, db, query, args...)
 	if err != nil {
 		return err
 	}
@@ -575,7 +585,7 @@ func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 	for _, ep := range eps {
 		actors = append(actors, ep.ActorID)
 	}
-	defs, err := loadDefinitions(ctx, db, actors)
+	defs, err := loadDefinitions(ctx, db, c.sqlite, actors)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
@@ -611,8 +621,12 @@ func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 	return nil
 }
 
-func markDeadNodes(ctx context.Context, db conn, res *Result) error {
-	rows, err := db.QueryContext(ctx, markDeadNodesSQL)
+func markDeadNodes(ctx context.Context, db conn, c *config, res *Result) error {
+	query := markDeadNodesSQL
+	if c.sqlite {
+		query = sqliteMarkDeadNodesSQL
+	}
+	rows, err := db.QueryContext(ctx, query)
 	if err != nil {
 		return fmt.Errorf("sweep: marking dead nodes: %w", err)
 	}
@@ -635,7 +649,7 @@ func DeadOwnersExist(ctx context.Context, db *sqlx.DB) (bool, error) {
 		return false, ErrNilDB
 	}
 	var exists bool
-	if err := db.QueryRowContext(ctx, deadOwnersExistSQL).Scan(&exists); err != nil {
+	if err := db.QueryRowContext(ctx, deadOwnersExistQuery(dialect.Of(db) == dialect.SQLite)).Scan(&exists); err != nil {
 		return false, fmt.Errorf("checking for dead nodes: %w", err)
 	}
 	return exists, nil
@@ -658,12 +672,17 @@ func Unclaimable(ctx context.Context, db *sqlx.DB, opts *Options) ([]Backlog, er
 	if err != nil {
 		return nil, err
 	}
+	c.sqlite = dialect.Of(db) == dialect.SQLite
 	return unclaimable(ctx, db, c)
 }
 
 func unclaimable(ctx context.Context, db revenant.Executor, c *config) ([]Backlog, error) {
 	scope, args := c.scope(1)
-	rows, err := db.QueryContext(ctx, unclaimableSQL(scope), args...)
+	query := unclaimableSQL(scope)
+	if c.sqlite {
+		query = sqliteUnclaimableSQL(scope)
+	}
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing unclaimable episodes: %w", err)
 	}
@@ -682,7 +701,10 @@ func unclaimable(ctx context.Context, db revenant.Executor, c *config) ([]Backlo
 // PruneNodes deletes rows of nodes stopped for over a day that own no
 // running episode.
 func PruneNodes(ctx context.Context, db *sqlx.DB) (int64, error) {
-	res, err := db.ExecContext(ctx, pruneNodesSQL)
+	if db == nil {
+		return 0, ErrNilDB
+	}
+	res, err := db.ExecContext(ctx, pruneNodesQuery(dialect.Of(db) == dialect.SQLite))
 	if err != nil {
 		return 0, fmt.Errorf("pruning nodes: %w", err)
 	}
@@ -690,3 +712,17 @@ func PruneNodes(ctx context.Context, db *sqlx.DB) (int64, error) {
 }
 
 var errBadConn = driver.ErrBadConn
+
+func deadOwnersExistQuery(sqlite bool) string {
+	if sqlite {
+		return sqliteDeadOwnersExistSQL
+	}
+	return deadOwnersExistSQL
+}
+
+func pruneNodesQuery(sqlite bool) string {
+	if sqlite {
+		return sqlitePruneNodesSQL
+	}
+	return pruneNodesSQL
+}

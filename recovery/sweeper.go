@@ -12,6 +12,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // Sweeper defaults.
@@ -96,6 +97,7 @@ func NewSweeper(db *sqlx.DB, cfg *SweeperConfig) (*Sweeper, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts.sqlite = dialect.Of(db) == dialect.SQLite
 	return &Sweeper{db: db, config: &c, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
@@ -195,6 +197,11 @@ func (s *Sweeper) reserved(ctx context.Context) (*sql.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reserving a connection: %w", err)
 	}
+	if s.opts.sqlite {
+		// No statement_timeout on SQLite; its busy_timeout bounds lock waits.
+		s.conn = c
+		return c, nil
+	}
 	if _, err := c.ExecContext(ctx, fmt.Sprintf("SET statement_timeout = %d", s.config.StatementTimeout.Milliseconds())); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("setting statement_timeout: %w", err)
@@ -219,7 +226,7 @@ func (s *Sweeper) deadOwners(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	var dead bool
-	if err := c.QueryRowContext(ctx, deadOwnersExistSQL).Scan(&dead); err != nil {
+	if err := c.QueryRowContext(ctx, deadOwnersExistQuery(s.opts.sqlite)).Scan(&dead); err != nil {
 		s.dropConn()
 		return false, err
 	}
@@ -235,7 +242,7 @@ func (s *Sweeper) Pass(ctx context.Context) (*Result, error) {
 	if err == nil {
 		res, err = sweep(ctx, c, s.opts)
 		if err == nil {
-			if _, perr := c.ExecContext(ctx, pruneNodesSQL); perr != nil {
+			if _, perr := c.ExecContext(ctx, pruneNodesQuery(s.opts.sqlite)); perr != nil {
 				s.opts.Logger.WarnContext(ctx, "revenant: pruning stopped nodes failed", slog.Any("error", perr))
 			}
 		}

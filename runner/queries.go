@@ -2,6 +2,7 @@ package runner
 
 import (
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // All of the package's SQL lives here.
@@ -55,3 +56,37 @@ const notifySQL = `SELECT pg_notify($1, $2)`
 
 const lockSQL = `SELECT pg_try_advisory_lock($1)`
 const unlockSQL = `SELECT pg_advisory_unlock($1)`
+
+// The SQLite twins. SQLite has no advisory locks, arrays, NOTIFY or SKIP
+// LOCKED; see the README's table of differences.
+
+var sqliteRegisterNodeSQL = `INSERT INTO revenant_nodes (node_id, name, stack, env, lock_key, actors, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, ` + sqliteNowPlus7 + `)`
+
+var sqliteNowPlus7 = dialect.SQLiteNowPlusMillis("$7")
+
+var sqliteHeartbeatNodeSQL = `UPDATE revenant_nodes SET heartbeat_at = ` + dialect.SQLiteNow + `, expires_at = ` + dialect.SQLiteNowPlusMillis("$2") + `
+WHERE node_id = $1 AND stopped_at IS NULL`
+
+// sqliteLostLeasesSQL takes the runs as a JSON array of [id, token] pairs.
+const sqliteLostLeasesSQL = `SELECT e.id, e.status = 'canceled' AND e.claim_token = r.token
+FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS token FROM json_each($1)) AS r
+JOIN revenant_episodes e ON e.id = r.id
+WHERE e.status <> 'running' OR e.claim_token <> r.token`
+
+// sqliteClaimSQL is claimSQL on SQLite. One UPDATE statement takes SQLite's
+// single write lock before it reads, so the subquery sees every committed
+// claim and none can interleave: claims stay exclusive without SKIP LOCKED
+// (runners on one file take turns instead of side by side).
+func sqliteClaimSQL(scope string) string {
+	return `UPDATE revenant_episodes
+SET status = 'running', owner_node = $1, claim_token = claim_token + 1, attempts = attempts + 1,
+	started_at = ` + dialect.SQLiteNow + `, last_activity_at = ` + dialect.SQLiteNow + `, phase = NULL
+WHERE id IN (
+	SELECT id FROM revenant_episodes
+	WHERE status = 'pending' AND actor_id = $2 AND archived_at IS NULL` + scope + `
+	ORDER BY created_at, id
+	LIMIT $3
+) AND status = 'pending'
+RETURNING ` + episodes.Columns
+}

@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
 )
@@ -46,6 +48,7 @@ var (
 // pending episodes of the actors registered on it, and runs them.
 type Runner struct {
 	db     *sqlx.DB
+	sqlite bool // no advisory locks, arrays or NOTIFY: see queries.go
 	config *Config
 	store  *episodes.Store
 	logger *slog.Logger
@@ -88,12 +91,16 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	sqlite := dialect.Of(db) == dialect.SQLite
+	if sqlite && cfg.ListenDSN != "" {
+		return nil, fmt.Errorf("%w: runner Config.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (runners poll every PollInterval)", revenant.ErrInvalidInput)
+	}
 	store, err := episodes.New(db, &episodes.Config{Stack: cfg.Stack, Env: cfg.Env, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
 	r := &Runner{
-		db: db, config: cfg, store: store, logger: cfg.Logger,
+		db: db, sqlite: sqlite, config: cfg, store: store, logger: cfg.Logger,
 		actors: map[string]*Actor{}, active: map[uuid.UUID]*activeRun{}, perActr: map[string]int{},
 		wake: make(chan struct{}, 1), stopCh: make(chan struct{}),
 	}
@@ -191,7 +198,7 @@ func (r *Runner) Start(ctx context.Context) error {
 // disabled) and inserts the node row.
 func (r *Runner) register(ctx context.Context) error {
 	var lockKey any
-	if !r.config.DisableLockDetection {
+	if !r.config.DisableLockDetection && !r.sqlite {
 		if r.lockConn == nil {
 			conn, err := r.db.Conn(ctx)
 			if err != nil {
@@ -210,9 +217,14 @@ func (r *Runner) register(ctx context.Context) error {
 		lockKey = r.lockKey
 	}
 	actors := r.actorIDs()
-	if _, err := r.execLiveness(ctx, registerNodeSQL, r.NodeID(), r.config.Name, nullString(r.config.Stack),
-		nullString(r.config.Env), lockKey, pq.Array(actors), r.config.NodeTTL.Milliseconds()); err != nil {
-		return fmt.Errorf("runner: registering node %s: %w", r.NodeID(), err)
+	query, actorsArg := registerNodeSQL, any(pq.Array(actors))
+	if r.sqlite {
+		b, _ := json.Marshal(actors)
+		query, actorsArg = sqliteRegisterNodeSQL, string(b)
+	}
+	if _, err := r.execLiveness(ctx, query, r.NodeID(), r.config.Name, nullString(r.config.Stack),
+		nullString(r.config.Env), lockKey, actorsArg, r.config.NodeTTL.Milliseconds()); err != nil {
+		return fmt.Errorf("runner: registering node %s: %w", r.NodeID(), dbx.Explain(err))
 	}
 	return nil
 }
@@ -297,6 +309,9 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 	nodeID := r.nodeID
 	r.mu.Unlock()
 
+	if r.sqlite {
+		return r.heartbeatSQLite(ctx, nodeID, ids, tokens)
+	}
 	q := r.db.QueryContext
 	if r.lockConn != nil {
 		q = r.lockConn.QueryContext
@@ -310,13 +325,56 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 		return err
 	}
 	alive := int64(1)
+	lost, err := scanLost(rows, &alive)
+	if err != nil {
+		return err
+	}
+	return r.afterHeartbeat(alive != 0, lost)
+}
+
+// heartbeatSQLite is Heartbeat on SQLite: the node row renewal and the
+// lease check are two statements (in-process round trips cost little).
+func (r *Runner) heartbeatSQLite(ctx context.Context, nodeID string, ids []string, tokens []int64) error {
+	res, err := r.db.ExecContext(ctx, sqliteHeartbeatNodeSQL, nodeID, r.config.NodeTTL.Milliseconds())
+	if err != nil {
+		return dbx.Explain(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	lost := map[uuid.UUID]error{}
+	if len(ids) > 0 {
+		pairs := make([][2]any, len(ids))
+		for i := range ids {
+			pairs[i] = [2]any{ids[i], tokens[i]}
+		}
+		b, _ := json.Marshal(pairs)
+		rows, err := r.db.QueryContext(ctx, sqliteLostLeasesSQL, string(b))
+		if err != nil {
+			return dbx.Explain(err)
+		}
+		if lost, err = scanLost(rows, nil); err != nil {
+			return err
+		}
+	}
+	return r.afterHeartbeat(n == 1, lost)
+}
+
+// scanLost reads (alive?, id, canceled) rows of a lease check; alive is
+// nil when the query has no such column.
+func scanLost(rows *sql.Rows, alive *int64) (map[uuid.UUID]error, error) {
+	defer rows.Close()
 	lost := map[uuid.UUID]error{}
 	for rows.Next() {
 		var id uuid.NullUUID
 		var canceled sql.NullBool
-		if err := rows.Scan(&alive, &id, &canceled); err != nil {
-			rows.Close()
-			return err
+		dest := []any{&id, &canceled}
+		if alive != nil {
+			dest = append([]any{alive}, dest...)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
 		}
 		if id.Valid {
 			// A cancel reads the same whether it arrives by notification or
@@ -327,14 +385,16 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 			}
 		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	return lost, rows.Err()
+}
+
+// afterHeartbeat cancels the runs whose lease is gone and re-registers a
+// node that others declared dead.
+func (r *Runner) afterHeartbeat(alive bool, lost map[uuid.UUID]error) error {
 	for id, cause := range lost {
 		r.cancelRun(id, cause)
 	}
-	if alive == 0 {
+	if !alive {
 		return r.reincarnate(errMarkedStopped)
 	}
 	return nil
@@ -450,7 +510,11 @@ func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, acto
 	// This node's stack (or none), and exactly its env.
 	scope, scopeArgs := recovery.Scope{Stack: r.config.Stack, Env: r.config.Env}.Where("", 4)
 	args := append([]any{nodeID, actorID, n}, scopeArgs...)
-	rows, err := ex.QueryContext(ctx, claimSQL(scope), args...)
+	query := claimSQL(scope)
+	if r.sqlite {
+		query = sqliteClaimSQL(scope)
+	}
+	rows, err := ex.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -656,6 +720,9 @@ func (r *Runner) Enqueue(ctx context.Context, p episodes.CreateParams) (*episode
 	if err != nil {
 		return nil, fmt.Errorf("enqueue: %w", err)
 	}
+	if !res.Duplicate {
+		r.signal() // this node need not wait for a notification or a poll
+	}
 	return res, nil
 }
 
@@ -673,7 +740,7 @@ func (r *Runner) EnqueueTx(ctx context.Context, tx revenant.Executor, p episodes
 	if err != nil {
 		return nil, err
 	}
-	if !res.Duplicate {
+	if !res.Duplicate && !r.sqlite {
 		if _, err := tx.ExecContext(ctx, notifySQL, recovery.NotifyChannel, p.ActorID); err != nil {
 			return nil, fmt.Errorf("enqueue: notify: %w", err)
 		}
@@ -694,6 +761,9 @@ func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*epis
 		}
 		if err := r.publishTx(ctx, tx, &after, EventOf(bus.EpisodeCanceled, ep)); err != nil {
 			return err
+		}
+		if r.sqlite {
+			return nil // the holder finds the cancel at its next heartbeat
 		}
 		_, err = tx.ExecContext(ctx, notifySQL, ControlChannel, "cancel:"+id.String())
 		return err
@@ -760,7 +830,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 	}
 	// On the pool: the lock connection may have been lost to a heartbeat
 	// canceled by this very Stop.
-	if _, err := r.db.ExecContext(ctx, stopNodeSQL, r.NodeID()); err != nil {
+	if _, err := r.db.ExecContext(ctx, dialect.Of(r.db).Rewrite(stopNodeSQL), r.NodeID()); err != nil {
 		errs = append(errs, fmt.Errorf("marking node stopped: %w", err))
 	}
 	r.livenessMu.Lock()

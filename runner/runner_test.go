@@ -22,9 +22,13 @@ import (
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 func fastConfig(s *testdb.Schema, name string) *runner.Config {
+	listen := s.DSN
+	if s.IsSQLite() {
+		listen = "" // no LISTEN/NOTIFY: runners poll
+	}
 	return &runner.Config{
 		Name: name, HeartbeatInterval: 100 * time.Millisecond, NodeTTL: time.Second,
-		PollInterval: 50 * time.Millisecond, ListenDSN: s.DSN, ShutdownTimeout: 2 * time.Second,
+		PollInterval: 50 * time.Millisecond, ListenDSN: listen, ShutdownTimeout: 2 * time.Second,
 	}
 }
 
@@ -60,66 +64,68 @@ func waitStatus(t *testing.T, r *runner.Runner, id uuid.UUID, want episodes.Stat
 }
 
 func TestRunsEpisodesWithJournalAndResult(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, &testdb.Options{MaxOpenConns: 16})
-	var runs atomic.Int32
-	r := start(t, s, fastConfig(s, "a"), runner.Actor{
-		ID: "doubler", MaxConcurrent: 4,
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			runs.Add(1)
-			var in int
-			if err := jsonUnmarshal(ep.Input, &in); err != nil {
-				return nil, err
-			}
-			return journal.Step(ctx, j, "double", func(context.Context) (int, error) { return in * 2, nil })
-		},
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver, MaxOpenConns: 16})
+		var runs atomic.Int32
+		r := start(t, s, fastConfig(s, "a"), runner.Actor{
+			ID: "doubler", MaxConcurrent: 4,
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				runs.Add(1)
+				var in int
+				if err := jsonUnmarshal(ep.Input, &in); err != nil {
+					return nil, err
+				}
+				return journal.Step(ctx, j, "double", func(context.Context) (int, error) { return in * 2, nil })
+			},
+		})
+		ctx := context.Background()
+		var ids []uuid.UUID
+		for i := range 20 {
+			res, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "doubler", Input: i})
+			require.NoError(t, err)
+			ids = append(ids, res.Episode.ID)
+		}
+		for i, id := range ids {
+			ep := waitStatus(t, r, id, episodes.StatusDone)
+			require.JSONEq(t, fmt.Sprint(i*2), string(ep.Result))
+			require.Equal(t, 1, ep.Attempts)
+			require.Equal(t, r.NodeID(), ep.OwnerNode)
+		}
+		require.Equal(t, int32(20), runs.Load())
 	})
-	ctx := context.Background()
-	var ids []uuid.UUID
-	for i := range 20 {
-		res, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "doubler", Input: i})
-		require.NoError(t, err)
-		ids = append(ids, res.Episode.ID)
-	}
-	for i, id := range ids {
-		ep := waitStatus(t, r, id, episodes.StatusDone)
-		require.JSONEq(t, fmt.Sprint(i*2), string(ep.Result))
-		require.Equal(t, 1, ep.Attempts)
-		require.Equal(t, r.NodeID(), ep.OwnerNode)
-	}
-	require.Equal(t, int32(20), runs.Load())
 }
 
 func TestPanicFailsTheEpisodeAndTheRunnerGoesOn(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, nil)
-	r := start(t, s, fastConfig(s, "a"), runner.Actor{
-		ID: "fragile",
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			switch string(ep.Input) {
-			case `"panic"`:
-				panic("kaboom")
-			case `"error"`:
-				return nil, classed{errors.New("upstream said no")}
-			}
-			return "fine", nil
-		},
-	})
-	ctx := context.Background()
-	p, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "fragile", Input: "panic"})
-	require.NoError(t, err)
-	e, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "fragile", Input: "error"})
-	require.NoError(t, err)
-	ok, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "fragile", Input: "ok"})
-	require.NoError(t, err)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		r := start(t, s, fastConfig(s, "a"), runner.Actor{
+			ID: "fragile",
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				switch string(ep.Input) {
+				case `"panic"`:
+					panic("kaboom")
+				case `"error"`:
+					return nil, classed{errors.New("upstream said no")}
+				}
+				return "fine", nil
+			},
+		})
+		ctx := context.Background()
+		p, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "fragile", Input: "panic"})
+		require.NoError(t, err)
+		e, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "fragile", Input: "error"})
+		require.NoError(t, err)
+		ok, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "fragile", Input: "ok"})
+		require.NoError(t, err)
 
-	pe := waitStatus(t, r, p.Episode.ID, episodes.StatusFailed)
-	require.Equal(t, "panic", pe.ErrorClass)
-	require.Contains(t, string(pe.ErrorDetail), "kaboom")
-	require.Contains(t, string(pe.ErrorDetail), "runner_test.go", "the stack is recorded")
-	ee := waitStatus(t, r, e.Episode.ID, episodes.StatusFailed)
-	require.Equal(t, "upstream", ee.ErrorClass)
-	waitStatus(t, r, ok.Episode.ID, episodes.StatusDone)
+		pe := waitStatus(t, r, p.Episode.ID, episodes.StatusFailed)
+		require.Equal(t, "panic", pe.ErrorClass)
+		require.Contains(t, string(pe.ErrorDetail), "kaboom")
+		require.Contains(t, string(pe.ErrorDetail), "runner_test.go", "the stack is recorded")
+		ee := waitStatus(t, r, e.Episode.ID, episodes.StatusFailed)
+		require.Equal(t, "upstream", ee.ErrorClass)
+		waitStatus(t, r, ok.Episode.ID, episodes.StatusDone)
+	})
 }
 
 type classed struct{ error }
@@ -127,105 +133,108 @@ type classed struct{ error }
 func (classed) ErrorClass() string { return "upstream" }
 
 func TestCancelFromAnotherNodeStopsTheRun(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, &testdb.Options{MaxOpenConns: 16})
-	started := make(chan struct{}, 1)
-	stoppedBy := make(chan error, 1)
-	worker := start(t, s, fastConfig(s, "worker"), runner.Actor{
-		ID: "long",
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			started <- struct{}{}
-			<-ctx.Done()
-			stoppedBy <- context.Cause(ctx)
-			return nil, ctx.Err()
-		},
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver, MaxOpenConns: 16})
+		started := make(chan struct{}, 1)
+		stoppedBy := make(chan error, 1)
+		worker := start(t, s, fastConfig(s, "worker"), runner.Actor{
+			ID: "long",
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				stoppedBy <- context.Cause(ctx)
+				return nil, ctx.Err()
+			},
+		})
+		other := start(t, s, fastConfig(s, "api"))
+		res, err := worker.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
+		require.NoError(t, err)
+		<-started
+		_, err = other.Cancel(context.Background(), res.Episode.ID, "user clicked cancel")
+		require.NoError(t, err)
+		select {
+		case cause := <-stoppedBy:
+			require.ErrorIs(t, cause, runner.ErrCanceled)
+		case <-time.After(5 * time.Second):
+			t.Fatal("the run was not canceled")
+		}
+		require.Equal(t, episodes.StatusCanceled, status(t, worker, res.Episode.ID))
 	})
-	other := start(t, s, fastConfig(s, "api"))
-	res, err := worker.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
-	require.NoError(t, err)
-	<-started
-	_, err = other.Cancel(context.Background(), res.Episode.ID, "user clicked cancel")
-	require.NoError(t, err)
-	select {
-	case cause := <-stoppedBy:
-		require.ErrorIs(t, cause, runner.ErrCanceled)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the run was not canceled")
-	}
-	require.Equal(t, episodes.StatusCanceled, status(t, worker, res.Episode.ID))
 }
 
 func TestCancelWithoutNotificationsReachesTheRunAtHeartbeat(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, nil)
-	cfg := fastConfig(s, "poller")
-	cfg.ListenDSN = "" // polling only
-	stoppedBy := make(chan error, 1)
-	started := make(chan struct{}, 1)
-	r := start(t, s, cfg, runner.Actor{
-		ID: "long",
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			started <- struct{}{}
-			<-ctx.Done()
-			stoppedBy <- context.Cause(ctx)
-			return nil, nil
-		},
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		cfg := fastConfig(s, "poller")
+		cfg.ListenDSN = "" // polling only
+		stoppedBy := make(chan error, 1)
+		started := make(chan struct{}, 1)
+		r := start(t, s, cfg, runner.Actor{
+			ID: "long",
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				stoppedBy <- context.Cause(ctx)
+				return nil, nil
+			},
+		})
+		res, err := r.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
+		require.NoError(t, err)
+		<-started
+		// Canceled with the plain store (no notification sent).
+		_, err = r.Store().Cancel(context.Background(), res.Episode.ID, "")
+		require.NoError(t, err)
+		select {
+		case cause := <-stoppedBy:
+			require.ErrorIs(t, cause, runner.ErrCanceled, "the heartbeat reports a cancel as a cancel")
+		case <-time.After(5 * time.Second):
+			t.Fatal("the heartbeat's lease check did not cancel the run")
+		}
 	})
-	res, err := r.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
-	require.NoError(t, err)
-	<-started
-	// Canceled with the plain store (no notification sent).
-	_, err = r.Store().Cancel(context.Background(), res.Episode.ID, "")
-	require.NoError(t, err)
-	select {
-	case cause := <-stoppedBy:
-		require.ErrorIs(t, cause, runner.ErrCanceled, "the heartbeat reports a cancel as a cancel")
-	case <-time.After(5 * time.Second):
-		t.Fatal("the heartbeat's lease check did not cancel the run")
-	}
 }
 
 func TestGracefulStopHandsEpisodesBackAtOnce(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, &testdb.Options{MaxOpenConns: 16})
-	ctx := context.Background()
-	var started atomic.Int32
-	blocker := runner.Actor{
-		ID: "slow", MaxConcurrent: 3, Recovery: recovery.Restart,
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			started.Add(1)
-			<-ctx.Done()
-			return nil, ctx.Err()
-		},
-	}
-	a, err := runner.New(s.DB, fastConfig(s, "a"))
-	require.NoError(t, err)
-	require.NoError(t, a.Register(blocker))
-	require.NoError(t, a.Start(ctx))
-	var ids []uuid.UUID
-	for range 3 {
-		res, err := a.Enqueue(ctx, episodes.CreateParams{ActorID: "slow"})
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver, MaxOpenConns: 16})
+		ctx := context.Background()
+		var started atomic.Int32
+		blocker := runner.Actor{
+			ID: "slow", MaxConcurrent: 3, Recovery: recovery.Restart,
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				started.Add(1)
+				<-ctx.Done()
+				return nil, ctx.Err()
+			},
+		}
+		a, err := runner.New(s.DB, fastConfig(s, "a"))
 		require.NoError(t, err)
-		ids = append(ids, res.Episode.ID)
-	}
-	require.Eventually(t, func() bool { return started.Load() == 3 }, 5*time.Second, 10*time.Millisecond)
-	require.NoError(t, a.Stop(ctx))
-	for _, id := range ids {
-		ep, err := a.Store().Get(ctx, id)
-		require.NoError(t, err)
-		require.Equal(t, episodes.StatusPending, ep.Status, "handed back, not left for a sweep")
-		require.Equal(t, 0, ep.Attempts, "a clean stop gives the attempt back")
-	}
-	var stopped bool
-	require.NoError(t, s.DB.Get(&stopped, `SELECT stopped_at IS NOT NULL FROM revenant_nodes WHERE node_id = $1`, a.NodeID()))
-	require.True(t, stopped)
+		require.NoError(t, a.Register(blocker))
+		require.NoError(t, a.Start(ctx))
+		var ids []uuid.UUID
+		for range 3 {
+			res, err := a.Enqueue(ctx, episodes.CreateParams{ActorID: "slow"})
+			require.NoError(t, err)
+			ids = append(ids, res.Episode.ID)
+		}
+		require.Eventually(t, func() bool { return started.Load() == 3 }, 5*time.Second, 10*time.Millisecond)
+		require.NoError(t, a.Stop(ctx))
+		for _, id := range ids {
+			ep, err := a.Store().Get(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, episodes.StatusPending, ep.Status, "handed back, not left for a sweep")
+			require.Equal(t, 0, ep.Attempts, "a clean stop gives the attempt back")
+		}
+		var stopped bool
+		require.NoError(t, s.DB.Get(&stopped, `SELECT stopped_at IS NOT NULL FROM revenant_nodes WHERE node_id = $1`, a.NodeID()))
+		require.True(t, stopped)
 
-	// Another node picks them up.
-	b := start(t, s, fastConfig(s, "b"), runner.Actor{ID: "slow", MaxConcurrent: 3,
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) { return "ok", nil }})
-	for _, id := range ids {
-		waitStatus(t, b, id, episodes.StatusDone)
-	}
+		// Another node picks them up.
+		b := start(t, s, fastConfig(s, "b"), runner.Actor{ID: "slow", MaxConcurrent: 3,
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) { return "ok", nil }})
+		for _, id := range ids {
+			waitStatus(t, b, id, episodes.StatusDone)
+		}
+	})
 }
 
 func TestNodeDeathSeenAtOnceThroughTheAdvisoryLock(t *testing.T) {
@@ -312,114 +321,118 @@ func TestRegistrationAndConfigErrors(t *testing.T) {
 }
 
 func TestEpisodesOfUnregisteredActorsStayPendingAndAreReported(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, nil)
-	r := start(t, s, fastConfig(s, "a"), runner.Actor{ID: "known",
-		Run: func(context.Context, *episodes.Episode, *journal.Journal) (any, error) { return nil, nil }})
-	ctx := context.Background()
-	res, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "unknown"})
-	require.NoError(t, err)
-	time.Sleep(300 * time.Millisecond) // several poll intervals
-	require.Equal(t, episodes.StatusPending, status(t, r, res.Episode.ID))
-	backlog, err := recovery.Unclaimable(ctx, s.DB, &recovery.Options{Node: r})
-	require.NoError(t, err)
-	require.Equal(t, []recovery.Backlog{{ActorID: "unknown", Pending: 1}}, backlog)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		r := start(t, s, fastConfig(s, "a"), runner.Actor{ID: "known",
+			Run: func(context.Context, *episodes.Episode, *journal.Journal) (any, error) { return nil, nil }})
+		ctx := context.Background()
+		res, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "unknown"})
+		require.NoError(t, err)
+		time.Sleep(300 * time.Millisecond) // several poll intervals
+		require.Equal(t, episodes.StatusPending, status(t, r, res.Episode.ID))
+		backlog, err := recovery.Unclaimable(ctx, s.DB, &recovery.Options{Node: r})
+		require.NoError(t, err)
+		require.Equal(t, []recovery.Backlog{{ActorID: "unknown", Pending: 1}}, backlog)
+	})
 }
 
 func TestNodeDeclaredDeadReRegistersAndCancelsItsRuns(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, nil)
-	stoppedBy := make(chan error, 1)
-	started := make(chan struct{}, 1)
-	r := start(t, s, fastConfig(s, "a"), runner.Actor{ID: "long",
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			started <- struct{}{}
-			<-ctx.Done()
-			stoppedBy <- context.Cause(ctx)
-			return nil, nil
-		}})
-	_, err := r.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
-	require.NoError(t, err)
-	<-started
-	old := r.NodeID()
-	_, err = s.DB.Exec(`UPDATE revenant_nodes SET stopped_at = now() WHERE node_id = $1`, old)
-	require.NoError(t, err)
-	select {
-	case cause := <-stoppedBy:
-		require.ErrorIs(t, cause, runner.ErrIdentityLost)
-	case <-time.After(5 * time.Second):
-		t.Fatal("runs were not canceled")
-	}
-	require.NotEqual(t, old, r.NodeID())
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		stoppedBy := make(chan error, 1)
+		started := make(chan struct{}, 1)
+		r := start(t, s, fastConfig(s, "a"), runner.Actor{ID: "long",
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				stoppedBy <- context.Cause(ctx)
+				return nil, nil
+			}})
+		_, err := r.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
+		require.NoError(t, err)
+		<-started
+		old := r.NodeID()
+		_, err = s.DB.Exec(`UPDATE revenant_nodes SET stopped_at = `+s.NowPlus(0)+` WHERE node_id = $1`, old)
+		require.NoError(t, err)
+		select {
+		case cause := <-stoppedBy:
+			require.ErrorIs(t, cause, runner.ErrIdentityLost)
+		case <-time.After(5 * time.Second):
+			t.Fatal("runs were not canceled")
+		}
+		require.NotEqual(t, old, r.NodeID())
+	})
 }
 
 // Regression: the claim's LIMIT … FOR UPDATE subquery, once inlined into a
 // nested loop, was rescanned per row and claimed far past MaxConcurrent.
 func TestClaimsNeverExceedMaxConcurrent(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, nil)
-	ctx := context.Background()
-	store, err := episodes.New(s.DB, nil)
-	require.NoError(t, err)
-	for range 60 {
-		_, err := store.Create(ctx, episodes.CreateParams{ActorID: "capped"})
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		ctx := context.Background()
+		store, err := episodes.New(s.DB, nil)
 		require.NoError(t, err)
-	}
-	var peak atomic.Int32
-	var now atomic.Int32
-	release := make(chan struct{})
-	r := start(t, s, fastConfig(s, "a"), runner.Actor{ID: "capped", MaxConcurrent: 3,
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			n := now.Add(1)
-			defer now.Add(-1)
-			for {
-				p := peak.Load()
-				if n <= p || peak.CompareAndSwap(p, n) {
-					break
+		for range 60 {
+			_, err := store.Create(ctx, episodes.CreateParams{ActorID: "capped"})
+			require.NoError(t, err)
+		}
+		var peak atomic.Int32
+		var now atomic.Int32
+		release := make(chan struct{})
+		r := start(t, s, fastConfig(s, "a"), runner.Actor{ID: "capped", MaxConcurrent: 3,
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				n := now.Add(1)
+				defer now.Add(-1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
 				}
-			}
-			<-release
-			return nil, nil
-		}})
-	require.Eventually(t, func() bool { return r.Running() == 3 }, 5*time.Second, 10*time.Millisecond)
-	time.Sleep(300 * time.Millisecond) // several claim polls
-	var running int
-	require.NoError(t, s.DB.Get(&running, `SELECT count(*) FROM revenant_episodes WHERE status = 'running'`))
-	require.Equal(t, 3, running, "claimed in the database: exactly MaxConcurrent")
-	close(release)
-	require.Eventually(t, func() bool {
-		var done int
-		require.NoError(t, s.DB.Get(&done, `SELECT count(*) FROM revenant_episodes WHERE status = 'done'`))
-		return done == 60
-	}, 20*time.Second, 20*time.Millisecond)
-	require.Equal(t, int32(3), peak.Load())
+				<-release
+				return nil, nil
+			}})
+		require.Eventually(t, func() bool { return r.Running() == 3 }, 5*time.Second, 10*time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // several claim polls
+		var running int
+		require.NoError(t, s.DB.Get(&running, `SELECT count(*) FROM revenant_episodes WHERE status = 'running'`))
+		require.Equal(t, 3, running, "claimed in the database: exactly MaxConcurrent")
+		close(release)
+		require.Eventually(t, func() bool {
+			var done int
+			require.NoError(t, s.DB.Get(&done, `SELECT count(*) FROM revenant_episodes WHERE status = 'done'`))
+			return done == 60
+		}, 20*time.Second, 20*time.Millisecond)
+		require.Equal(t, int32(3), peak.Load())
+	})
 }
 
 // A run whose claim was taken over (token bumped, as a sweep does to a node
 // judged dead) is stopped at the next heartbeat with ErrLeaseLost.
 func TestHeartbeatStopsRunsWhoseLeaseWasTakenOver(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, nil)
-	cfg := fastConfig(s, "a")
-	cfg.ListenDSN = ""
-	stoppedBy := make(chan error, 1)
-	started := make(chan struct{}, 1)
-	r := start(t, s, cfg, runner.Actor{ID: "long",
-		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			started <- struct{}{}
-			<-ctx.Done()
-			stoppedBy <- context.Cause(ctx)
-			return nil, nil
-		}})
-	res, err := r.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
-	require.NoError(t, err)
-	<-started
-	_, err = s.DB.Exec(`UPDATE revenant_episodes SET claim_token = claim_token + 1, owner_node = 'rescuer' WHERE id = $1`, res.Episode.ID)
-	require.NoError(t, err)
-	select {
-	case cause := <-stoppedBy:
-		require.ErrorIs(t, cause, runner.ErrLeaseLost)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the run was not stopped")
-	}
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		cfg := fastConfig(s, "a")
+		cfg.ListenDSN = ""
+		stoppedBy := make(chan error, 1)
+		started := make(chan struct{}, 1)
+		r := start(t, s, cfg, runner.Actor{ID: "long",
+			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				stoppedBy <- context.Cause(ctx)
+				return nil, nil
+			}})
+		res, err := r.Enqueue(context.Background(), episodes.CreateParams{ActorID: "long"})
+		require.NoError(t, err)
+		<-started
+		_, err = s.DB.Exec(`UPDATE revenant_episodes SET claim_token = claim_token + 1, owner_node = 'rescuer' WHERE id = $1`, res.Episode.ID)
+		require.NoError(t, err)
+		select {
+		case cause := <-stoppedBy:
+			require.ErrorIs(t, cause, runner.ErrLeaseLost)
+		case <-time.After(5 * time.Second):
+			t.Fatal("the run was not stopped")
+		}
+	})
 }
