@@ -1,14 +1,23 @@
 // Command quickstart shows revenant's crash recovery in two runs.
 //
 // Run 1 starts an episode of three journaled steps; the process crashes
-// (os.Exit) inside step 2. Run 2 sweeps at startup, finds the orphan (its
-// node's advisory lock vanished with the process), restarts it, and the
+// (os.Exit) inside step 2. Run 2 finds the orphan, restarts it, and the
 // episode completes without running step 1 again.
 //
-//	export DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+// With nothing installed it uses a SQLite file (revenant-quickstart.db in
+// the current directory). There a dead node is found when its heartbeat
+// TTL (2s here) lapses, so run 2's sweeper restarts the episode a moment
+// after start-up:
+//
 //	go run ./examples/quickstart   # run 1: crashes in step 2
 //	go run ./examples/quickstart   # run 2: recovers and completes
 //	go run ./examples/quickstart -reset   # start over
+//
+// With DATABASE_URL it uses Postgres, where the crashed node's advisory
+// lock vanished with its process, so run 2's startup sweep restarts the
+// episode at once:
+//
+//	export DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 package main
 
 import (
@@ -27,26 +36,43 @@ import (
 	"github.com/revenant-go/revenant/migrations"
 	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
+	"github.com/revenant-go/revenant/sqlite"
 )
 
 const dedupeKey = "quickstart-demo"
 
 func main() {
 	reset := flag.Bool("reset", false, "archive the demo episode and start over")
+	file := flag.String("sqlite", "revenant-quickstart.db", "SQLite file used when DATABASE_URL is unset")
 	flag.Parse()
-	if err := run(*reset); err != nil {
+	if err := run(*reset, *file); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(reset bool) error {
-	dsn := os.Getenv("DATABASE_URL")
-	if dsn == "" {
-		return errors.New("set DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	}
+func run(reset bool, file string) error {
 	ctx := context.Background()
-	db, err := sqlx.Open("postgres", dsn)
+	dsn := os.Getenv("DATABASE_URL")
+	var db *sqlx.DB
+	var err error
+	cfg := &runner.Config{Name: "quickstart", HeartbeatInterval: time.Second, NodeTTL: 5 * time.Second}
+	if dsn == "" {
+		if reset {
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				_ = os.Remove(file + suffix)
+			}
+			fmt.Println("reset: the next run starts a new episode")
+			return nil
+		}
+		fmt.Printf("using SQLite file %s (set DATABASE_URL to use Postgres)\n", file)
+		db, err = sqlite.Open(ctx, file, nil)
+		// No advisory locks on SQLite: a short TTL finds the crash sooner.
+		cfg.HeartbeatInterval, cfg.NodeTTL = 500*time.Millisecond, 2*time.Second
+	} else {
+		db, err = sqlx.Open("postgres", dsn)
+		cfg.ListenDSN = dsn
+	}
 	if err != nil {
 		return err
 	}
@@ -61,7 +87,7 @@ func run(reset bool) error {
 		return err
 	}
 
-	r, err := runner.New(db, &runner.Config{Name: "quickstart", ListenDSN: dsn, HeartbeatInterval: time.Second, NodeTTL: 5 * time.Second})
+	r, err := runner.New(db, cfg)
 	if err != nil {
 		return err
 	}
@@ -123,6 +149,21 @@ func run(reset bool) error {
 		return err
 	}
 	defer func() { _ = r.Stop(context.Background()) }()
+	// While the app runs, a Sweeper recovers the work of nodes that die
+	// later, or whose death is only seen when their heartbeat TTL lapses.
+	sw, err := recovery.NewSweeper(db, &recovery.SweeperConfig{Options: recovery.Options{
+		Node: r,
+		OnEvent: func(_ context.Context, ev recovery.Event) {
+			fmt.Printf("sweeper: %s episode %s (%s)\n", ev.Type, ev.EpisodeID, ev.Reason)
+		},
+	}})
+	if err != nil {
+		return err
+	}
+	if err := sw.Start(ctx); err != nil {
+		return err
+	}
+	defer sw.Stop()
 
 	created, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "order-fulfilment", DedupeKey: dedupeKey, MaxAttempts: 5})
 	if err != nil {
@@ -137,6 +178,9 @@ func run(reset bool) error {
 		return nil
 	default:
 		fmt.Printf("found the demo episode %s (status %s)\n", ep.ID, ep.Status)
+		if ep.Status == episodes.StatusRunning && dsn == "" {
+			fmt.Printf("its node crashed; SQLite has no advisory locks, so the node counts as alive until its heartbeat TTL (%s) lapses\n", cfg.NodeTTL)
+		}
 	}
 	go func() {
 		for {
