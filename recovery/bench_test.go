@@ -132,7 +132,7 @@ func benchFailover(b *testing.B, sig syscall.Signal) {
 	s := testdb.New(b, nil)
 	db := s.DB
 	const held = 8
-	enqueueDemo(b, db, 0, 5)
+	enqueueDemo(b, s, 0, 5)
 	var samples []time.Duration
 	opts := func(name string) clusterdemo.Options {
 		return clusterdemo.Options{DSN: s.DSN, Name: name, Concurrency: held, Steps: 1, StepSleep: time.Hour, MaxAttempts: 50}
@@ -142,7 +142,7 @@ func benchFailover(b *testing.B, sig syscall.Signal) {
 		_, err := db.Exec(`UPDATE revenant_episodes SET status = 'canceled', finished_at = now() WHERE status IN ('pending', 'running')`)
 		require.NoError(b, err)
 		victim := startWorker(b, opts("victim"))
-		enqueueDemo(b, db, held, 5)
+		enqueueDemo(b, s, held, 5)
 		var victimNode string
 		require.Eventually(b, func() bool {
 			var n int

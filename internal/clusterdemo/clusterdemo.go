@@ -17,6 +17,7 @@ import (
 	"github.com/revenant-go/revenant/migrations"
 	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
+	"github.com/revenant-go/revenant/sqlite"
 )
 
 // ActorID is the demo's actor.
@@ -24,7 +25,9 @@ const ActorID = "cluster-work"
 
 // Options configures one worker.
 type Options struct {
+	// DSN is a Postgres URL, or with SQLite set, the SQLite file's path.
 	DSN         string
+	SQLite      bool
 	Name        string
 	Concurrency int
 	Enqueue     int           // episodes to enqueue at start
@@ -61,27 +64,59 @@ const Schema = `CREATE TABLE IF NOT EXISTS cluster_effects (
 	UNIQUE (episode_id, step)
 )`
 
+// SQLiteSchema is Schema on SQLite.
+const SQLiteSchema = `CREATE TABLE IF NOT EXISTS cluster_effects (
+	episode_id  text      NOT NULL,
+	step        integer   NOT NULL,
+	claim_token integer   NOT NULL,
+	node_id     text      NOT NULL,
+	written_at  timestamp NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+	UNIQUE (episode_id, step)
+)`
+
+// Open opens the worker's database.
+func Open(ctx context.Context, o Options) (*sqlx.DB, error) {
+	if o.SQLite {
+		return sqlite.Open(ctx, o.DSN, &sqlite.Config{MaxOpenConns: o.Concurrency + 6})
+	}
+	db, err := sqlx.Open("postgres", o.DSN)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(o.Concurrency + 6)
+	return db, nil
+}
+
 // Run runs a worker until ctx ends (or, with ExitWhenDone, the work is
 // done), then stops it gracefully.
 func Run(ctx context.Context, o Options) (Summary, error) {
 	start := time.Now()
-	db, err := sqlx.Open("postgres", o.DSN)
+	db, err := Open(ctx, o)
 	if err != nil {
 		return Summary{}, err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(o.Concurrency + 6)
 	if _, err := migrations.Migrate(ctx, db); err != nil {
+		if ctx.Err() != nil {
+			return Summary{}, nil // stopped while starting: a clean stop
+		}
 		return Summary{}, err
 	}
-	if err := createSchema(ctx, db); err != nil {
+	if err := createSchema(ctx, db, o.SQLite); err != nil {
+		if ctx.Err() != nil {
+			return Summary{}, nil
+		}
 		return Summary{}, err
 	}
 	if o.Steps == 0 {
 		o.Steps = 5
 	}
+	listen := o.DSN
+	if o.SQLite {
+		listen = "" // SQLite: runners poll
+	}
 	r, err := runner.New(db, &runner.Config{
-		Name: o.Name, ListenDSN: o.DSN, Logger: o.Logger,
+		Name: o.Name, ListenDSN: listen, Logger: o.Logger,
 		HeartbeatInterval: o.HeartbeatInterval, NodeTTL: o.NodeTTL, PollInterval: o.PollInterval,
 	})
 	if err != nil {
@@ -177,8 +212,12 @@ loop:
 }
 
 // createSchema creates the effects table; concurrent CREATE … IF NOT EXISTS
-// can collide, so workers serialise on an advisory lock.
-func createSchema(ctx context.Context, db *sqlx.DB) error {
+// can collide on Postgres, so workers serialise on an advisory lock.
+func createSchema(ctx context.Context, db *sqlx.DB, sqlite bool) error {
+	if sqlite {
+		_, err := db.ExecContext(ctx, SQLiteSchema)
+		return err
+	}
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return err
