@@ -53,60 +53,61 @@ func TestInProcess(t *testing.T) {
 	require.Len(t, failed.ids(), 1)
 }
 
-func TestPostgresDeliversToEveryNodeOnCommitOnly(t *testing.T) {
-	t.Parallel()
-	s := testdb.New(t, nil)
-	ctx := context.Background()
-	var nodes []*collector
-	var buses []*bus.Postgres
-	for i := range 3 {
-		cfg := &bus.PostgresConfig{ListenDSN: s.DSN, PollInterval: 5 * time.Second}
-		if i == 2 {
-			cfg.ListenDSN = "" // polling only
-			cfg.PollInterval = 50 * time.Millisecond
+func TestOutboxDeliversToEveryNodeOnCommitOnly(t *testing.T) {
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		ctx := context.Background()
+		var nodes []*collector
+		var buses []*bus.Outbox
+		for i := range 3 {
+			cfg := &bus.OutboxConfig{ListenDSN: s.DSN, PollInterval: 5 * time.Second}
+			if i == 2 || s.IsSQLite() {
+				cfg.ListenDSN = "" // polling only
+				cfg.PollInterval = 50 * time.Millisecond
+			}
+			b, err := bus.NewOutbox(s.DB, cfg)
+			require.NoError(t, err)
+			c := &collector{}
+			b.Subscribe("", c.handle)
+			require.NoError(t, b.Start(ctx))
+			t.Cleanup(b.Stop)
+			nodes, buses = append(nodes, c), append(buses, b)
 		}
-		b, err := bus.NewPostgres(s.DB, cfg)
+
+		// A rolled-back transaction publishes nothing.
+		tx, err := s.DB.BeginTxx(ctx, nil)
 		require.NoError(t, err)
-		c := &collector{}
-		b.Subscribe("", c.handle)
-		require.NoError(t, b.Start(ctx))
-		t.Cleanup(b.Stop)
-		nodes, buses = append(nodes, c), append(buses, b)
-	}
+		require.NoError(t, buses[0].PublishTx(ctx, tx, bus.Event{Type: bus.EpisodeStarted}))
+		require.NoError(t, tx.Rollback())
 
-	// A rolled-back transaction publishes nothing.
-	tx, err := s.DB.BeginTxx(ctx, nil)
-	require.NoError(t, err)
-	require.NoError(t, buses[0].PublishTx(ctx, tx, bus.Event{Type: bus.EpisodeStarted}))
-	require.NoError(t, tx.Rollback())
+		big := json.RawMessage(`{"blob":"` + strings.Repeat("x", 20_000) + `"}`) // over NOTIFY's 8000 bytes
+		ev := bus.Event{Type: bus.EpisodeCompleted, EpisodeID: uuid.New(), ActorID: "a", WorkflowInstanceID: uuid.New(),
+			WorkflowStepID: "s1", Status: "done", Payload: big}
+		require.NoError(t, buses[1].Publish(ctx, ev, bus.Event{Type: bus.EpisodeFailed, ErrorClass: "boom"}))
+		for i, c := range nodes {
+			require.Eventually(t, func() bool { return len(c.ids()) == 2 }, 5*time.Second, 10*time.Millisecond, "node %d", i)
+		}
+		got := nodes[2].evs[0]
+		require.Equal(t, bus.EpisodeCompleted, got.Type)
+		require.Equal(t, ev.EpisodeID, got.EpisodeID)
+		require.Equal(t, ev.WorkflowInstanceID, got.WorkflowInstanceID)
+		require.Equal(t, "s1", got.WorkflowStepID)
+		require.JSONEq(t, string(big), string(got.Payload))
+		require.Equal(t, "boom", nodes[0].evs[1].ErrorClass)
 
-	big := json.RawMessage(`{"blob":"` + strings.Repeat("x", 20_000) + `"}`) // over NOTIFY's 8000 bytes
-	ev := bus.Event{Type: bus.EpisodeCompleted, EpisodeID: uuid.New(), ActorID: "a", WorkflowInstanceID: uuid.New(),
-		WorkflowStepID: "s1", Status: "done", Payload: big}
-	require.NoError(t, buses[1].Publish(ctx, ev, bus.Event{Type: bus.EpisodeFailed, ErrorClass: "boom"}))
-	for i, c := range nodes {
-		require.Eventually(t, func() bool { return len(c.ids()) == 2 }, 5*time.Second, 10*time.Millisecond, "node %d", i)
-	}
-	got := nodes[2].evs[0]
-	require.Equal(t, bus.EpisodeCompleted, got.Type)
-	require.Equal(t, ev.EpisodeID, got.EpisodeID)
-	require.Equal(t, ev.WorkflowInstanceID, got.WorkflowInstanceID)
-	require.Equal(t, "s1", got.WorkflowStepID)
-	require.JSONEq(t, string(big), string(got.Payload))
-	require.Equal(t, "boom", nodes[0].evs[1].ErrorClass)
-
-	// Reading again delivers nothing twice.
-	require.NoError(t, buses[0].CatchUp(ctx))
-	for _, n := range nodes[0].ids() {
-		require.Equal(t, 1, n)
-	}
+		// Reading again delivers nothing twice.
+		require.NoError(t, buses[0].CatchUp(ctx))
+		for _, n := range nodes[0].ids() {
+			require.Equal(t, 1, n)
+		}
+	})
 }
 
 func TestPostgresCatchesUpAfterDroppedNotifications(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, nil)
 	ctx := context.Background()
-	b, err := bus.NewPostgres(s.DB, &bus.PostgresConfig{ListenDSN: s.DSN, PollInterval: 100 * time.Millisecond,
+	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: s.DSN, PollInterval: 100 * time.Millisecond,
 		DropNotification: func() bool { return true }})
 	require.NoError(t, err)
 	c := &collector{}
@@ -120,16 +121,21 @@ func TestPostgresCatchesUpAfterDroppedNotifications(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	t.Parallel()
-	_, err := bus.NewPostgres(nil, nil)
-	require.Error(t, err)
-	s := testdb.New(t, nil)
-	_, err = bus.NewPostgres(s.DB, &bus.PostgresConfig{PollInterval: -1})
-	require.Error(t, err)
-	b, err := bus.NewPostgres(s.DB, nil)
-	require.NoError(t, err)
-	require.Error(t, b.Publish(context.Background(), bus.Event{}), "an event needs a type")
-	require.Error(t, b.Publish(context.Background(), bus.Event{Type: "x", Payload: json.RawMessage(`{bad`)}))
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		_, err := bus.NewOutbox(nil, nil)
+		require.Error(t, err)
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		if s.IsSQLite() {
+			_, err = bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: "x"})
+			require.ErrorContains(t, err, "no LISTEN/NOTIFY")
+		}
+		_, err = bus.NewOutbox(s.DB, &bus.OutboxConfig{PollInterval: -1})
+		require.Error(t, err)
+		b, err := bus.NewOutbox(s.DB, nil)
+		require.NoError(t, err)
+		require.Error(t, b.Publish(context.Background(), bus.Event{}), "an event needs a type")
+		require.Error(t, b.Publish(context.Background(), bus.Event{Type: "x", Payload: json.RawMessage(`{bad`)}))
+	})
 }
 
 // A transaction that takes a sequence number and commits later than one
@@ -139,7 +145,7 @@ func TestPostgresDeliversEventsThatCommitOutOfOrder(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, nil)
 	ctx := context.Background()
-	b, err := bus.NewPostgres(s.DB, &bus.PostgresConfig{PollInterval: 50 * time.Millisecond})
+	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{PollInterval: 50 * time.Millisecond})
 	require.NoError(t, err)
 	c := &collector{}
 	b.Subscribe("", c.handle)

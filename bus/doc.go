@@ -12,7 +12,7 @@
 // also covers notifications lost while a listener reconnects. The outbox is
 // pruned after Retention.
 //
-//	b, _ := bus.NewPostgres(db, &bus.PostgresConfig{ListenDSN: dsn})
+//	b, _ := bus.NewOutbox(db, &bus.OutboxConfig{ListenDSN: dsn})
 //	unsubscribe := b.Subscribe(bus.EpisodeFailed, func(ctx context.Context, ev bus.Event) error {
 //		log.Printf("episode %s failed: %s", ev.EpisodeID, ev.ErrorClass)
 //		return nil

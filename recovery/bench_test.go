@@ -56,7 +56,7 @@ func benchSweep(b *testing.B, outbox bool) {
 	reg := registry{"actor-0": recovery.Restart, "actor-1": recovery.Restart, "actor-2": recovery.Restart, "actor-3": recovery.Restart}
 	opts := recovery.Options{Registry: reg, AllStacks: true, AllEnvs: true}
 	if outbox {
-		pub, err := bus.NewPostgres(db, nil)
+		pub, err := bus.NewOutbox(db, nil)
 		require.NoError(b, err)
 		opts.Bus = pub
 	}

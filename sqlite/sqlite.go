@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -93,7 +94,9 @@ func DSN(path string, config *Config) (string, error) {
 // Open opens (creating if needed) the SQLite file at path with the
 // settings revenant relies on and checks that it can be used: a read-only
 // file or directory, or a file that stays locked past BusyTimeout, is
-// reported here with what to do. The caller closes the returned handle.
+// reported here with what to do. The handle queues this process's writers
+// on the file in FIFO order (see gate.go) so that none waits past
+// BusyTimeout while others keep the file busy. The caller closes it.
 func Open(ctx context.Context, path string, config *Config) (*sqlx.DB, error) {
 	cfg, err := config.withDefaults()
 	if err != nil {
@@ -108,10 +111,11 @@ func Open(ctx context.Context, path string, config *Config) (*sqlx.DB, error) {
 			return nil, err
 		}
 	}
-	db, err := sqlx.Open(DriverName, dsn)
+	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite: resolving %s: %w", path, err)
 	}
+	db := sqlx.NewDb(sql.OpenDB(&connector{dsn: dsn, path: abs, wait: cfg.BusyTimeout}), DriverName)
 	db.SetMaxOpenConns(cfg.MaxOpenConns)
 	db.SetMaxIdleConns(cfg.MaxOpenConns)
 	// The pragmas run when a connection opens: a locked or unreadable file

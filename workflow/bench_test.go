@@ -27,7 +27,7 @@ func BenchmarkWorkflowAdvance(b *testing.B) {
 	const concurrent, chain = 8, 64
 	s := testdb.New(b, &testdb.Options{MaxOpenConns: 4})
 	db, statements := testdb.Counting(b, s.DSN, concurrent+2)
-	pub, err := bus.NewPostgres(db, nil) // events go to the outbox in the flush statement
+	pub, err := bus.NewOutbox(db, nil) // events go to the outbox in the flush statement
 	require.NoError(b, err)
 	eng, err := workflow.NewEngine(db, &workflow.Config{Bus: pub})
 	require.NoError(b, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // Instance statuses.
@@ -64,6 +65,8 @@ type Config struct {
 // each event and starts each downstream step.
 type Engine struct {
 	db     *sqlx.DB
+	sqlite bool // see sqlite.go
+	q      queries
 	config Config
 	store  *episodes.Store
 	logger *slog.Logger
@@ -97,7 +100,8 @@ func NewEngine(db *sqlx.DB, config *Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{db: db, config: c, store: store, logger: c.Logger, defs: map[string]*Definition{}}, nil
+	d := dialect.Of(db)
+	return &Engine{db: db, sqlite: d == dialect.SQLite, q: queriesFor(d), config: c, store: store, logger: c.Logger, defs: map[string]*Definition{}}, nil
 }
 
 // Register validates and adds a definition.
@@ -185,7 +189,7 @@ func (e *Engine) retryLoop() {
 // passed. The retry loop calls it; it is exported for tools and tests.
 func (e *Engine) RunDueRetries(ctx context.Context) (int, error) {
 	var ids []uuid.UUID
-	if err := e.db.SelectContext(ctx, &ids, dueInstancesSQL); err != nil {
+	if err := e.db.SelectContext(ctx, &ids, e.q.dueInstances); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -268,7 +272,11 @@ func (e *Engine) startTx(ctx context.Context, tx *sqlx.Tx, workflowID string, tr
 	for i, s := range def.Steps {
 		ids[i] = s.ID
 	}
-	if _, err := tx.ExecContext(ctx, insertStepSQL, id, pqArray(ids)); err != nil {
+	stepsQuery, stepsArg := insertStepSQL, pqArray(ids)
+	if e.sqlite {
+		stepsQuery, stepsArg = sqliteInsertStepSQL, string(mustJSON(ids))
+	}
+	if _, err := tx.ExecContext(ctx, stepsQuery, id, stepsArg); err != nil {
 		return uuid.Nil, nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
 	}
 	t, err := e.load(ctx, tx, id, false)
@@ -387,7 +395,7 @@ func (in *Instance) Step(id string) *StepState {
 
 // Get reads an instance with its step states, in one statement.
 func (e *Engine) Get(ctx context.Context, id uuid.UUID) (*Instance, error) {
-	inst, steps, _, err := readInstance(ctx, e.db, id, readInstanceSQL)
+	inst, steps, _, err := readInstance(ctx, e.db, id, e.q.readInstance)
 	if err != nil {
 		return nil, fmt.Errorf("getting workflow instance %s: %w", id, err)
 	}
@@ -478,6 +486,15 @@ func (e *Engine) publishAfter(ctx context.Context, evs []bus.Event) {
 // episode outcomes in one statement. With skipLocked, an instance locked by
 // another engine reads as ErrNotFound.
 func (e *Engine) load(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, skipLocked bool) (*txn, error) {
+	if e.sqlite {
+		// Take the write lock first (no SKIP LOCKED: engines take turns);
+		// the read that follows sees the latest committed state.
+		if _, err := tx.ExecContext(ctx, sqliteLockInstanceSQL, id); err != nil {
+			return nil, fmt.Errorf("instance %s: %w", id, dbx.Explain(err))
+		}
+		t, _, err := e.loadOnce(ctx, tx, id, e.q.readInstance)
+		return t, err
+	}
 	q := loadLockedSQL
 	if skipLocked {
 		q += " SKIP LOCKED"

@@ -321,7 +321,7 @@ type newEpisode struct {
 }
 
 // outboxWriter is implemented by buses whose PublishTx writes to the
-// outbox table (bus.Postgres), so the engine can fold publication into its
+// outbox table (bus.Outbox), so the engine can fold publication into its
 // one flush statement.
 type outboxWriter interface{ InTransaction() bool }
 
@@ -331,6 +331,16 @@ type outboxWriter interface{ InTransaction() bool }
 func (t *txn) flush() error {
 	if t.mutations == 0 {
 		return nil
+	}
+	if t.e.sqlite {
+		var dirty []*StepState
+		for _, id := range t.order {
+			if s := t.steps[id]; s.dirty {
+				dirty = append(dirty, s)
+				s.dirty = false
+			}
+		}
+		return t.flushSQLite(dirty)
 	}
 	var (
 		ids, statuses, classes []string

@@ -28,13 +28,13 @@ import (
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-const effectsSchema = `CREATE TABLE wf_effects (instance_id uuid, step_id text, attempt int, UNIQUE (instance_id, step_id, attempt))`
+const effectsSchema = `CREATE TABLE wf_effects (instance_id text, step_id text, attempt int, UNIQUE (instance_id, step_id, attempt))`
 
 // node is one process's worth of revenant: a runner, a Postgres bus and a
 // workflow engine.
 type node struct {
 	runner *runner.Runner
-	bus    *bus.Postgres
+	bus    *bus.Outbox
 	engine *workflow.Engine
 }
 
@@ -49,11 +49,15 @@ type nodeOpts struct {
 func startNode(t *testing.T, s *testdb.Schema, o nodeOpts) *node {
 	t.Helper()
 	ctx := context.Background()
-	b, err := bus.NewPostgres(s.DB, &bus.PostgresConfig{Logger: o.logger, ListenDSN: s.DSN, PollInterval: 200 * time.Millisecond, DropNotification: o.dropNotify})
+	listen := s.DSN
+	if s.IsSQLite() {
+		listen = "" // no LISTEN/NOTIFY: buses and runners poll
+	}
+	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{Logger: o.logger, ListenDSN: listen, PollInterval: 200 * time.Millisecond, DropNotification: o.dropNotify})
 	require.NoError(t, err)
 	require.NoError(t, b.Start(ctx))
 	t.Cleanup(b.Stop)
-	r, err := runner.New(s.DB, &runner.Config{Name: "n", Bus: b, ListenDSN: s.DSN, HeartbeatInterval: 200 * time.Millisecond,
+	r, err := runner.New(s.DB, &runner.Config{Name: "n", Bus: b, ListenDSN: listen, HeartbeatInterval: 200 * time.Millisecond,
 		NodeTTL: 2 * time.Second, PollInterval: 100 * time.Millisecond})
 	require.NoError(t, err)
 	for _, a := range o.actors {
@@ -124,67 +128,69 @@ func waitInstance(t *testing.T, e *workflow.Engine, id uuid.UUID, status string)
 	return inst
 }
 
-func setup(t *testing.T) *testdb.Schema {
+func setup(t *testing.T, driver string) *testdb.Schema {
 	t.Helper()
-	s := testdb.New(t, &testdb.Options{MaxOpenConns: 24})
+	s := testdb.New(t, &testdb.Options{Driver: driver, MaxOpenConns: 24})
 	_, err := s.DB.Exec(effectsSchema)
 	require.NoError(t, err)
 	return s
 }
 
 func TestFanOutFanIn(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)}, defs: []workflow.Definition{fanOutFanIn("media")}})
-	id, err := n.engine.Start(context.Background(), "media", map[string]string{"url": "s3://x"}, nil)
-	require.NoError(t, err)
-	inst := waitInstance(t, n.engine, id, workflow.StatusDone)
-	require.NotNil(t, inst.FinishedAt)
-	require.Len(t, inst.Steps, 5)
-	for _, st := range inst.Steps {
-		require.Equal(t, workflow.StepDone, st.Status, st.ID)
-		require.Equal(t, 1, st.Attempts)
-	}
-	var out struct{ Saw []string }
-	require.NoError(t, json.Unmarshal(inst.Step("publish").Result, &out))
-	require.ElementsMatch(t, []string{"resize", "thumbnail", "scan"}, out.Saw, "the fan-in step got its dependencies' results")
-	var effects int
-	require.NoError(t, s.DB.Get(&effects, `SELECT count(*) FROM wf_effects WHERE instance_id = $1`, id))
-	require.Equal(t, 5, effects)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := setup(t, driver)
+		n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)}, defs: []workflow.Definition{fanOutFanIn("media")}})
+		id, err := n.engine.Start(context.Background(), "media", map[string]string{"url": "s3://x"}, nil)
+		require.NoError(t, err)
+		inst := waitInstance(t, n.engine, id, workflow.StatusDone)
+		require.NotNil(t, inst.FinishedAt)
+		require.Len(t, inst.Steps, 5)
+		for _, st := range inst.Steps {
+			require.Equal(t, workflow.StepDone, st.Status, st.ID)
+			require.Equal(t, 1, st.Attempts)
+		}
+		var out struct{ Saw []string }
+		require.NoError(t, json.Unmarshal(inst.Step("publish").Result, &out))
+		require.ElementsMatch(t, []string{"resize", "thumbnail", "scan"}, out.Saw, "the fan-in step got its dependencies' results")
+		var effects int
+		require.NoError(t, s.DB.Get(&effects, `SELECT count(*) FROM wf_effects WHERE instance_id = $1`, id))
+		require.Equal(t, 5, effects)
+	})
 }
 
 func TestRetryPolicyAndSkippedErrorClasses(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	var calls sync.Map
-	flaky := effectActor("flaky", func(ep *episodes.Episode) error {
-		v, _ := calls.LoadOrStore(ep.WorkflowInstanceID, new(atomic.Int32))
-		n := v.(*atomic.Int32).Add(1)
-		var in struct{ Trigger string }
-		_ = json.Unmarshal(ep.Input, &in)
-		if in.Trigger == "fatal" {
-			return classed{"validation"}
-		}
-		if n < 3 {
-			return errors.New("transient")
-		}
-		return nil
-	})
-	def := workflow.Definition{ID: "retrying", Steps: []workflow.Step{
-		{ID: "call", Actor: "flaky", OnFailure: workflow.Retry(3, 30*time.Millisecond, "validation")},
-	}}
-	n := startNode(t, s, nodeOpts{actors: []runner.Actor{flaky}, defs: []workflow.Definition{def}})
-	ctx := context.Background()
-	ok, err := n.engine.Start(ctx, "retrying", "ok", nil)
-	require.NoError(t, err)
-	inst := waitInstance(t, n.engine, ok, workflow.StatusDone)
-	require.Equal(t, 3, inst.Step("call").Attempts, "two durable retries, then success")
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := setup(t, driver)
+		var calls sync.Map
+		flaky := effectActor("flaky", func(ep *episodes.Episode) error {
+			v, _ := calls.LoadOrStore(ep.WorkflowInstanceID, new(atomic.Int32))
+			n := v.(*atomic.Int32).Add(1)
+			var in struct{ Trigger string }
+			_ = json.Unmarshal(ep.Input, &in)
+			if in.Trigger == "fatal" {
+				return classed{"validation"}
+			}
+			if n < 3 {
+				return errors.New("transient")
+			}
+			return nil
+		})
+		def := workflow.Definition{ID: "retrying", Steps: []workflow.Step{
+			{ID: "call", Actor: "flaky", OnFailure: workflow.Retry(3, 30*time.Millisecond, "validation")},
+		}}
+		n := startNode(t, s, nodeOpts{actors: []runner.Actor{flaky}, defs: []workflow.Definition{def}})
+		ctx := context.Background()
+		ok, err := n.engine.Start(ctx, "retrying", "ok", nil)
+		require.NoError(t, err)
+		inst := waitInstance(t, n.engine, ok, workflow.StatusDone)
+		require.Equal(t, 3, inst.Step("call").Attempts, "two durable retries, then success")
 
-	fatal, err := n.engine.Start(ctx, "retrying", "fatal", nil)
-	require.NoError(t, err)
-	inst = waitInstance(t, n.engine, fatal, workflow.StatusFailed)
-	require.Equal(t, 1, inst.Step("call").Attempts, "a class in SkipRetryOn is not retried")
-	require.Equal(t, "validation", inst.Step("call").ErrorClass)
+		fatal, err := n.engine.Start(ctx, "retrying", "fatal", nil)
+		require.NoError(t, err)
+		inst = waitInstance(t, n.engine, fatal, workflow.StatusFailed)
+		require.Equal(t, 1, inst.Step("call").Attempts, "a class in SkipRetryOn is not retried")
+		require.Equal(t, "validation", inst.Step("call").ErrorClass)
+	})
 }
 
 type classed struct{ class string }
@@ -193,103 +199,105 @@ func (c classed) Error() string      { return c.class }
 func (c classed) ErrorClass() string { return c.class }
 
 func TestAbortCancelsRunningStepsAndCompensatesInReverse(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	var compensated []string
-	var mu sync.Mutex
-	slowStarted := make(chan struct{}, 1)
-	actors := []runner.Actor{
-		effectActor("work", nil),
-		{ID: "boom", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			return nil, classed{"card_declined"}
-		}},
-		{ID: "slow", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			slowStarted <- struct{}{}
-			<-ctx.Done()
-			return nil, ctx.Err()
-		}},
-		{ID: "undo", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			var in struct{ Step string }
-			require.NoError(t, json.Unmarshal(ep.Input, &in))
-			mu.Lock()
-			compensated = append(compensated, in.Step)
-			mu.Unlock()
-			return "undone", nil
-		}},
-	}
-	def := workflow.Definition{ID: "saga", Steps: []workflow.Step{
-		{ID: "reserve", Actor: "work", Compensate: "undo"},
-		{ID: "hold", Actor: "work", DependsOn: []string{"reserve"}, Compensate: "undo"},
-		{ID: "watch", Actor: "slow", DependsOn: []string{"reserve"}},
-		{ID: "charge", Actor: "boom", DependsOn: []string{"hold"}},
-	}}
-	n := startNode(t, s, nodeOpts{actors: actors, defs: []workflow.Definition{def}})
-	id, err := n.engine.Start(context.Background(), "saga", nil, nil)
-	require.NoError(t, err)
-	<-slowStarted
-	inst := waitInstance(t, n.engine, id, workflow.StatusFailed)
-	require.False(t, inst.Compensating)
-	require.Equal(t, workflow.StepFailed, inst.Step("charge").Status)
-	require.Equal(t, workflow.StepCanceled, inst.Step("watch").Status)
-	ep, err := n.runner.Store().Get(context.Background(), inst.Step("watch").EpisodeID)
-	require.NoError(t, err)
-	require.Equal(t, episodes.StatusCanceled, ep.Status, "abort canceled the other running step's episode")
-	require.Equal(t, []string{"hold", "reserve"}, compensated, "compensations ran once each, newest first")
-	require.Equal(t, workflow.StepDone, inst.Step("compensate:hold").Status)
-	require.Contains(t, string(inst.Error), "card_declined")
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := setup(t, driver)
+		var compensated []string
+		var mu sync.Mutex
+		slowStarted := make(chan struct{}, 1)
+		actors := []runner.Actor{
+			effectActor("work", nil),
+			{ID: "boom", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				return nil, classed{"card_declined"}
+			}},
+			{ID: "slow", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				slowStarted <- struct{}{}
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}},
+			{ID: "undo", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				var in struct{ Step string }
+				require.NoError(t, json.Unmarshal(ep.Input, &in))
+				mu.Lock()
+				compensated = append(compensated, in.Step)
+				mu.Unlock()
+				return "undone", nil
+			}},
+		}
+		def := workflow.Definition{ID: "saga", Steps: []workflow.Step{
+			{ID: "reserve", Actor: "work", Compensate: "undo"},
+			{ID: "hold", Actor: "work", DependsOn: []string{"reserve"}, Compensate: "undo"},
+			{ID: "watch", Actor: "slow", DependsOn: []string{"reserve"}},
+			{ID: "charge", Actor: "boom", DependsOn: []string{"hold"}},
+		}}
+		n := startNode(t, s, nodeOpts{actors: actors, defs: []workflow.Definition{def}})
+		id, err := n.engine.Start(context.Background(), "saga", nil, nil)
+		require.NoError(t, err)
+		<-slowStarted
+		inst := waitInstance(t, n.engine, id, workflow.StatusFailed)
+		require.False(t, inst.Compensating)
+		require.Equal(t, workflow.StepFailed, inst.Step("charge").Status)
+		require.Equal(t, workflow.StepCanceled, inst.Step("watch").Status)
+		ep, err := n.runner.Store().Get(context.Background(), inst.Step("watch").EpisodeID)
+		require.NoError(t, err)
+		require.Equal(t, episodes.StatusCanceled, ep.Status, "abort canceled the other running step's episode")
+		require.Equal(t, []string{"hold", "reserve"}, compensated, "compensations ran once each, newest first")
+		require.Equal(t, workflow.StepDone, inst.Step("compensate:hold").Status)
+		require.Contains(t, string(inst.Error), "card_declined")
+	})
 }
 
 func TestPauseResumeAndCancel(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	var attempts atomic.Int32
-	hold := make(chan struct{})
-	actors := []runner.Actor{
-		{ID: "picky", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			if attempts.Add(1) == 1 {
-				return nil, errors.New("needs a human")
-			}
-			return "ok", nil
-		}},
-		{ID: "forever", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-			select {
-			case <-hold:
-			case <-ctx.Done():
-			}
-			return nil, ctx.Err()
-		}},
-	}
-	defs := []workflow.Definition{
-		{ID: "approval", Steps: []workflow.Step{{ID: "review", Actor: "picky", OnFailure: workflow.Pause()}}},
-		{ID: "long", Steps: []workflow.Step{{ID: "wait", Actor: "forever"}, {ID: "after", Actor: "forever", DependsOn: []string{"wait"}}}},
-	}
-	n := startNode(t, s, nodeOpts{actors: actors, defs: defs})
-	ctx := context.Background()
-	id, err := n.engine.Start(ctx, "approval", nil, nil)
-	require.NoError(t, err)
-	inst := waitInstance(t, n.engine, id, workflow.StatusBlocked)
-	require.Equal(t, workflow.StepPaused, inst.Step("review").Status)
-	require.NoError(t, n.engine.Resume(ctx, id))
-	inst = waitInstance(t, n.engine, id, workflow.StatusDone)
-	require.Equal(t, 2, inst.Step("review").Attempts)
-	require.ErrorIs(t, n.engine.Resume(ctx, id), workflow.ErrIllegalTransition)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := setup(t, driver)
+		var attempts atomic.Int32
+		hold := make(chan struct{})
+		actors := []runner.Actor{
+			{ID: "picky", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				if attempts.Add(1) == 1 {
+					return nil, errors.New("needs a human")
+				}
+				return "ok", nil
+			}},
+			{ID: "forever", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				select {
+				case <-hold:
+				case <-ctx.Done():
+				}
+				return nil, ctx.Err()
+			}},
+		}
+		defs := []workflow.Definition{
+			{ID: "approval", Steps: []workflow.Step{{ID: "review", Actor: "picky", OnFailure: workflow.Pause()}}},
+			{ID: "long", Steps: []workflow.Step{{ID: "wait", Actor: "forever"}, {ID: "after", Actor: "forever", DependsOn: []string{"wait"}}}},
+		}
+		n := startNode(t, s, nodeOpts{actors: actors, defs: defs})
+		ctx := context.Background()
+		id, err := n.engine.Start(ctx, "approval", nil, nil)
+		require.NoError(t, err)
+		inst := waitInstance(t, n.engine, id, workflow.StatusBlocked)
+		require.Equal(t, workflow.StepPaused, inst.Step("review").Status)
+		require.NoError(t, n.engine.Resume(ctx, id))
+		inst = waitInstance(t, n.engine, id, workflow.StatusDone)
+		require.Equal(t, 2, inst.Step("review").Attempts)
+		require.ErrorIs(t, n.engine.Resume(ctx, id), workflow.ErrIllegalTransition)
 
-	long, err := n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
-	require.NoError(t, err)
-	_, err = n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
-	require.ErrorIs(t, err, workflow.ErrDuplicateInFlight)
-	waitStep(t, n.engine, long, "wait", workflow.StepRunning)
-	require.NoError(t, n.engine.Cancel(ctx, long, "customer left"))
-	inst = waitInstance(t, n.engine, long, workflow.StatusCanceled)
-	require.Equal(t, workflow.StepCanceled, inst.Step("wait").Status)
-	require.Equal(t, workflow.StepCanceled, inst.Step("after").Status)
-	ep, err := n.runner.Store().Get(ctx, inst.Step("wait").EpisodeID)
-	require.NoError(t, err)
-	require.Equal(t, episodes.StatusCanceled, ep.Status)
-	// The subject is free again once the instance is no longer in flight.
-	_, err = n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
-	require.NoError(t, err)
-	close(hold)
+		long, err := n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
+		require.NoError(t, err)
+		_, err = n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
+		require.ErrorIs(t, err, workflow.ErrDuplicateInFlight)
+		waitStep(t, n.engine, long, "wait", workflow.StepRunning)
+		require.NoError(t, n.engine.Cancel(ctx, long, "customer left"))
+		inst = waitInstance(t, n.engine, long, workflow.StatusCanceled)
+		require.Equal(t, workflow.StepCanceled, inst.Step("wait").Status)
+		require.Equal(t, workflow.StepCanceled, inst.Step("after").Status)
+		ep, err := n.runner.Store().Get(ctx, inst.Step("wait").EpisodeID)
+		require.NoError(t, err)
+		require.Equal(t, episodes.StatusCanceled, ep.Status)
+		// The subject is free again once the instance is no longer in flight.
+		_, err = n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
+		require.NoError(t, err)
+		close(hold)
+	})
 }
 
 func waitStep(t *testing.T, e *workflow.Engine, id uuid.UUID, step, status string) {
@@ -305,169 +313,172 @@ func waitStep(t *testing.T, e *workflow.Engine, id uuid.UUID, step, status strin
 // notifications are dropped: every instance completes and no step's side
 // effect happens twice.
 func TestThreeEnginesTwoHundredInstancesWithDroppedNotifications(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	drop := func() bool { return rand.IntN(3) == 0 }
-	logger, warnings := countingLogger()
-	var nodes []*node
-	for range 3 {
-		nodes = append(nodes, startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)},
-			defs: []workflow.Definition{fanOutFanIn("media")}, dropNotify: drop, logger: logger}))
-	}
-	ctx := context.Background()
-	const instances = 200
-	ids := make([]uuid.UUID, instances)
-	for i := range instances {
-		id, err := nodes[i%3].engine.Start(ctx, "media", i, nil)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := setup(t, driver)
+		drop := func() bool { return rand.IntN(3) == 0 }
+		logger, warnings := countingLogger()
+		var nodes []*node
+		for range 3 {
+			nodes = append(nodes, startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)},
+				defs: []workflow.Definition{fanOutFanIn("media")}, dropNotify: drop, logger: logger}))
+		}
+		ctx := context.Background()
+		const instances = 200
+		ids := make([]uuid.UUID, instances)
+		for i := range instances {
+			id, err := nodes[i%3].engine.Start(ctx, "media", i, nil)
+			require.NoError(t, err)
+			ids[i] = id
+		}
+		require.Eventually(t, func() bool {
+			var open int
+			require.NoError(t, s.DB.Get(&open, `SELECT count(*) FROM revenant_workflow_instances WHERE status <> 'done'`))
+			return open == 0
+		}, 90*time.Second, 100*time.Millisecond)
+		var effects, distinct, episodesN int
+		require.NoError(t, s.DB.QueryRow(`SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT instance_id, step_id FROM wf_effects) d) FROM wf_effects`).Scan(&effects, &distinct))
+		require.Equal(t, instances*5, effects, "no step's side effect happened twice")
+		require.Equal(t, instances*5, distinct)
+		require.NoError(t, s.DB.Get(&episodesN, `SELECT count(*) FROM revenant_episodes WHERE workflow_instance_id IS NOT NULL`))
+		require.Equal(t, instances*5, episodesN, "exactly one episode per step")
+		inst, err := nodes[1].engine.Get(ctx, ids[0])
 		require.NoError(t, err)
-		ids[i] = id
-	}
-	require.Eventually(t, func() bool {
-		var open int
-		require.NoError(t, s.DB.Get(&open, `SELECT count(*) FROM revenant_workflow_instances WHERE status <> 'done'`))
-		return open == 0
-	}, 90*time.Second, 100*time.Millisecond)
-	var effects, distinct, episodesN int
-	require.NoError(t, s.DB.QueryRow(`SELECT count(*), count(DISTINCT (instance_id, step_id)) FROM wf_effects`).Scan(&effects, &distinct))
-	require.Equal(t, instances*5, effects, "no step's side effect happened twice")
-	require.Equal(t, instances*5, distinct)
-	require.NoError(t, s.DB.Get(&episodesN, `SELECT count(*) FROM revenant_episodes WHERE workflow_instance_id IS NOT NULL`))
-	require.Equal(t, instances*5, episodesN, "exactly one episode per step")
-	inst, err := nodes[1].engine.Get(ctx, ids[0])
-	require.NoError(t, err)
-	require.Equal(t, workflow.StatusDone, inst.Status)
-	// Regression: an engine that waited for an instance's lock used to act
-	// on a stale snapshot of its steps (READ COMMITTED re-reads only the
-	// locked row) and tried to start a step twice.
-	require.Zero(t, warnings.Load(), "no engine failed to apply an event")
+		require.Equal(t, workflow.StatusDone, inst.Status)
+		// Regression: an engine that waited for an instance's lock used to act
+		// on a stale snapshot of its steps (READ COMMITTED re-reads only the
+		// locked row) and tried to start a step twice.
+		require.Zero(t, warnings.Load(), "no engine failed to apply an event")
+	})
 }
 
 func TestReconcileAdvancesInstancesThatMissedEvents(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	// The engine is deaf: every terminal event is missed, as if the engine
-	// were down while the episodes finished.
-	n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)},
-		defs: []workflow.Definition{fanOutFanIn("media")}, noEngineSub: true})
-	ctx := context.Background()
-	var ids []uuid.UUID
-	for i := range 10 {
-		id, err := n.engine.Start(ctx, "media", i, nil)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := setup(t, driver)
+		// The engine is deaf: every terminal event is missed, as if the engine
+		// were down while the episodes finished.
+		n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)},
+			defs: []workflow.Definition{fanOutFanIn("media")}, noEngineSub: true})
+		ctx := context.Background()
+		var ids []uuid.UUID
+		for i := range 10 {
+			id, err := n.engine.Start(ctx, "media", i, nil)
+			require.NoError(t, err)
+			ids = append(ids, id)
+		}
+		// The root steps' episodes finish, but nobody advances the instances.
+		require.Eventually(t, func() bool {
+			var done int
+			require.NoError(t, s.DB.Get(&done, `SELECT count(*) FROM revenant_episodes WHERE status = 'done'`))
+			return done == 10
+		}, 10*time.Second, 20*time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
+		inst, err := n.engine.Get(ctx, ids[0])
 		require.NoError(t, err)
-		ids = append(ids, id)
-	}
-	// The root steps' episodes finish, but nobody advances the instances.
-	require.Eventually(t, func() bool {
-		var done int
-		require.NoError(t, s.DB.Get(&done, `SELECT count(*) FROM revenant_episodes WHERE status = 'done'`))
-		return done == 10
-	}, 10*time.Second, 20*time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
-	inst, err := n.engine.Get(ctx, ids[0])
-	require.NoError(t, err)
-	require.Equal(t, workflow.StepRunning, inst.Step("fetch").Status, "stuck: the completion was missed")
+		require.Equal(t, workflow.StepRunning, inst.Step("fetch").Status, "stuck: the completion was missed")
 
-	// Reconcile until done (each pass advances one level of the DAG).
-	require.Eventually(t, func() bool {
+		// Reconcile until done (each pass advances one level of the DAG).
+		require.Eventually(t, func() bool {
+			res, err := recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: n.engine, Node: n.runner})
+			require.NoError(t, err)
+			require.Zero(t, res.Skipped)
+			var open int
+			require.NoError(t, s.DB.Get(&open, `SELECT count(*) FROM revenant_workflow_instances WHERE status <> 'done'`))
+			return open == 0
+		}, 30*time.Second, 100*time.Millisecond)
 		res, err := recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: n.engine, Node: n.runner})
 		require.NoError(t, err)
-		require.Zero(t, res.Skipped)
-		var open int
-		require.NoError(t, s.DB.Get(&open, `SELECT count(*) FROM revenant_workflow_instances WHERE status <> 'done'`))
-		return open == 0
-	}, 30*time.Second, 100*time.Millisecond)
-	res, err := recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: n.engine, Node: n.runner})
-	require.NoError(t, err)
-	require.Equal(t, recovery.ReconcileResult{}, *res, "a second run changes nothing")
+		require.Equal(t, recovery.ReconcileResult{}, *res, "a second run changes nothing")
 
-	// A pending step whose dependencies are all done (the engine died
-	// between recording a completion and starting the next step) and a due
-	// retry are repaired too. (The engine's own retry loop is stopped, so
-	// that only the reconciler can repair them.)
-	n.engine.Shutdown()
-	id := ids[0]
-	_, err = s.DB.Exec(`UPDATE revenant_workflow_instances SET status = 'running', finished_at = NULL WHERE id = $1`, id)
-	require.NoError(t, err)
-	_, err = s.DB.Exec(`UPDATE revenant_workflow_steps SET status = 'pending', attempts = 0, episode_id = NULL WHERE instance_id = $1 AND step_id = 'publish'`, id)
-	require.NoError(t, err)
-	_, err = s.DB.Exec(`UPDATE revenant_workflow_steps SET status = 'retrying', due_at = now() - interval '1 second' WHERE instance_id = $1 AND step_id = 'scan'`, id)
-	require.NoError(t, err)
-	res, err = recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: n.engine, Node: n.runner})
-	require.NoError(t, err)
-	require.Equal(t, 1, res.Replayed)
-	inst, err = n.engine.Get(ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, workflow.StepRunning, inst.Step("scan").Status, "the due retry started")
-	require.Equal(t, 2, inst.Step("scan").Attempts)
-	require.Equal(t, workflow.StepDone, inst.Step("resize").Status)
-	require.Equal(t, workflow.StepPending, inst.Step("publish").Status, "publish waits for the retried scan")
+		// A pending step whose dependencies are all done (the engine died
+		// between recording a completion and starting the next step) and a due
+		// retry are repaired too. (The engine's own retry loop is stopped, so
+		// that only the reconciler can repair them.)
+		n.engine.Shutdown()
+		id := ids[0]
+		_, err = s.DB.Exec(`UPDATE revenant_workflow_instances SET status = 'running', finished_at = NULL WHERE id = $1`, id)
+		require.NoError(t, err)
+		_, err = s.DB.Exec(`UPDATE revenant_workflow_steps SET status = 'pending', attempts = 0, episode_id = NULL WHERE instance_id = $1 AND step_id = 'publish'`, id)
+		require.NoError(t, err)
+		_, err = s.DB.Exec(`UPDATE revenant_workflow_steps SET status = 'retrying', due_at = `+s.NowPlus(-time.Second)+` WHERE instance_id = $1 AND step_id = 'scan'`, id)
+		require.NoError(t, err)
+		res, err = recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: n.engine, Node: n.runner})
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Replayed)
+		inst, err = n.engine.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, workflow.StepRunning, inst.Step("scan").Status, "the due retry started")
+		require.Equal(t, 2, inst.Step("scan").Attempts)
+		require.Equal(t, workflow.StepDone, inst.Step("resize").Status)
+		require.Equal(t, workflow.StepPending, inst.Step("publish").Status, "publish waits for the retried scan")
+	})
 }
 
 func TestBadInput(t *testing.T) {
-	t.Parallel()
-	bad := []struct {
-		def  workflow.Definition
-		want string
-	}{
-		{workflow.Definition{ID: "c", Steps: []workflow.Step{{ID: "a", Actor: "x", DependsOn: []string{"b"}}, {ID: "b", Actor: "x", DependsOn: []string{"a"}}}}, "cycle through step"},
-		{workflow.Definition{ID: "d", Steps: []workflow.Step{{ID: "a", Actor: "x", DependsOn: []string{"ghost"}}}}, `step "a" depends on unknown step "ghost"`},
-		{workflow.Definition{ID: "u", Steps: []workflow.Step{{ID: "a", Actor: "x"}, {ID: "a", Actor: "x"}}}, `step id "a" is used twice`},
-		{workflow.Definition{ID: "n", Steps: []workflow.Step{{ID: "a"}}}, `step "a" has no Actor`},
-		{workflow.Definition{ID: "s", Steps: []workflow.Step{{ID: "a", Actor: "x", DependsOn: []string{"a"}}}}, "depends on itself"},
-		{workflow.Definition{Steps: []workflow.Step{{ID: "a", Actor: "x"}}}, "ID is required"},
-	}
-	for _, c := range bad {
-		err := c.def.Validate()
-		require.ErrorIs(t, err, workflow.ErrInvalidDefinition)
-		require.ErrorContains(t, err, c.want)
-	}
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		bad := []struct {
+			def  workflow.Definition
+			want string
+		}{
+			{workflow.Definition{ID: "c", Steps: []workflow.Step{{ID: "a", Actor: "x", DependsOn: []string{"b"}}, {ID: "b", Actor: "x", DependsOn: []string{"a"}}}}, "cycle through step"},
+			{workflow.Definition{ID: "d", Steps: []workflow.Step{{ID: "a", Actor: "x", DependsOn: []string{"ghost"}}}}, `step "a" depends on unknown step "ghost"`},
+			{workflow.Definition{ID: "u", Steps: []workflow.Step{{ID: "a", Actor: "x"}, {ID: "a", Actor: "x"}}}, `step id "a" is used twice`},
+			{workflow.Definition{ID: "n", Steps: []workflow.Step{{ID: "a"}}}, `step "a" has no Actor`},
+			{workflow.Definition{ID: "s", Steps: []workflow.Step{{ID: "a", Actor: "x", DependsOn: []string{"a"}}}}, "depends on itself"},
+			{workflow.Definition{Steps: []workflow.Step{{ID: "a", Actor: "x"}}}, "ID is required"},
+		}
+		for _, c := range bad {
+			err := c.def.Validate()
+			require.ErrorIs(t, err, workflow.ErrInvalidDefinition)
+			require.ErrorContains(t, err, c.want)
+		}
 
-	s := setup(t)
-	n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)}, defs: []workflow.Definition{fanOutFanIn("media")}})
-	ctx := context.Background()
-	_, err := n.engine.Start(ctx, "nope", nil, nil)
-	require.ErrorIs(t, err, workflow.ErrUnknownWorkflow)
-	_, err = n.engine.Start(ctx, "media", make(chan int), nil)
-	require.Error(t, err)
-	require.ErrorContains(t, err, "trigger")
-	var count int
-	require.NoError(t, s.DB.Get(&count, `SELECT count(*) FROM revenant_workflow_instances`))
-	require.Zero(t, count, "nothing was written")
-	require.Error(t, n.engine.Register(fanOutFanIn("media")), "registered twice")
+		s := setup(t, driver)
+		n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)}, defs: []workflow.Definition{fanOutFanIn("media")}})
+		ctx := context.Background()
+		_, err := n.engine.Start(ctx, "nope", nil, nil)
+		require.ErrorIs(t, err, workflow.ErrUnknownWorkflow)
+		_, err = n.engine.Start(ctx, "media", make(chan int), nil)
+		require.Error(t, err)
+		require.ErrorContains(t, err, "trigger")
+		var count int
+		require.NoError(t, s.DB.Get(&count, `SELECT count(*) FROM revenant_workflow_instances`))
+		require.Zero(t, count, "nothing was written")
+		require.Error(t, n.engine.Register(fanOutFanIn("media")), "registered twice")
 
-	// An instance of a workflow this engine does not know: its events are
-	// ignored (nothing lost), and reconcile reports it as skipped.
-	other, err := workflow.NewEngine(s.DB, nil)
-	require.NoError(t, err)
-	require.NoError(t, other.Register(workflow.Definition{ID: "elsewhere", Steps: []workflow.Step{{ID: "x", Actor: "nobody"}}}))
-	foreign, err := other.Start(ctx, "elsewhere", nil, nil)
-	require.NoError(t, err)
-	inst, err := other.Get(ctx, foreign)
-	require.NoError(t, err)
-	require.NoError(t, n.engine.HandleEvent(ctx, bus.Event{Type: bus.EpisodeCompleted, WorkflowInstanceID: foreign,
-		WorkflowStepID: "x", EpisodeID: inst.Step("x").EpisodeID}))
+		// An instance of a workflow this engine does not know: its events are
+		// ignored (nothing lost), and reconcile reports it as skipped.
+		other, err := workflow.NewEngine(s.DB, nil)
+		require.NoError(t, err)
+		require.NoError(t, other.Register(workflow.Definition{ID: "elsewhere", Steps: []workflow.Step{{ID: "x", Actor: "nobody"}}}))
+		foreign, err := other.Start(ctx, "elsewhere", nil, nil)
+		require.NoError(t, err)
+		inst, err := other.Get(ctx, foreign)
+		require.NoError(t, err)
+		require.NoError(t, n.engine.HandleEvent(ctx, bus.Event{Type: bus.EpisodeCompleted, WorkflowInstanceID: foreign,
+			WorkflowStepID: "x", EpisodeID: inst.Step("x").EpisodeID}))
 
-	// A corrupt step row is reported, never guessed at.
-	ok, err := n.engine.Start(ctx, "media", nil, nil)
-	require.NoError(t, err)
-	waitInstance(t, n.engine, ok, workflow.StatusDone)
-	id, err := n.engine.Start(ctx, "media", nil, nil)
-	require.NoError(t, err)
-	_, err = s.DB.Exec(`UPDATE revenant_workflow_steps SET status = 'exploded' WHERE instance_id = $1 AND step_id = 'publish'`, id)
-	require.NoError(t, err)
-	_, err = n.engine.Get(ctx, id)
-	require.ErrorIs(t, err, workflow.ErrCorruptRow)
-	res, err := recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: n.engine, AllStacks: true, AllEnvs: true})
-	require.NoError(t, err)
-	require.Equal(t, 2, res.Skipped, "the corrupt instance and the unregistered workflow's")
-	msgs := fmt.Sprint(res.Errors)
-	require.Contains(t, msgs, "exploded")
-	require.Contains(t, msgs, "elsewhere")
+		// A corrupt step row is reported, never guessed at.
+		ok, err := n.engine.Start(ctx, "media", nil, nil)
+		require.NoError(t, err)
+		waitInstance(t, n.engine, ok, workflow.StatusDone)
+		id, err := n.engine.Start(ctx, "media", nil, nil)
+		require.NoError(t, err)
+		_, err = s.DB.Exec(`UPDATE revenant_workflow_steps SET status = 'exploded' WHERE instance_id = $1 AND step_id = 'publish'`, id)
+		require.NoError(t, err)
+		_, err = n.engine.Get(ctx, id)
+		require.ErrorIs(t, err, workflow.ErrCorruptRow)
+		res, err := recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: n.engine, AllStacks: true, AllEnvs: true})
+		require.NoError(t, err)
+		require.Equal(t, 2, res.Skipped, "the corrupt instance and the unregistered workflow's")
+		msgs := fmt.Sprint(res.Errors)
+		require.Contains(t, msgs, "exploded")
+		require.Contains(t, msgs, "elsewhere")
 
-	_, err = recovery.ReconcileWorkflows(ctx, s.DB, nil)
-	require.Error(t, err)
-	_, err = workflow.NewEngine(nil, nil)
-	require.Error(t, err)
+		_, err = recovery.ReconcileWorkflows(ctx, s.DB, nil)
+		require.Error(t, err)
+		_, err = workflow.NewEngine(nil, nil)
+		require.Error(t, err)
+	})
 }
 
 // countingHandler counts warnings and errors (and prints them).
@@ -489,22 +500,23 @@ func countingLogger() (*slog.Logger, *atomic.Int32) {
 // A Sweeper given the engine reconciles after each full pass, so a node
 // that misses every event still completes its instances.
 func TestSweeperReconcilesWorkflows(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)},
-		defs: []workflow.Definition{fanOutFanIn("media")}, noEngineSub: true})
-	sw, err := recovery.NewSweeper(s.DB, &recovery.SweeperConfig{Options: recovery.Options{Node: n.runner},
-		Interval: 200 * time.Millisecond, Workflows: n.engine})
-	require.NoError(t, err)
-	require.NoError(t, sw.Start(context.Background()))
-	defer sw.Stop()
-	for i := range 3 {
-		_, err := n.engine.Start(context.Background(), "media", i, nil)
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := setup(t, driver)
+		n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)},
+			defs: []workflow.Definition{fanOutFanIn("media")}, noEngineSub: true})
+		sw, err := recovery.NewSweeper(s.DB, &recovery.SweeperConfig{Options: recovery.Options{Node: n.runner},
+			Interval: 200 * time.Millisecond, Workflows: n.engine})
 		require.NoError(t, err)
-	}
-	require.Eventually(t, func() bool {
-		var open int
-		require.NoError(t, s.DB.Get(&open, `SELECT count(*) FROM revenant_workflow_instances WHERE status <> 'done'`))
-		return open == 0
-	}, 30*time.Second, 50*time.Millisecond)
+		require.NoError(t, sw.Start(context.Background()))
+		defer sw.Stop()
+		for i := range 3 {
+			_, err := n.engine.Start(context.Background(), "media", i, nil)
+			require.NoError(t, err)
+		}
+		require.Eventually(t, func() bool {
+			var open int
+			require.NoError(t, s.DB.Get(&open, `SELECT count(*) FROM revenant_workflow_instances WHERE status <> 'done'`))
+			return open == 0
+		}, 30*time.Second, 50*time.Millisecond)
+	})
 }

@@ -66,7 +66,7 @@ func run(reset bool) error {
 		return err
 	}
 
-	b, err := bus.NewPostgres(db, &bus.PostgresConfig{ListenDSN: dsn})
+	b, err := bus.NewOutbox(db, &bus.OutboxConfig{ListenDSN: dsn})
 	if err != nil {
 		return err
 	}

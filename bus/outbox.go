@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -14,12 +15,13 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
 )
 
 // Channel is the NOTIFY channel announcing new outbox rows (payload: seq).
 const Channel = "revenant_events"
 
-// Defaults for the Postgres bus.
+// Defaults for the outbox bus.
 const (
 	PollIntervalDefault = time.Second
 	RetentionDefault    = time.Hour
@@ -31,10 +33,11 @@ const (
 	GapWaitDefault = 10 * time.Second
 )
 
-// PostgresConfig configures the Postgres bus.
-type PostgresConfig struct {
-	// ListenDSN is used by lib/pq's Listener for LISTEN. Without it the bus
-	// polls every PollInterval.
+// OutboxConfig configures the outbox bus.
+type OutboxConfig struct {
+	// ListenDSN is used by lib/pq's Listener for LISTEN (Postgres only).
+	// Without it the bus polls every PollInterval; on SQLite it always
+	// polls.
 	ListenDSN string
 	// PollInterval is the catch-up poll period. Defaults to
 	// PollIntervalDefault.
@@ -51,12 +54,15 @@ type PostgresConfig struct {
 	DropNotification func() bool
 }
 
-// Postgres is a Bus across nodes: events go to the revenant_events outbox
-// in the publisher's transaction and are delivered to every node's
-// subscribers at least once (NOTIFY wake-ups plus polling catch-up).
-type Postgres struct {
+// Outbox is a Bus across nodes and processes: events go to the
+// revenant_events outbox in the publisher's transaction and are delivered
+// to every node's subscribers at least once. On Postgres, NOTIFY wakes
+// readers and polling catches up; on SQLite (processes sharing one file)
+// readers poll.
+type Outbox struct {
 	db     *sqlx.DB
-	config PostgresConfig
+	sqlite bool
+	config OutboxConfig
 	subs   subscribers
 	logger *slog.Logger
 
@@ -72,17 +78,22 @@ type Postgres struct {
 	listener  *pq.Listener
 }
 
-// NewPostgres returns a Postgres bus on db (never closed by revenant).
-func NewPostgres(db *sqlx.DB, config *PostgresConfig) (*Postgres, error) {
+// NewOutbox returns an outbox bus on db (Postgres or SQLite; never closed
+// by revenant).
+func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	if db == nil {
-		return nil, fmt.Errorf("%w: bus.NewPostgres: db is nil", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: bus.NewOutbox: db is nil", revenant.ErrInvalidInput)
 	}
-	c := PostgresConfig{}
+	c := OutboxConfig{}
 	if config != nil {
 		c = *config
 	}
+	sqlite := dialect.Of(db) == dialect.SQLite
+	if sqlite && c.ListenDSN != "" {
+		return nil, fmt.Errorf("%w: bus OutboxConfig.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (the bus polls every PollInterval)", revenant.ErrInvalidInput)
+	}
 	if c.PollInterval < 0 || c.Retention < 0 || c.GapWait < 0 {
-		return nil, fmt.Errorf("%w: bus PostgresConfig durations must not be negative (0 means the default)", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: bus OutboxConfig durations must not be negative (0 means the default)", revenant.ErrInvalidInput)
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = PollIntervalDefault
@@ -96,22 +107,83 @@ func NewPostgres(db *sqlx.DB, config *PostgresConfig) (*Postgres, error) {
 	if c.Logger == nil {
 		c.Logger = dbx.DiscardLogger()
 	}
-	return &Postgres{db: db, config: c, logger: c.Logger, delivered: map[int64]bool{}, gaps: map[int64]time.Time{},
+	return &Outbox{db: db, sqlite: sqlite, config: c, logger: c.Logger, delivered: map[int64]bool{}, gaps: map[int64]time.Time{},
 		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}, nil
 }
 
 // Subscribe implements Bus.
-func (b *Postgres) Subscribe(eventType string, h Handler) func() { return b.subs.add(eventType, h) }
+func (b *Outbox) Subscribe(eventType string, h Handler) func() { return b.subs.add(eventType, h) }
 
 // Publish writes events to the outbox in their own transaction.
-func (b *Postgres) Publish(ctx context.Context, evs ...Event) error {
+func (b *Outbox) Publish(ctx context.Context, evs ...Event) error {
 	return b.PublishTx(ctx, b.db, evs...)
 }
 
 // PublishTx writes events to the outbox in the caller's transaction, with
-// one NOTIFY delivered on commit.
-func (b *Postgres) PublishTx(ctx context.Context, tx revenant.Executor, evs ...Event) error {
+// one NOTIFY delivered on commit (Postgres).
+func (b *Outbox) PublishTx(ctx context.Context, tx revenant.Executor, evs ...Event) error {
+	if b.sqlite {
+		return publishSQLite(ctx, tx, evs...)
+	}
 	return PublishOutboxTx(ctx, tx, evs...)
+}
+
+// sqlitePublishSQL inserts events given as a JSON array of objects.
+const sqlitePublishSQL = `INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload)
+SELECT json_extract(value, '$.id'), json_extract(value, '$.type'), json_extract(value, '$.episode_id'),
+	NULLIF(json_extract(value, '$.actor_id'), ''), json_extract(value, '$.workflow_instance_id'),
+	NULLIF(json_extract(value, '$.step_id'), ''), NULLIF(json_extract(value, '$.status'), ''),
+	NULLIF(json_extract(value, '$.error_class'), ''), json_extract(value, '$.payload')
+FROM json_each($1)`
+
+// publishSQLite is PublishOutboxTx on SQLite: one INSERT, no NOTIFY.
+func publishSQLite(ctx context.Context, tx revenant.Executor, evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	prepare(evs)
+	type row struct {
+		ID         string  `json:"id"`
+		Type       string  `json:"type"`
+		EpisodeID  *string `json:"episode_id"`
+		ActorID    string  `json:"actor_id"`
+		Workflow   *string `json:"workflow_instance_id"`
+		StepID     string  `json:"step_id"`
+		Status     string  `json:"status"`
+		ErrorClass string  `json:"error_class"`
+		Payload    *string `json:"payload"` // JSON text, stored as is
+	}
+	rows := make([]row, len(evs))
+	for i, ev := range evs {
+		if ev.Type == "" {
+			return fmt.Errorf("%w: event type is empty", revenant.ErrInvalidInput)
+		}
+		rows[i] = row{ID: ev.ID.String(), Type: ev.Type, ActorID: ev.ActorID, StepID: ev.WorkflowStepID, Status: ev.Status, ErrorClass: ev.ErrorClass}
+		if ev.EpisodeID != uuid.Nil {
+			s := ev.EpisodeID.String()
+			rows[i].EpisodeID = &s
+		}
+		if ev.WorkflowInstanceID != uuid.Nil {
+			s := ev.WorkflowInstanceID.String()
+			rows[i].Workflow = &s
+		}
+		if len(ev.Payload) > 0 {
+			p, err := dbx.EncodeJSON(ev.Payload, 0)
+			if err != nil {
+				return fmt.Errorf("%w: event payload: %w", revenant.ErrInvalidInput, err)
+			}
+			s := p.(string)
+			rows[i].Payload = &s
+		}
+	}
+	b, err := json.Marshal(rows)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, sqlitePublishSQL, string(b)); err != nil {
+		return fmt.Errorf("publishing %d events: %w", len(evs), dbx.Explain(err))
+	}
+	return nil
 }
 
 // PublishOutboxTx inserts events into the outbox with one statement and
@@ -184,7 +256,7 @@ func OutboxCTE(name string, args []any, evs ...Event) (cte, ref string, out []an
 // InTransaction reports that PublishTx writes to the outbox in the
 // caller's transaction, so callers may fold it into their own statements
 // with OutboxCTE.
-func (b *Postgres) InTransaction() bool { return true }
+func (b *Outbox) InTransaction() bool { return true }
 
 const eventColumns = `seq, id, type, episode_id, coalesce(actor_id, ''), workflow_instance_id, coalesce(workflow_step_id, ''),
 	coalesce(status, ''), coalesce(error_class, ''), payload, created_at`
@@ -197,9 +269,13 @@ const readGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq 
 
 const pruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1 * interval '1 millisecond'`
 
+const sqliteReadGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq IN (SELECT value FROM json_each($1)) ORDER BY seq`
+
+var sqlitePruneSQL = `DELETE FROM revenant_events WHERE created_at < ` + dialect.SQLiteNowMinusMillis("$1")
+
 // Start begins delivery from now on (events already in the outbox are not
 // delivered; the reconciler covers what they would have done).
-func (b *Postgres) Start(ctx context.Context) error {
+func (b *Outbox) Start(ctx context.Context) error {
 	b.mu.Lock()
 	if b.started {
 		b.mu.Unlock()
@@ -225,7 +301,7 @@ func (b *Postgres) Start(ctx context.Context) error {
 }
 
 // Stop ends delivery.
-func (b *Postgres) Stop() {
+func (b *Outbox) Stop() {
 	b.mu.Lock()
 	started := b.started
 	b.mu.Unlock()
@@ -244,7 +320,7 @@ func (b *Postgres) Stop() {
 	}
 }
 
-func (b *Postgres) loop() {
+func (b *Outbox) loop() {
 	defer close(b.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -267,7 +343,11 @@ func (b *Postgres) loop() {
 			}
 		case <-poll.C:
 		case <-prune.C:
-			if _, err := b.db.ExecContext(ctx, pruneSQL, b.config.Retention.Milliseconds()); err != nil && ctx.Err() == nil {
+			q := pruneSQL
+			if b.sqlite {
+				q = sqlitePruneSQL
+			}
+			if _, err := b.db.ExecContext(ctx, q, b.config.Retention.Milliseconds()); err != nil && ctx.Err() == nil {
 				b.logger.WarnContext(ctx, "revenant: pruning the outbox failed", slog.Any("error", err))
 			}
 			continue
@@ -280,9 +360,9 @@ func (b *Postgres) loop() {
 
 // CatchUp delivers every event committed since the last read. The loop
 // calls it on each notification and poll tick; tests call it directly.
-func (b *Postgres) CatchUp(ctx context.Context) error { return b.catchUp(ctx) }
+func (b *Outbox) CatchUp(ctx context.Context) error { return b.catchUp(ctx) }
 
-func (b *Postgres) catchUp(ctx context.Context) error {
+func (b *Outbox) catchUp(ctx context.Context) error {
 	// Sequence numbers that were skipped (taken by transactions not yet
 	// committed) are re-checked by number, so a gap never makes the reader
 	// page over the same rows again.
@@ -293,7 +373,12 @@ func (b *Postgres) catchUp(ctx context.Context) error {
 	}
 	b.mu.Unlock()
 	if len(gaps) > 0 {
-		evs, seqs, err := b.query(ctx, readGapsSQL, pq.Array(gaps))
+		q, arg := readGapsSQL, any(pq.Array(gaps))
+		if b.sqlite {
+			gj, _ := json.Marshal(gaps)
+			q, arg = sqliteReadGapsSQL, string(gj)
+		}
+		evs, seqs, err := b.query(ctx, q, arg)
 		if err != nil {
 			return err
 		}
@@ -316,7 +401,7 @@ func (b *Postgres) catchUp(ctx context.Context) error {
 }
 
 // deliver hands new events to subscribers once each and records gaps.
-func (b *Postgres) deliver(ctx context.Context, evs []Event, seqs []int64) {
+func (b *Outbox) deliver(ctx context.Context, evs []Event, seqs []int64) {
 	now := time.Now()
 	for i, ev := range evs {
 		b.mu.Lock()
@@ -340,7 +425,7 @@ func (b *Postgres) deliver(ctx context.Context, evs []Event, seqs []int64) {
 
 // advance moves low past every seq that is delivered, or that has been a
 // gap for longer than GapWait, forgetting their bookkeeping.
-func (b *Postgres) advance() {
+func (b *Outbox) advance() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := time.Now()
@@ -360,7 +445,7 @@ func (b *Postgres) advance() {
 	}
 }
 
-func (b *Postgres) query(ctx context.Context, q string, arg any) ([]Event, []int64, error) {
+func (b *Outbox) query(ctx context.Context, q string, arg any) ([]Event, []int64, error) {
 	rows, err := b.db.QueryContext(ctx, q, arg)
 	if err != nil {
 		return nil, nil, err
