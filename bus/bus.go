@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
 )
 
 // Lifecycle event types.
@@ -61,7 +62,7 @@ func (e Event) Terminal() bool {
 type Handler func(ctx context.Context, ev Event) error
 
 // Publisher publishes events. PublishTx joins the caller's transaction:
-// with the Postgres bus the event exists, and is delivered, only if that
+// with the outbox bus the event exists, and is delivered, only if that
 // transaction commits.
 type Publisher interface {
 	Publish(ctx context.Context, evs ...Event) error
@@ -69,7 +70,7 @@ type Publisher interface {
 }
 
 // Transactional reports whether p's PublishTx writes inside the caller's
-// transaction (the Postgres outbox). For other publishers, writers publish
+// transaction (the outbox). For other publishers, writers publish
 // after their transaction commits, so that no subscriber ever sees an event
 // whose state change is not yet (or never) visible.
 func Transactional(p Publisher) bool {
@@ -120,6 +121,10 @@ func (s *subscribers) add(eventType string, h Handler) func() {
 	}
 }
 
+// handlerRetryBackoff spaces the retries of a handler that failed with a
+// retryable database error.
+var handlerRetryBackoff = []time.Duration{50 * time.Millisecond, 250 * time.Millisecond, time.Second}
+
 func (s *subscribers) deliver(ctx context.Context, logger *slog.Logger, ev Event) {
 	s.mu.RLock()
 	var hs []Handler
@@ -137,7 +142,22 @@ func (s *subscribers) deliver(ctx context.Context, logger *slog.Logger, ev Event
 					logger.ErrorContext(ctx, "revenant: event handler panicked", slog.String("type", ev.Type), slog.Any("panic", v))
 				}
 			}()
-			if err := h(ctx, ev); err != nil {
+			err := h(ctx, ev)
+			// A transient database error (a lost connection, a file locked
+			// by another process) is retried a few times before the event
+			// is left to the reconciler.
+			for _, wait := range handlerRetryBackoff {
+				if err == nil || !dbx.IsRetryable(err) {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+				err = h(ctx, ev)
+			}
+			if err != nil {
 				logger.WarnContext(ctx, "revenant: event handler failed", slog.String("type", ev.Type),
 					slog.String("event", ev.ID.String()), slog.Any("error", err))
 			}
@@ -149,8 +169,8 @@ func (s *subscribers) deliver(ctx context.Context, logger *slog.Logger, ev Event
 // asynchronously, in order, on one goroutine. PublishTx cannot know whether
 // the transaction commits, so revenant's own writers publish to it only
 // after committing (see Transactional); a crash between commit and publish
-// loses the event, which the reconciler repairs. Use the Postgres bus
-// across nodes.
+// loses the event, which the reconciler repairs. Use the outbox bus
+// (NewOutbox) across nodes and processes.
 type InProcess struct {
 	subs   subscribers
 	logger *slog.Logger

@@ -4,13 +4,16 @@
 // canceled. Each event has a unique id; delivery is at-least-once, so
 // handlers dedupe by id (the workflow engine's handling is idempotent).
 //
-// InProcess delivers within one process. Postgres delivers across nodes:
+// InProcess delivers within one process. Outbox delivers across nodes:
 // events are inserted into the revenant_events outbox in the same
-// transaction as the state change that causes them (PublishTx), announced
-// with NOTIFY (the payload is only a sequence number, so events of any size
-// arrive), and read by every node by sequence, with a polling catch-up that
-// also covers notifications lost while a listener reconnects. The outbox is
-// pruned after Retention.
+// transaction as the state change that causes them (PublishTx), and read
+// by every node by sequence. On Postgres new rows are announced with
+// NOTIFY (the payload is only a sequence number, so events of any size
+// arrive) and a polling catch-up covers notifications lost while a
+// listener reconnects; on SQLite readers poll (PollInterval). The outbox
+// is pruned after Retention. A handler that fails with a retryable
+// database error is retried a few times before the event is left to the
+// workflow reconciler.
 //
 //	b, _ := bus.NewOutbox(db, &bus.OutboxConfig{ListenDSN: dsn})
 //	unsubscribe := b.Subscribe(bus.EpisodeFailed, func(ctx context.Context, ev bus.Event) error {
