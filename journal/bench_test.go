@@ -19,6 +19,23 @@ const (
 	createRawSQL = `CREATE TABLE bench_raw_steps (LIKE revenant_steps INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)`
 	insertRawSQL = `INSERT INTO bench_raw_steps (episode_id, seq, name, status, output, error, claim_token, started_at)
 VALUES ($1, $2, $3, 'done', $4, NULL, $5, now())`
+
+	// On SQLite: the same table as revenant_steps (see migrations), and
+	// the same insert with SQLite's clock.
+	sqliteCreateRawSQL = `CREATE TABLE bench_raw_steps (
+    episode_id  text        NOT NULL,
+    seq         integer     NOT NULL CHECK (seq >= 0),
+    name        text        NOT NULL CHECK (name <> ''),
+    status      text        NOT NULL CHECK (status IN ('done', 'failed')),
+    output      text,
+    error       text,
+    claim_token integer     NOT NULL,
+    started_at  timestamp   NOT NULL,
+    finished_at timestamp   NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    PRIMARY KEY (episode_id, seq)
+) WITHOUT ROWID`
+	sqliteInsertRawSQL = `INSERT INTO bench_raw_steps (episode_id, seq, name, status, output, error, claim_token, started_at)
+VALUES ($1, $2, $3, 'done', $4, NULL, $5, strftime('%Y-%m-%d %H:%M:%f', 'now'))`
 )
 
 type noop struct{}
@@ -26,10 +43,11 @@ type noop struct{}
 // BenchmarkJournalStep measures a durable no-op step against the raw insert,
 // alternating the two so drift hits both equally, on lib/pq and on pgx's
 // stdlib driver (each against its own baseline: pgx caches prepared
-// statements for both, lib/pq for neither). It reports ns per step and
-// per raw insert, and their ratio as x_raw_insert.
+// statements for both, lib/pq for neither), and on a SQLite file in WAL
+// mode (against a raw insert into the same file). It reports ns per step
+// and per raw insert, and their ratio as x_raw_insert.
 func BenchmarkJournalStep(b *testing.B) {
-	for _, driver := range []string{"postgres", "pgx"} {
+	for _, driver := range []string{"postgres", "pgx", "sqlite"} {
 		b.Run("driver="+driver, func(b *testing.B) { benchJournalStep(b, driver) })
 	}
 }
@@ -37,10 +55,33 @@ func BenchmarkJournalStep(b *testing.B) {
 func benchJournalStep(b *testing.B, driver string) {
 	bb := setup(b, driver)
 	ctx := context.Background()
-	_, err := bb.db.Exec(createRawSQL)
+	createRaw, insertRawSQL := createRawSQL, insertRawSQL
+	if bb.schema.IsSQLite() {
+		createRaw, insertRawSQL = sqliteCreateRawSQL, sqliteInsertRawSQL
+	}
+	_, err := bb.db.Exec(createRaw)
 	require.NoError(b, err)
+	rawExec := func(ctx context.Context, args ...any) error {
+		_, err := bb.db.ExecContext(ctx, insertRawSQL, args...)
+		return err
+	}
+	benchJournalStepAgainst(b, bb, "", rawExec)
+	if bb.schema.IsSQLite() {
+		// The step's statement is prepared once per handle (see
+		// journal.recordStmt); this is the like-for-like baseline.
+		st, err := bb.db.PrepareContext(ctx, insertRawSQL)
+		require.NoError(b, err)
+		defer st.Close()
+		benchJournalStepAgainst(b, bb, "/baseline=prepared", func(ctx context.Context, args ...any) error {
+			_, err := st.ExecContext(ctx, args...)
+			return err
+		})
+	}
+}
 
-	b.Run("sequential", func(b *testing.B) {
+func benchJournalStepAgainst(b *testing.B, bb *bundle, suffix string, rawExec func(ctx context.Context, args ...any) error) {
+	ctx := context.Background()
+	b.Run("sequential"+suffix, func(b *testing.B) {
 		ep := bb.claimed(b)
 		j, err := journal.Open(ctx, bb.db, ep.ID, ep.ClaimToken, nil)
 		require.NoError(b, err)
@@ -50,7 +91,7 @@ func benchJournalStep(b *testing.B, driver string) {
 		b.ResetTimer()
 		for i := 0; b.Loop(); i++ {
 			t0 := time.Now()
-			_, err := bb.db.ExecContext(ctx, insertRawSQL, rawID, i, "noop", "{}", int64(1))
+			err := rawExec(ctx, rawID, i, "noop", "{}", int64(1))
 			t1 := time.Now()
 			require.NoError(b, err)
 			_, err = journal.Step(ctx, j, "noop", fn)
@@ -62,7 +103,7 @@ func benchJournalStep(b *testing.B, driver string) {
 		report(b, rawDur, stepDur)
 	})
 
-	b.Run("parallel16", func(b *testing.B) {
+	b.Run("parallel16"+suffix, func(b *testing.B) {
 		const workers = 16
 		type worker struct {
 			j     *journal.Journal
@@ -96,8 +137,7 @@ func benchJournalStep(b *testing.B, driver string) {
 		}
 		raw := func(w *worker) error {
 			w.seq++
-			_, err := bb.db.ExecContext(ctx, insertRawSQL, w.rawID, w.seq, "noop", "{}", int64(1))
-			return err
+			return rawExec(ctx, w.rawID, w.seq, "noop", "{}", int64(1))
 		}
 		step := func(w *worker) error {
 			_, err := journal.Step(ctx, w.j, "noop", fn)

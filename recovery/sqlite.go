@@ -2,13 +2,16 @@ package recovery
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 
+	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -41,20 +44,87 @@ var sqliteReasonExpr = `(CASE
 	ELSE ns.dead_reason
 END)`
 
-var sqliteOrphanFromWhere = `revenant_episodes e
-LEFT JOIN node_state ns ON ns.node_id = e.owner_node
-WHERE e.status = 'running' AND e.archived_at IS NULL AND ` + sqliteReasonExpr + ` IS NOT NULL`
+const sqliteOrphanFrom = `revenant_episodes e
+LEFT JOIN node_state ns ON ns.node_id = e.owner_node`
 
-// sqliteListOrphansSQL lists orphans (with their reason) in id order,
-// leaving out the ids in the JSON array at firstArg; firstArg+1 is the
-// limit.
-func sqliteListOrphansSQL(scope string, firstArg int) string {
+var sqliteOrphanWhere = `e.status = 'running' AND e.archived_at IS NULL AND ` + sqliteReasonExpr + ` IS NOT NULL`
+
+var sqliteOrphanFromWhere = sqliteOrphanFrom + `
+WHERE ` + sqliteOrphanWhere
+
+// sqliteListOrphansSQL lists orphans (with their reason), leaving out the
+// ids in the JSON array at firstArg; firstArg+1 is the limit. Sweeps take
+// them in index order (recovered rows leave the running index, so each
+// batch starts afresh); the dry run wants id order.
+func sqliteListOrphansSQL(scope string, firstArg int, byID bool) string {
+	order := ""
+	if byID {
+		order = "\nORDER BY e.id"
+	}
 	return `WITH ` + sqliteNodeStateCTE + `
 SELECT ` + episodes.QualifiedColumns("e") + `, ` + sqliteReasonExpr + `
 FROM ` + sqliteOrphanFromWhere + scope + `
-	AND e.id NOT IN (SELECT value FROM json_each($` + strconv.Itoa(firstArg) + `))
-ORDER BY e.id
+	AND e.id NOT IN (SELECT value FROM json_each($` + strconv.Itoa(firstArg) + `))` + order + `
 LIMIT $` + strconv.Itoa(firstArg+1)
+}
+
+// sqliteListSlimSQL is sqliteListOrphansSQL with only what a decision by
+// registry or definitions needs (reading whole episodes costs more than the
+// update itself).
+func sqliteListSlimSQL(scope string, firstArg int) string {
+	return `WITH ` + sqliteNodeStateCTE + `
+SELECT e.id, e.actor_id, coalesce(e.expectation, ''), e.claim_token, coalesce(e.owner_node, ''),
+	e.workflow_instance_id, coalesce(e.workflow_step_id, ''), ` + sqliteReasonExpr + `
+FROM ` + sqliteOrphanFromWhere + scope + `
+	AND e.id NOT IN (SELECT value FROM json_each($` + strconv.Itoa(firstArg) + `))
+LIMIT $` + strconv.Itoa(firstArg+1)
+}
+
+// orphan is one listed orphan; ep is set only when the callback decides.
+type orphan struct {
+	ep                                *episodes.Episode
+	id                                uuid.UUID
+	actor, expectation, owner, stepID string
+	reason                            string
+	token                             int64
+	workflow                          uuid.UUID
+}
+
+func listSQLiteOrphans(ctx context.Context, tx revenant.Executor, c *config, skipped []string) ([]orphan, error) {
+	scope, scopeArgs := c.scope(2)
+	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	args = append(args, jsonArray(skipped), c.BatchSize)
+	if c.ResolvePolicy != nil {
+		eps, reasons, err := listOrphans(ctx, tx, sqliteListOrphansSQL(scope, len(args)-1, false), args...)
+		if err != nil {
+			return nil, dbx.Explain(err)
+		}
+		out := make([]orphan, len(eps))
+		for i, ep := range eps {
+			out[i] = orphan{ep: ep, id: ep.ID, actor: ep.ActorID, expectation: ep.Expectation, owner: ep.OwnerNode,
+				stepID: ep.WorkflowStepID, reason: reasons[i], token: ep.ClaimToken, workflow: ep.WorkflowInstanceID}
+		}
+		return out, nil
+	}
+	rows, err := tx.QueryContext(ctx, sqliteListSlimSQL(scope, len(args)-1), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: listing orphans: %w", dbx.Explain(err))
+	}
+	defer rows.Close()
+	var out []orphan
+	for rows.Next() {
+		var o orphan
+		var wf uuid.NullUUID
+		if err := rows.Scan(&o.id, &o.actor, &o.expectation, &o.token, &o.owner, &wf, &o.stepID, &o.reason); err != nil {
+			return nil, fmt.Errorf("sweep: listing orphans: %w", err)
+		}
+		o.workflow = wf.UUID
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sweep: listing orphans: %w", dbx.Explain(err))
+	}
+	return out, nil
 }
 
 // sqliteApplySQL applies decisions given as a JSON array of
@@ -83,7 +153,7 @@ UPDATE revenant_episodes AS e SET
 	claim_token = e.claim_token + 1,
 	last_activity_at = ` + sqliteNow + `
 FROM c
-WHERE e.id = c.id AND e.status = 'running' AND e.claim_token = c.token
+WHERE e.id = c.id AND +e.status = 'running' AND e.claim_token = c.token
 RETURNING id, status, coalesce(error_class, '')`
 
 // sqliteMarkDeadNodesSQL: without locks, a live (not stopped) node is dead
@@ -121,9 +191,9 @@ func jsonArray(v any) string {
 	return string(b)
 }
 
-// sweepSQLite recovers orphans batch by batch: each batch is listed,
-// decided (registry, database definitions or the callback) and applied in
-// one write transaction, so a failing batch changes nothing.
+// sweepSQLite recovers orphans decided per episode by the ResolvePolicy
+// callback batch by batch: each batch is listed, decided and applied in one
+// write transaction, so a failing batch changes nothing.
 func sweepSQLite(ctx context.Context, db conn, c *config, res *Result) error {
 	skipped := []string{}
 	defs := map[string]*agentDef{}
@@ -147,18 +217,15 @@ func sqliteBatch(ctx context.Context, db conn, c *config, res *Result, skipped *
 		return 0, fmt.Errorf("sweep: beginning batch: %w", dbx.Explain(err))
 	}
 	defer func() { _ = tx.Rollback() }()
-	scope, scopeArgs := c.scope(2)
-	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
-	args = append(args, jsonArray(*skipped), c.BatchSize)
-	eps, reasons, err := listOrphans(ctx, tx, sqliteListOrphansSQL(scope, len(args)-1), args...)
+	eps, err := listSQLiteOrphans(ctx, tx, c, *skipped)
 	if err != nil {
-		return 0, dbx.Explain(err)
+		return 0, err
 	}
 	var missing []string
 	for _, ep := range eps {
-		if !loaded[ep.ActorID] {
-			loaded[ep.ActorID] = true
-			missing = append(missing, ep.ActorID)
+		if !loaded[ep.actor] {
+			loaded[ep.actor] = true
+			missing = append(missing, ep.actor)
 		}
 	}
 	if c.ResolvePolicy == nil && len(missing) > 0 {
@@ -177,24 +244,24 @@ func sqliteBatch(ctx context.Context, db conn, c *config, res *Result, skipped *
 	before := *res
 	var decisions [][5]any
 	byID := map[uuid.UUID]Event{}
-	for i, ep := range eps {
+	for _, o := range eps {
 		var v resolved
 		if c.ResolvePolicy != nil {
-			p, err := c.callback(ctx, ep)
+			p, err := c.callback(ctx, o.ep)
 			v = resolved{policy: p, source: SourceCallback, err: err}
 		} else {
-			v = r.resolve(ep.ActorID, ep.Expectation)
+			v = r.resolve(o.actor, o.expectation)
 		}
 		if v.err != nil {
-			*skipped = append(*skipped, ep.ID.String())
+			*skipped = append(*skipped, o.id.String())
 			res.Skipped++
-			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: v.err})
-			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphan untouched", slog.String("episode", ep.ID.String()), slog.Any("error", v.err))
+			res.Errors = append(res.Errors, EpisodeError{EpisodeID: o.id, ActorID: o.actor, Err: v.err})
+			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphan untouched", slog.String("episode", o.id.String()), slog.Any("error", v.err))
 			continue
 		}
-		decisions = append(decisions, [5]any{ep.ID.String(), string(v.policy), v.source, reasons[i], ep.ClaimToken})
-		byID[ep.ID] = Event{EpisodeID: ep.ID, ActorID: ep.ActorID, Reason: reasons[i], PreviousOwner: ep.OwnerNode,
-			WorkflowInstanceID: ep.WorkflowInstanceID, WorkflowStepID: ep.WorkflowStepID}
+		decisions = append(decisions, [5]any{o.id.String(), string(v.policy), v.source, o.reason, o.token})
+		byID[o.id] = Event{EpisodeID: o.id, ActorID: o.actor, Reason: o.reason, PreviousOwner: o.owner,
+			WorkflowInstanceID: o.workflow, WorkflowStepID: o.stepID}
 	}
 	var events []Event
 	if len(decisions) > 0 {
@@ -212,19 +279,7 @@ func sqliteBatch(ctx context.Context, db conn, c *config, res *Result, skipped *
 				return 0, fmt.Errorf("sweep: reading recovered rows: %w", err)
 			}
 			ev := byID[id]
-			switch {
-			case status == string(episodes.StatusPending):
-				res.Restarted++
-				ev.Type = EventRecovered
-			case class == "max_attempts_exceeded":
-				res.DeadLettered++
-				ev.Type, ev.ErrorClass = EventDeadLettered, class
-				c.Logger.WarnContext(ctx, "revenant: episode dead-lettered after max attempts",
-					slog.String("episode", id.String()), slog.String("actor", ev.ActorID))
-			default:
-				res.Failed++
-				ev.Type, ev.ErrorClass = EventFailed, "orphaned"
-			}
+			countRecovered(ctx, c, res, &ev, status, class, 0)
 			events = append(events, ev)
 		}
 		rows.Close()
@@ -245,4 +300,228 @@ func sqliteBatch(ctx context.Context, db conn, c *config, res *Result, skipped *
 	}
 	c.emit(ctx, events)
 	return len(eps), nil
+}
+
+// sqliteGroupsSQL lists the (owner, reason, actor, expectation) groups of
+// orphans, with counts. It groups the running rows first and judges each
+// owner once, instead of evaluating the orphan test per row; for an owner
+// that is not a known node, the group counts if its oldest row is stale
+// (the batch statement re-checks every row).
+func sqliteGroupsSQL(scope string) string {
+	return `WITH ` + sqliteNodeStateCTE + `,
+g AS MATERIALIZED (
+	SELECT e.owner_node, e.actor_id, coalesce(e.expectation, '') AS expectation, count(*) AS n,
+		min(coalesce(e.last_activity_at, e.started_at, e.created_at)) AS oldest
+	FROM revenant_episodes e
+	WHERE e.status = 'running' AND e.archived_at IS NULL` + scope + `
+	GROUP BY 1, 2, 3
+),
+r AS (
+	SELECT g.owner_node, CASE
+		WHEN ns.node_id IS NULL THEN
+			CASE WHEN g.oldest < ` + dialect.SQLiteNowMinusMillis("$1") + ` THEN '` + ReasonNoActivity + `' END
+		ELSE ns.dead_reason
+	END AS reason, g.actor_id, g.expectation, g.n
+	FROM g LEFT JOIN node_state ns ON ns.node_id = g.owner_node
+)
+SELECT owner_node, reason, actor_id, expectation, n FROM r WHERE reason IS NOT NULL`
+}
+
+// sqliteBatchByOwnerSQL recovers up to a batch of one owner's orphans in
+// one statement: the orphan test (owner $k, reason $k+1), the policy join
+// (pairs as a JSON array of [actor, expectation, policy, source] at $k+2)
+// and the UPDATE run under SQLite's single write lock, so no other writer
+// can interleave. The owner and reason are parameters because RETURNING
+// may name only the updated table on SQLite. The unary + on the final
+// status re-check keeps the planner from driving the update by the status
+// index (a scan of every running row per batch) instead of by c's ids.
+func sqliteBatchByOwnerSQL(scope string, k int) string {
+	a := func(i int) string { return "$" + strconv.Itoa(k+i) }
+	action := strings.NewReplacer("e.attempts", "u.attempts", "e.max_attempts", "u.max_attempts").Replace(actionExpr)
+	return `WITH ` + sqliteNodeStateCTE + `,
+p AS MATERIALIZED (
+	SELECT json_extract(value, '$[0]') AS actor_id, json_extract(value, '$[1]') AS expectation,
+		json_extract(value, '$[2]') AS policy, json_extract(value, '$[3]') AS source
+	FROM json_each(` + a(2) + `)
+)
+UPDATE revenant_episodes AS u SET
+	status = CASE WHEN ` + action + ` = 'restart' THEN 'pending' ELSE 'failed' END,
+	error_class = CASE ` + action + ` WHEN 'fail' THEN 'orphaned' WHEN 'dead_letter' THEN 'max_attempts_exceeded' ELSE u.error_class END,
+	error_detail = CASE WHEN ` + action + ` = 'restart' THEN u.error_detail ELSE json_object(
+		'reason', ` + a(1) + `, 'previous_owner', ` + a(0) + `, 'policy', p.policy, 'policy_source', p.source,
+		'attempts', u.attempts, 'max_attempts', u.max_attempts) END,
+	finished_at = CASE WHEN ` + action + ` = 'restart' THEN NULL ELSE ` + sqliteNow + ` END,
+	owner_node = NULL,
+	phase = NULL,
+	claim_token = u.claim_token + 1,
+	last_activity_at = ` + sqliteNow + `
+FROM p
+WHERE u.rowid IN (
+	SELECT e.rowid FROM ` + sqliteOrphanFrom + `
+	WHERE ` + sqliteOrphanWhere + scope + ` AND e.owner_node IS ` + a(0) + ` AND ` + sqliteReasonExpr + ` = ` + a(1) + `
+	  AND EXISTS (SELECT 1 FROM p WHERE p.actor_id = e.actor_id AND p.expectation = coalesce(e.expectation, ''))
+	LIMIT ` + a(3) + `
+) AND +u.status = 'running' AND p.actor_id = u.actor_id AND p.expectation = coalesce(u.expectation, '')
+RETURNING id, actor_id, status, coalesce(error_class, ''), workflow_instance_id, coalesce(workflow_step_id, ''), attempts`
+}
+
+// sweepSQLiteByOwner is sweepByPairs on SQLite: policies are resolved per
+// (actor, expectation) up front, then each dead owner's orphans are
+// recovered a batch per statement.
+func sweepSQLiteByOwner(ctx context.Context, db conn, c *config, res *Result) error {
+	scope, scopeArgs := c.scope(2)
+	rows, err := db.QueryContext(ctx, sqliteGroupsSQL(scope), append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)...)
+	if err != nil {
+		return fmt.Errorf("sweep: finding orphans: %w", dbx.Explain(err))
+	}
+	type group struct{ owner, reason string }
+	groups := map[group]bool{}
+	var order []group
+	counts := map[pairKey]int{}
+	var actors []string
+	for rows.Next() {
+		var owner sql.NullString
+		var g group
+		var p pairKey
+		var n int
+		if err := rows.Scan(&owner, &g.reason, &p.actor, &p.expectation, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("sweep: finding orphans: %w", err)
+		}
+		g.owner = owner.String
+		if !groups[g] {
+			groups[g] = true
+			order = append(order, g)
+		}
+		if _, ok := counts[p]; !ok {
+			actors = append(actors, p.actor)
+		}
+		counts[p] += n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sweep: finding orphans: %w", dbx.Explain(err))
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	defs, err := loadDefinitions(ctx, db, true, actors)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	r := &resolver{registry: c.Registry, defs: defs}
+	var pairs [][4]string
+	badErr := map[pairKey]error{}
+	for p, n := range counts {
+		v := r.resolve(p.actor, p.expectation)
+		if v.err != nil {
+			badErr[p] = v.err
+			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphans untouched: malformed recovery policy",
+				slog.String("actor", p.actor), slog.String("expectation", p.expectation), slog.Int("episodes", n), slog.Any("error", v.err))
+			continue
+		}
+		pairs = append(pairs, [4]string{p.actor, p.expectation, string(v.policy), v.source})
+	}
+	if len(badErr) > 0 {
+		if err := reportUntouched(ctx, db, c, badErr, res); err != nil {
+			return err
+		}
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	pairsJSON := jsonArray(pairs)
+	k := 2 + len(scopeArgs)
+	query := sqliteBatchByOwnerSQL(scope, k)
+	for _, g := range order {
+		var owner any
+		if g.owner != "" {
+			owner = g.owner
+		}
+		args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+		args = append(args, owner, g.reason, pairsJSON, c.BatchSize)
+		for {
+			n, err := sqliteOwnerBatch(ctx, db, c, res, g.owner, g.reason, query, args)
+			if err != nil {
+				return err
+			}
+			if n < c.BatchSize {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// sqliteOwnerBatch runs one by-owner batch; with a transactional bus, the
+// batch and its events commit together.
+func sqliteOwnerBatch(ctx context.Context, db conn, c *config, res *Result, owner, reason, query string, args []any) (int, error) {
+	inTx := c.Bus != nil && bus.Transactional(c.Bus)
+	var ex revenant.Executor = db
+	var tx *sql.Tx
+	if inTx {
+		var err error
+		if tx, err = db.BeginTx(ctx, nil); err != nil {
+			return 0, fmt.Errorf("sweep: beginning batch: %w", dbx.Explain(err))
+		}
+		defer func() { _ = tx.Rollback() }()
+		ex = tx
+	}
+	before := *res
+	rows, err := ex.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: recovering a batch: %w", dbx.Explain(err))
+	}
+	var events []Event
+	for rows.Next() {
+		ev := Event{Reason: reason, PreviousOwner: owner}
+		var status, class string
+		var wf uuid.NullUUID
+		var attempts int
+		if err := rows.Scan(&ev.EpisodeID, &ev.ActorID, &status, &class, &wf, &ev.WorkflowStepID, &attempts); err != nil {
+			rows.Close()
+			*res = before
+			return 0, fmt.Errorf("sweep: reading recovered rows: %w", err)
+		}
+		ev.WorkflowInstanceID = wf.UUID
+		countRecovered(ctx, c, res, &ev, status, class, attempts)
+		events = append(events, ev)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		*res = before
+		return 0, fmt.Errorf("sweep: recovering a batch: %w", dbx.Explain(err))
+	}
+	if inTx {
+		if len(events) > 0 {
+			if err := c.Bus.PublishTx(ctx, tx, busEvents(events)...); err != nil {
+				*res = before
+				return 0, fmt.Errorf("sweep: publishing events: %w", err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			*res = before
+			return 0, fmt.Errorf("sweep: committing batch: %w", dbx.Explain(err))
+		}
+	}
+	c.emit(ctx, events)
+	return len(events), nil
+}
+
+// countRecovered reads the action from a recovered row's new status and
+// error class, counts it and sets the event's type.
+func countRecovered(ctx context.Context, c *config, res *Result, ev *Event, status, class string, attempts int) {
+	switch {
+	case status == string(episodes.StatusPending):
+		res.Restarted++
+		ev.Type = EventRecovered
+	case class == "max_attempts_exceeded":
+		res.DeadLettered++
+		ev.Type, ev.ErrorClass = EventDeadLettered, class
+		c.Logger.WarnContext(ctx, "revenant: episode dead-lettered after max attempts",
+			slog.String("episode", ev.EpisodeID.String()), slog.String("actor", ev.ActorID), slog.Int("attempts", attempts))
+	default:
+		res.Failed++
+		ev.Type, ev.ErrorClass = EventFailed, "orphaned"
+	}
 }

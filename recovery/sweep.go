@@ -230,8 +230,10 @@ func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
 	switch {
 	case c.DryRun:
 		err = dryRun(ctx, db, c, res)
-	case c.sqlite:
+	case c.sqlite && c.ResolvePolicy != nil:
 		err = sweepSQLite(ctx, db, c, res)
+	case c.sqlite:
+		err = sweepSQLiteByOwner(ctx, db, c, res)
 	case c.ResolvePolicy != nil:
 		err = sweepWithCallback(ctx, db, c, res)
 	default:
@@ -334,8 +336,13 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 func reportUntouched(ctx context.Context, db conn, c *config, why map[pairKey]error, res *Result) error {
 	scope, scopeArgs := c.scope(2)
 	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	query := listOrphansSQL(scope, len(args)+1)
+	if c.sqlite {
+		args = append(args, "[]")
+		query = sqliteListOrphansSQL(scope, len(args), true)
+	}
 	args = append(args, DryRunLimitDefault)
-	eps, _, err := listOrphans(ctx, db, listOrphansSQL(scope, len(args)), args...)
+	eps, _, err := listOrphans(ctx, db, query, args...)
 	if err != nil {
 		return err
 	}
@@ -574,7 +581,7 @@ func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 	query := listOrphansSQL(scope, len(args)+1)
 	if c.sqlite {
 		args = append(args, "[]")
-		query = sqliteListOrphansSQL(scope, len(args))
+		query = sqliteListOrphansSQL(scope, len(args), true)
 	}
 	args = append(args, DryRunLimitDefault)
 	eps, reasons, err := listOrphans(ctx, db, query, args...)

@@ -22,7 +22,7 @@ import (
 // statement outside a transaction while it runs. The busy handler is left
 // to arbitrate between processes only. Reads (SELECT, PRAGMA, EXPLAIN)
 // outside a transaction never wait for the gate: WAL readers do not block
-// writers. Prepared statements (db.Prepare) are not gated.
+// writers. Prepared statements are gated the same way.
 
 var (
 	gatesMu sync.Mutex
@@ -122,10 +122,61 @@ func writes(query string) bool {
 	return !(strings.HasPrefix(q, "SELECT") || strings.HasPrefix(q, "PRAGMA") || strings.HasPrefix(q, "EXPLAIN") || strings.HasPrefix(q, "VALUES"))
 }
 
-func (c *gatedConn) Prepare(query string) (driver.Stmt, error) { return c.inner.Prepare(query) }
+func (c *gatedConn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
 
 func (c *gatedConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.inner.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	st, err := c.inner.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedStmt{inner: st, c: c, write: writes(query)}, nil
+}
+
+type gatedStmt struct {
+	inner driver.Stmt
+	c     *gatedConn
+	write bool
+}
+
+func (s *gatedStmt) Close() error  { return s.inner.Close() }
+func (s *gatedStmt) NumInput() int { return s.inner.NumInput() }
+
+func (s *gatedStmt) Exec(args []driver.Value) (driver.Result, error) {
+	return nil, fmt.Errorf("sqlite: Stmt.Exec without context is not supported; use ExecContext")
+}
+
+func (s *gatedStmt) Query(args []driver.Value) (driver.Rows, error) {
+	return nil, fmt.Errorf("sqlite: Stmt.Query without context is not supported; use QueryContext")
+}
+
+func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	ex := s.inner.(driver.StmtExecContext)
+	if s.c.held || !s.write {
+		return ex.ExecContext(ctx, args)
+	}
+	if err := s.c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.c.release()
+	return ex.ExecContext(ctx, args)
+}
+
+func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	q := s.inner.(driver.StmtQueryContext)
+	if s.c.held || !s.write {
+		return q.QueryContext(ctx, args)
+	}
+	if err := s.c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, args)
+	if err != nil {
+		s.c.release()
+		return nil, err
+	}
+	return &gatedRows{Rows: rows, c: s.c}, nil
 }
 
 func (c *gatedConn) Close() error {

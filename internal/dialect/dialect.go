@@ -65,19 +65,22 @@ func isSQLiteName(s string) bool { return strings.Contains(strings.ToLower(s), "
 // compares in time order and that modernc.org/sqlite reads back as a
 // time.Time from columns declared timestamp: UTC, millisecond precision.
 // SQLite keeps 'now' fixed for the whole of one statement, as Postgres does
-// for a transaction.
-const SQLiteNow = `strftime('%Y-%m-%d %H:%M:%f', 'now')`
+// for a transaction. It is a scalar subquery on purpose: SQLite computes an
+// uncorrelated one once per statement, where a bare strftime() would be
+// re-evaluated for every row a bulk statement touches.
+const SQLiteNow = `(SELECT strftime('%Y-%m-%d %H:%M:%f', 'now'))`
 
 // SQLiteNowPlusMillis is SQLiteNow shifted by the milliseconds in param
-// (a positional parameter such as "$3"); negative values shift back.
+// (a positional parameter such as "$3", or a column); negative values
+// shift back.
 func SQLiteNowPlusMillis(param string) string {
-	return `strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', ` + param + ` / 1000.0))`
+	return `(SELECT strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', ` + param + ` / 1000.0)))`
 }
 
 // SQLiteNowMinusMillis is SQLiteNow shifted back by the milliseconds in
 // param.
 func SQLiteNowMinusMillis(param string) string {
-	return `strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', -(` + param + `) / 1000.0))`
+	return `(SELECT strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', -(` + param + `) / 1000.0)))`
 }
 
 // SQLiteError is implemented by modernc.org/sqlite's *Error.
