@@ -129,11 +129,13 @@ func (b *Outbox) PublishTx(ctx context.Context, tx revenant.Executor, evs ...Eve
 }
 
 // sqlitePublishSQL inserts events given as a JSON array of objects.
-const sqlitePublishSQL = `INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload)
-SELECT json_extract(value, '$.id'), json_extract(value, '$.type'), json_extract(value, '$.episode_id'),
-	NULLIF(json_extract(value, '$.actor_id'), ''), json_extract(value, '$.workflow_instance_id'),
-	NULLIF(json_extract(value, '$.step_id'), ''), NULLIF(json_extract(value, '$.status'), ''),
-	NULLIF(json_extract(value, '$.error_class'), ''), json_extract(value, '$.payload')
+// created_at is set once per statement (the column default would run the
+// clock per row).
+const sqlitePublishSQL = `INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload, created_at)
+SELECT value ->> '$.id', value ->> '$.type', value ->> '$.episode_id',
+	NULLIF(value ->> '$.actor_id', ''), value ->> '$.workflow_instance_id',
+	NULLIF(value ->> '$.step_id', ''), NULLIF(value ->> '$.status', ''),
+	NULLIF(value ->> '$.error_class', ''), value ->> '$.payload', ` + dialect.SQLiteNow + `
 FROM json_each($1)`
 
 // publishSQLite is PublishOutboxTx on SQLite: one INSERT, no NOTIFY.
