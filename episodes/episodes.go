@@ -260,7 +260,7 @@ func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreatePara
 			return &CreateResult{Episode: ep}, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("creating episode for actor %q: %w", p.ActorID, err)
+			return nil, fmt.Errorf("creating episode for actor %q: %w", p.ActorID, dbx.Explain(err))
 		}
 		if p.DedupeKey == "" { // cannot happen: no conflict target without a key
 			return nil, fmt.Errorf("creating episode for actor %q: insert returned no row", p.ActorID)

@@ -62,7 +62,7 @@ func move(ctx context.Context, ex revenant.Executor, op string, from []Status, f
 	}
 	id := args[0].(uuid.UUID)
 	if !errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%s episode %s: %w", op, id, err)
+		return nil, fmt.Errorf("%s episode %s: %w", op, id, dbx.Explain(err))
 	}
 	var status string
 	var current int64
