@@ -321,7 +321,7 @@ const createTableSQL = `CREATE TABLE IF NOT EXISTS ` + TableName + ` (
     applied_at timestamptz NOT NULL DEFAULT now()
 )`
 
-func existingVersions(ctx context.Context, conn *sql.Conn) (map[int]bool, error) {
+func existingVersions(ctx context.Context, conn dbx.Executor) (map[int]bool, error) {
 	rows, err := conn.QueryContext(ctx, `SELECT version FROM `+TableName)
 	if err != nil {
 		return nil, fmt.Errorf("migrations: reading applied versions: %w", err)

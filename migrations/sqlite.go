@@ -20,8 +20,7 @@ const sqliteCreateTableSQL = `CREATE TABLE IF NOT EXISTS ` + TableName + ` (
 
 const sqliteTableExistsSQL = `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = $1`
 
-// migrateSQLite applies missing migrations one per BEGIN IMMEDIATE
-// transaction. SQLite's write lock does what the advisory lock does on
+// migrateSQLite applies missing migrations one per write transaction. SQLite's write lock does what the advisory lock does on
 // Postgres: processes sharing the file migrate one at a time, and each
 // re-reads the applied versions once it holds the lock.
 func (m *Migrator) migrateSQLite(ctx context.Context) (*Result, error) {
@@ -59,16 +58,33 @@ func (m *Migrator) migrateSQLite(ctx context.Context) (*Result, error) {
 // sqliteStep applies the first missing migration under the write lock, or
 // reports that none is missing.
 func (m *Migrator) sqliteStep(ctx context.Context, conn *sql.Conn, res *Result) (Applied, bool, error) {
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	// Look before taking the write lock: an up-to-date file needs no write
+	// (and may be read-only).
+	existing, err := existingVersions(ctx, conn)
+	if err != nil {
+		return Applied{}, false, dbx.Explain(err)
+	}
+	if len(existing) == len(m.all) {
+		upToDate := true
+		for _, mig := range m.all {
+			upToDate = upToDate && existing[mig.Version]
+		}
+		if upToDate {
+			res.Version = len(m.all)
+			return Applied{}, true, nil
+		}
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return Applied{}, false, fmt.Errorf("migrations: beginning: %w", dbx.Explain(err))
+	}
+	defer func() { _ = tx.Rollback() }()
+	// A write first takes the write lock now, even where the handle begins
+	// transactions DEFERRED: the versions read next cannot go stale.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+TableName+` WHERE version < 0`); err != nil {
 		return Applied{}, false, fmt.Errorf("migrations: taking the SQLite write lock: %w", dbx.Explain(err))
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			_, _ = conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
-		}
-	}()
-	existing, err := existingVersions(ctx, conn)
+	existing, err = existingVersions(ctx, tx)
 	if err != nil {
 		return Applied{}, false, dbx.Explain(err)
 	}
@@ -93,16 +109,15 @@ func (m *Migrator) sqliteStep(ctx context.Context, conn *sql.Conn, res *Result) 
 			continue
 		}
 		start := time.Now()
-		if _, err := conn.ExecContext(ctx, mig.SQL); err != nil {
+		if _, err := tx.ExecContext(ctx, mig.SQL); err != nil {
 			return Applied{}, false, &PartialError{Applied: res.Applied, Failed: mig, Err: dbx.Explain(err)}
 		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO `+TableName+` (version, name) VALUES ($1, $2)`, mig.Version, mig.Name); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+TableName+` (version, name) VALUES ($1, $2)`, mig.Version, mig.Name); err != nil {
 			return Applied{}, false, &PartialError{Applied: res.Applied, Failed: mig, Err: dbx.Explain(err)}
 		}
-		if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
+		if err := tx.Commit(); err != nil {
 			return Applied{}, false, &PartialError{Applied: res.Applied, Failed: mig, Err: dbx.Explain(err)}
 		}
-		committed = true
 		return Applied{Version: mig.Version, Name: mig.Name, Duration: time.Since(start)}, false, nil
 	}
 	return Applied{}, true, nil

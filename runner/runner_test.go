@@ -296,28 +296,33 @@ func TestNodeDeathSeenAtOnceThroughTheAdvisoryLock(t *testing.T) {
 }
 
 func TestRegistrationAndConfigErrors(t *testing.T) {
-	t.Parallel()
-	_, err := runner.New(nil, nil)
-	require.ErrorIs(t, err, revenant.ErrInvalidInput)
-	s := testdb.New(t, nil)
-	_, err = runner.New(s.DB, &runner.Config{HeartbeatInterval: -time.Second})
-	require.ErrorIs(t, err, revenant.ErrInvalidInput)
-	_, err = runner.New(s.DB, &runner.Config{HeartbeatInterval: 5 * time.Second, NodeTTL: 6 * time.Second})
-	require.ErrorContains(t, err, "NodeTTL")
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		_, err := runner.New(nil, nil)
+		require.ErrorIs(t, err, revenant.ErrInvalidInput)
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		if s.IsSQLite() {
+			_, err = runner.New(s.DB, &runner.Config{ListenDSN: "postgres://x"})
+			require.ErrorContains(t, err, "no LISTEN/NOTIFY")
+		}
+		_, err = runner.New(s.DB, &runner.Config{HeartbeatInterval: -time.Second})
+		require.ErrorIs(t, err, revenant.ErrInvalidInput)
+		_, err = runner.New(s.DB, &runner.Config{HeartbeatInterval: 5 * time.Second, NodeTTL: 6 * time.Second})
+		require.ErrorContains(t, err, "NodeTTL")
 
-	r, err := runner.New(s.DB, nil)
-	require.NoError(t, err)
-	run := func(context.Context, *episodes.Episode, *journal.Journal) (any, error) { return nil, nil }
-	require.NoError(t, r.Register(runner.Actor{ID: "a", Run: run}))
-	require.ErrorIs(t, r.Register(runner.Actor{ID: "a", Run: run}), runner.ErrAlreadyExists)
-	require.ErrorIs(t, r.Register(runner.Actor{ID: "b"}), revenant.ErrInvalidInput)
-	require.ErrorIs(t, r.Register(runner.Actor{Run: run}), revenant.ErrInvalidInput)
-	require.ErrorContains(t, r.Register(runner.Actor{ID: "c", Run: run, Recovery: "reboot"}), "recovery.Restart")
-	require.ErrorIs(t, r.Register(runner.Actor{ID: "d", Run: run, MaxConcurrent: -1}), revenant.ErrInvalidInput)
-	p, ok := r.RecoveryPolicy("a", "")
-	require.True(t, ok)
-	require.Equal(t, recovery.Fail, p, "Fail is the default policy")
-	require.ErrorIs(t, r.Stop(context.Background()), runner.ErrNotStarted)
+		r, err := runner.New(s.DB, nil)
+		require.NoError(t, err)
+		run := func(context.Context, *episodes.Episode, *journal.Journal) (any, error) { return nil, nil }
+		require.NoError(t, r.Register(runner.Actor{ID: "a", Run: run}))
+		require.ErrorIs(t, r.Register(runner.Actor{ID: "a", Run: run}), runner.ErrAlreadyExists)
+		require.ErrorIs(t, r.Register(runner.Actor{ID: "b"}), revenant.ErrInvalidInput)
+		require.ErrorIs(t, r.Register(runner.Actor{Run: run}), revenant.ErrInvalidInput)
+		require.ErrorContains(t, r.Register(runner.Actor{ID: "c", Run: run, Recovery: "reboot"}), "recovery.Restart")
+		require.ErrorIs(t, r.Register(runner.Actor{ID: "d", Run: run, MaxConcurrent: -1}), revenant.ErrInvalidInput)
+		p, ok := r.RecoveryPolicy("a", "")
+		require.True(t, ok)
+		require.Equal(t, recovery.Fail, p, "Fail is the default policy")
+		require.ErrorIs(t, r.Stop(context.Background()), runner.ErrNotStarted)
+	})
 }
 
 func TestEpisodesOfUnregisteredActorsStayPendingAndAreReported(t *testing.T) {
