@@ -19,11 +19,13 @@ import (
 )
 
 // The SQLite side of recovery. SQLite has no advisory locks, so a node is
-// dead when it stopped or its heartbeat TTL lapsed; it has one writer at a
-// time, so a batch is listed and applied inside one write transaction
-// (opened BEGIN IMMEDIATE by sqlite.Open) and every UPDATE still re-checks
-// "running under the token it was listed with": a compare-and-set, as on
-// Postgres.
+// dead when it stopped or its heartbeat TTL lapsed. It admits one writer at
+// a time, so there is no SKIP LOCKED: a by-policy sweep recovers each dead
+// owner's orphans with one UPDATE per batch that re-checks "running and
+// orphaned" under the write lock; a callback sweep lists, decides and
+// applies each batch in one write transaction, its UPDATE re-checking
+// "running under the token it was listed with". Both are compare-and-sets,
+// as on Postgres.
 
 const sqliteNow = dialect.SQLiteNow
 
@@ -68,65 +70,6 @@ FROM ` + sqliteOrphanFromWhere + scope + `
 LIMIT $` + strconv.Itoa(firstArg+1)
 }
 
-// sqliteListSlimSQL is sqliteListOrphansSQL with only what a decision by
-// registry or definitions needs (reading whole episodes costs more than the
-// update itself).
-func sqliteListSlimSQL(scope string, firstArg int) string {
-	return `WITH ` + sqliteNodeStateCTE + `
-SELECT e.id, e.actor_id, coalesce(e.expectation, ''), e.claim_token, coalesce(e.owner_node, ''),
-	e.workflow_instance_id, coalesce(e.workflow_step_id, ''), ` + sqliteReasonExpr + `
-FROM ` + sqliteOrphanFromWhere + scope + `
-	AND e.id NOT IN (SELECT value FROM json_each($` + strconv.Itoa(firstArg) + `))
-LIMIT $` + strconv.Itoa(firstArg+1)
-}
-
-// orphan is one listed orphan; ep is set only when the callback decides.
-type orphan struct {
-	ep                                *episodes.Episode
-	id                                uuid.UUID
-	actor, expectation, owner, stepID string
-	reason                            string
-	token                             int64
-	workflow                          uuid.UUID
-}
-
-func listSQLiteOrphans(ctx context.Context, tx revenant.Executor, c *config, skipped []string) ([]orphan, error) {
-	scope, scopeArgs := c.scope(2)
-	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
-	args = append(args, jsonArray(skipped), c.BatchSize)
-	if c.ResolvePolicy != nil {
-		eps, reasons, err := listOrphans(ctx, tx, sqliteListOrphansSQL(scope, len(args)-1, false), args...)
-		if err != nil {
-			return nil, dbx.Explain(err)
-		}
-		out := make([]orphan, len(eps))
-		for i, ep := range eps {
-			out[i] = orphan{ep: ep, id: ep.ID, actor: ep.ActorID, expectation: ep.Expectation, owner: ep.OwnerNode,
-				stepID: ep.WorkflowStepID, reason: reasons[i], token: ep.ClaimToken, workflow: ep.WorkflowInstanceID}
-		}
-		return out, nil
-	}
-	rows, err := tx.QueryContext(ctx, sqliteListSlimSQL(scope, len(args)-1), args...)
-	if err != nil {
-		return nil, fmt.Errorf("sweep: listing orphans: %w", dbx.Explain(err))
-	}
-	defer rows.Close()
-	var out []orphan
-	for rows.Next() {
-		var o orphan
-		var wf uuid.NullUUID
-		if err := rows.Scan(&o.id, &o.actor, &o.expectation, &o.token, &o.owner, &wf, &o.stepID, &o.reason); err != nil {
-			return nil, fmt.Errorf("sweep: listing orphans: %w", err)
-		}
-		o.workflow = wf.UUID
-		out = append(out, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sweep: listing orphans: %w", dbx.Explain(err))
-	}
-	return out, nil
-}
-
 // sqliteApplySQL applies decisions given as a JSON array of
 // [id, policy, source, reason, claim token] to episodes still running under
 // that token. RETURNING may only name the updated table on SQLite, so the
@@ -154,7 +97,7 @@ UPDATE revenant_episodes AS e SET
 	last_activity_at = ` + sqliteNow + `
 FROM c
 WHERE e.id = c.id AND +e.status = 'running' AND e.claim_token = c.token
-RETURNING id, status, coalesce(error_class, '')`
+RETURNING id, status, coalesce(error_class, ''), attempts`
 
 // sqliteMarkDeadNodesSQL: without locks, a live (not stopped) node is dead
 // only when its TTL lapsed.
@@ -196,10 +139,8 @@ func jsonArray(v any) string {
 // write transaction, so a failing batch changes nothing.
 func sweepSQLite(ctx context.Context, db conn, c *config, res *Result) error {
 	skipped := []string{}
-	defs := map[string]*agentDef{}
-	loaded := map[string]bool{}
 	for {
-		n, err := sqliteBatch(ctx, db, c, res, &skipped, defs, loaded)
+		n, err := sqliteCallbackBatch(ctx, db, c, res, &skipped)
 		if err != nil {
 			return err
 		}
@@ -209,59 +150,36 @@ func sweepSQLite(ctx context.Context, db conn, c *config, res *Result) error {
 	}
 }
 
-// sqliteBatch recovers one batch. defs caches the agent definitions of the
-// actors in loaded across batches.
-func sqliteBatch(ctx context.Context, db conn, c *config, res *Result, skipped *[]string, defs map[string]*agentDef, loaded map[string]bool) (int, error) {
+// sqliteCallbackBatch is callbackBatch on SQLite. skipped holds the ids
+// the callback refused, which later batches leave out.
+func sqliteCallbackBatch(ctx context.Context, db conn, c *config, res *Result, skipped *[]string) (int, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("sweep: beginning batch: %w", dbx.Explain(err))
 	}
 	defer func() { _ = tx.Rollback() }()
-	eps, err := listSQLiteOrphans(ctx, tx, c, *skipped)
+	scope, scopeArgs := c.scope(2)
+	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	args = append(args, jsonArray(*skipped), c.BatchSize)
+	eps, reasons, err := listOrphans(ctx, tx, sqliteListOrphansSQL(scope, len(args)-1, false), args...)
 	if err != nil {
-		return 0, err
+		return 0, dbx.Explain(err)
 	}
-	var missing []string
-	for _, ep := range eps {
-		if !loaded[ep.actor] {
-			loaded[ep.actor] = true
-			missing = append(missing, ep.actor)
-		}
-	}
-	if c.ResolvePolicy == nil && len(missing) > 0 {
-		got, err := loadDefinitions(ctx, tx, true, missing)
-		if err != nil {
-			for _, a := range missing {
-				delete(loaded, a)
-			}
-			return 0, fmt.Errorf("sweep: %w", err)
-		}
-		for a, d := range got {
-			defs[a] = d
-		}
-	}
-	r := &resolver{registry: c.Registry, defs: defs}
 	before := *res
 	var decisions [][5]any
 	byID := map[uuid.UUID]Event{}
-	for _, o := range eps {
-		var v resolved
-		if c.ResolvePolicy != nil {
-			p, err := c.callback(ctx, o.ep)
-			v = resolved{policy: p, source: SourceCallback, err: err}
-		} else {
-			v = r.resolve(o.actor, o.expectation)
-		}
-		if v.err != nil {
-			*skipped = append(*skipped, o.id.String())
+	for i, ep := range eps {
+		p, err := c.callback(ctx, ep)
+		if err != nil {
+			*skipped = append(*skipped, ep.ID.String())
 			res.Skipped++
-			res.Errors = append(res.Errors, EpisodeError{EpisodeID: o.id, ActorID: o.actor, Err: v.err})
-			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphan untouched", slog.String("episode", o.id.String()), slog.Any("error", v.err))
+			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: err})
+			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphan untouched", slog.String("episode", ep.ID.String()), slog.Any("error", err))
 			continue
 		}
-		decisions = append(decisions, [5]any{o.id.String(), string(v.policy), v.source, o.reason, o.token})
-		byID[o.id] = Event{EpisodeID: o.id, ActorID: o.actor, Reason: o.reason, PreviousOwner: o.owner,
-			WorkflowInstanceID: o.workflow, WorkflowStepID: o.stepID}
+		decisions = append(decisions, [5]any{ep.ID.String(), string(p), SourceCallback, reasons[i], ep.ClaimToken})
+		byID[ep.ID] = Event{EpisodeID: ep.ID, ActorID: ep.ActorID, Reason: reasons[i], PreviousOwner: ep.OwnerNode,
+			WorkflowInstanceID: ep.WorkflowInstanceID, WorkflowStepID: ep.WorkflowStepID}
 	}
 	var events []Event
 	if len(decisions) > 0 {
@@ -273,13 +191,14 @@ func sqliteBatch(ctx context.Context, db conn, c *config, res *Result, skipped *
 		for rows.Next() {
 			var id uuid.UUID
 			var status, class string
-			if err := rows.Scan(&id, &status, &class); err != nil {
+			var attempts int
+			if err := rows.Scan(&id, &status, &class, &attempts); err != nil {
 				rows.Close()
 				*res = before
 				return 0, fmt.Errorf("sweep: reading recovered rows: %w", err)
 			}
 			ev := byID[id]
-			countRecovered(ctx, c, res, &ev, status, class, 0)
+			countRecovered(ctx, c, res, &ev, status, class, attempts)
 			events = append(events, ev)
 		}
 		rows.Close()
@@ -378,7 +297,7 @@ func sweepSQLiteByOwner(ctx context.Context, db conn, c *config, res *Result) er
 	groups := map[group]bool{}
 	var order []group
 	counts := map[pairKey]int{}
-	var actors []string
+	var pairs []pairCount
 	for rows.Next() {
 		var owner sql.NullString
 		var g group
@@ -394,9 +313,12 @@ func sweepSQLiteByOwner(ctx context.Context, db conn, c *config, res *Result) er
 			order = append(order, g)
 		}
 		if _, ok := counts[p]; !ok {
-			actors = append(actors, p.actor)
+			pairs = append(pairs, pairCount{pairKey: p})
 		}
 		counts[p] += n
+	}
+	for i := range pairs {
+		pairs[i].n = counts[pairs[i].pairKey]
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -405,32 +327,15 @@ func sweepSQLiteByOwner(ctx context.Context, db conn, c *config, res *Result) er
 	if len(order) == 0 {
 		return nil
 	}
-	defs, err := loadDefinitions(ctx, db, true, actors)
-	if err != nil {
-		return fmt.Errorf("sweep: %w", err)
+	ok, err := resolvePairs(ctx, db, c, pairs, res)
+	if err != nil || len(ok) == 0 {
+		return err
 	}
-	r := &resolver{registry: c.Registry, defs: defs}
-	var pairs [][4]string
-	badErr := map[pairKey]error{}
-	for p, n := range counts {
-		v := r.resolve(p.actor, p.expectation)
-		if v.err != nil {
-			badErr[p] = v.err
-			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphans untouched: malformed recovery policy",
-				slog.String("actor", p.actor), slog.String("expectation", p.expectation), slog.Int("episodes", n), slog.Any("error", v.err))
-			continue
-		}
-		pairs = append(pairs, [4]string{p.actor, p.expectation, string(v.policy), v.source})
+	rows4 := make([][4]string, len(ok))
+	for i, p := range ok {
+		rows4[i] = [4]string{p.actor, p.expectation, string(p.policy), p.source}
 	}
-	if len(badErr) > 0 {
-		if err := reportUntouched(ctx, db, c, badErr, res); err != nil {
-			return err
-		}
-	}
-	if len(pairs) == 0 {
-		return nil
-	}
-	pairsJSON := jsonArray(pairs)
+	pairsJSON := jsonArray(rows4)
 	k := 2 + len(scopeArgs)
 	query := sqliteBatchByOwnerSQL(scope, k)
 	for _, g := range order {

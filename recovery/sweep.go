@@ -267,13 +267,7 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 	if err != nil {
 		return fmt.Errorf("sweep: finding orphans: %w", err)
 	}
-	type pairCount struct {
-		pairKey
-		n int
-	}
 	var pairs []pairCount
-	var actors []string
-	seenActor := map[string]bool{}
 	for rows.Next() {
 		var p pairCount
 		if err := rows.Scan(&p.actor, &p.expectation, &p.n); err != nil {
@@ -281,42 +275,18 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 			return fmt.Errorf("sweep: finding orphans: %w", err)
 		}
 		pairs = append(pairs, p)
-		if !seenActor[p.actor] {
-			seenActor[p.actor] = true
-			actors = append(actors, p.actor)
-		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("sweep: finding orphans: %w", err)
 	}
-	if len(pairs) == 0 {
-		return nil
+	ok, err := resolvePairs(ctx, db, c, pairs, res)
+	if err != nil || len(ok) == 0 {
+		return err
 	}
-	defs, err := loadDefinitions(ctx, db, false, actors)
-	if err != nil {
-		return fmt.Errorf("sweep: %w", err)
-	}
-	r := &resolver{registry: c.Registry, defs: defs}
 	var pa, pe, pp, ps []string
-	badErr := map[pairKey]error{}
-	for _, p := range pairs {
-		v := r.resolve(p.actor, p.expectation)
-		if v.err != nil {
-			badErr[p.pairKey] = v.err
-			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphans untouched: malformed recovery policy",
-				slog.String("actor", p.actor), slog.String("expectation", p.expectation), slog.Int("episodes", p.n), slog.Any("error", v.err))
-			continue
-		}
-		pa, pe, pp, ps = append(pa, p.actor), append(pe, p.expectation), append(pp, string(v.policy)), append(ps, v.source)
-	}
-	if len(badErr) > 0 {
-		if err := reportUntouched(ctx, db, c, badErr, res); err != nil {
-			return err
-		}
-	}
-	if len(pa) == 0 {
-		return nil
+	for _, p := range ok {
+		pa, pe, pp, ps = append(pa, p.actor), append(pe, p.expectation), append(pp, string(p.policy)), append(ps, p.source)
 	}
 	query := batchByPairSQL(scope, 2+len(scopeArgs))
 	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
@@ -330,6 +300,59 @@ func sweepByPairs(ctx context.Context, db conn, c *config, res *Result) error {
 			return nil
 		}
 	}
+}
+
+// pairCount is an (actor, expectation) pair of orphans and how many.
+type pairCount struct {
+	pairKey
+	n int
+}
+
+// resolvedPair is a pair whose policy resolved.
+type resolvedPair struct {
+	pairKey
+	policy Policy
+	source string
+}
+
+// resolvePairs resolves each pair's policy (registry, then the database's
+// agent definitions, then Fail). Pairs with a malformed policy are logged,
+// left untouched and reported in res; the others are returned.
+func resolvePairs(ctx context.Context, db conn, c *config, pairs []pairCount, res *Result) ([]resolvedPair, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	var actors []string
+	seen := map[string]bool{}
+	for _, p := range pairs {
+		if !seen[p.actor] {
+			seen[p.actor] = true
+			actors = append(actors, p.actor)
+		}
+	}
+	defs, err := loadDefinitions(ctx, db, c.sqlite, actors)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	r := &resolver{registry: c.Registry, defs: defs}
+	var out []resolvedPair
+	badErr := map[pairKey]error{}
+	for _, p := range pairs {
+		v := r.resolve(p.actor, p.expectation)
+		if v.err != nil {
+			badErr[p.pairKey] = v.err
+			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphans untouched: malformed recovery policy",
+				slog.String("actor", p.actor), slog.String("expectation", p.expectation), slog.Int("episodes", p.n), slog.Any("error", v.err))
+			continue
+		}
+		out = append(out, resolvedPair{pairKey: p.pairKey, policy: v.policy, source: v.source})
+	}
+	if len(badErr) > 0 {
+		if err := reportUntouched(ctx, db, c, badErr, res); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // reportUntouched lists the orphans whose policy could not be resolved.
