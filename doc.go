@@ -2,7 +2,7 @@
 //
 // Host applications embed revenant and run their work as episodes: one run
 // of a named actor, whose steps are written to a step journal in a shared
-// PostgreSQL database. When a process dies mid-episode, another node (or the
+// PostgreSQL database (or a SQLite file: see the sqlite package). When a process dies mid-episode, another node (or the
 // same one after a restart) finds the orphan, claims it so that exactly one
 // node wins, and either restarts it (completed steps are not run again) or
 // fails it, by the recovery policy registered for its actor. Workflows are
@@ -35,11 +35,16 @@
 //     and a Sweeper for the life of the process, with per-actor restart or
 //     fail policies, dead-lettering and dry runs.
 //   - [github.com/revenant-go/revenant/bus]: lifecycle events, in process
-//     or across nodes through a Postgres outbox written in the same
+//     or across nodes through an outbox table written in the same
 //     transaction as the state change.
 //   - [github.com/revenant-go/revenant/workflow]: DAG workflows of episodes
 //     with retry, abort (with saga compensation) and pause policies;
 //     recovery.ReconcileWorkflows repairs instances that missed events.
+//   - [github.com/revenant-go/revenant/sqlite]: opens a SQLite file (pure
+//     Go) for all of the above with nothing installed. The backend is read
+//     from the handle's driver; the README lists what differs (no
+//     advisory-lock failure detection, polling instead of LISTEN/NOTIFY, no
+//     SKIP LOCKED).
 //
 // # Usage sketch
 //
@@ -61,7 +66,7 @@
 //	_ = sw.Start(ctx)
 //	_, _ = r.Enqueue(ctx, episodes.CreateParams{ActorID: "invoicer", DedupeKey: "invoice-42", Input: in})
 //
-// Revenant accepts the caller's *sqlx.DB (lib/pq or pgx's stdlib driver)
-// and never closes it. Its tables are named revenant_* and live in the first
+// Revenant accepts the caller's *sqlx.DB (lib/pq or pgx's stdlib driver,
+// or modernc.org/sqlite through sqlite.Open) and never closes it. Its tables are named revenant_* and live in the first
 // schema of the connection's search_path.
 package revenant

@@ -8,6 +8,10 @@
 // reported as a *PartialError listing what was applied before it; there is
 // no "dirty" state to force: fix the cause and call Migrate again.
 //
+// On SQLite the file's write lock serialises callers instead, the same
+// versions come from the SQLite set (AllSQLite), and a file migrated by a
+// newer binary is refused with ErrSchemaTooNew rather than reported.
+//
 //	res, err := migrations.Migrate(ctx, db)
 //	for _, a := range res.Applied { log.Printf("applied %d %s", a.Version, a.Name) }
 //

@@ -25,6 +25,10 @@
 // activity for StaleAfter (2 minutes). A live node's long, silent step is
 // never swept.
 //
+// On SQLite (no advisory locks) a dead node is one that stopped or whose
+// heartbeat TTL expired; see sqlite.go in this package for how its sweeps
+// claim without SKIP LOCKED.
+//
 // # How a sweep claims
 //
 // Each batch is one guarded statement: a MATERIALIZED

@@ -23,6 +23,11 @@
 // the same statement reports runs whose lease is gone (canceled, or claimed
 // by a sweep), whose contexts are then canceled.
 //
+// On SQLite there are no advisory locks or NOTIFY: a node's death is seen
+// when its NodeTTL lapses, runners poll (and wake at once for their own
+// Enqueue), and a claim is one UPDATE that takes the file's single write
+// lock before it reads, which keeps claims exclusive without SKIP LOCKED.
+//
 // Claims. Enqueue writes a pending episode and NOTIFYs (on commit). Runners
 // claim pending episodes of their own actors with FOR UPDATE SKIP LOCKED, up
 // to each actor's MaxConcurrent, scoped to their stack (or none) and exactly
