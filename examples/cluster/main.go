@@ -7,6 +7,10 @@
 //	go run ./examples/cluster -name b &
 //	go run ./examples/cluster -name c -exit-when-done
 //
+// Without DATABASE_URL the workers share one SQLite file (-sqlite, default
+// revenant-cluster.db): processes on one host, whose crashes are seen when
+// their heartbeat TTL lapses (try -heartbeat 500ms -ttl 2s).
+//
 // Each episode runs -steps transactional steps; each step writes a row to
 // cluster_effects under a unique (episode, step) key, so a repeated side
 // effect would fail loudly. On exit it prints a one-line summary.
@@ -36,12 +40,12 @@ func main() {
 	flag.DurationVar(&o.HeartbeatInterval, "heartbeat", 0, "heartbeat interval (0: library default)")
 	flag.DurationVar(&o.NodeTTL, "ttl", 0, "node TTL (0: library default)")
 	flag.BoolVar(&o.ExitWhenDone, "exit-when-done", false, "exit once no episode is pending or running")
+	file := flag.String("sqlite", "revenant-cluster.db", "SQLite file shared by the workers when DATABASE_URL is unset")
 	verbose := flag.Bool("v", false, "log to stderr")
 	flag.Parse()
 	o.DSN = os.Getenv("DATABASE_URL")
 	if o.DSN == "" {
-		fmt.Fprintln(os.Stderr, "cluster: set DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-		os.Exit(2)
+		o.DSN, o.SQLite = *file, true
 	}
 	if *verbose {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
