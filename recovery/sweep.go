@@ -67,7 +67,9 @@ type Options struct {
 	Env     string
 	AllEnvs bool
 	// ResolvePolicy, when set, decides each orphan's policy and wins over
-	// everything else.
+	// everything else. It is called while the batch's transaction is open;
+	// on SQLite that transaction holds the file's write lock, so the
+	// callback must not write to the database itself.
 	ResolvePolicy ResolvePolicyFunc
 	// Registry gives registered actors' policies. Defaults to Node.
 	Registry PolicySource
