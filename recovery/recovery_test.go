@@ -401,6 +401,15 @@ func TestScopeByStackAndEnv(t *testing.T) {
 		require.Len(t, plan(recovery.Options{AllStacks: true, AllEnvs: true}), 5)
 		require.Equal(t, map[uuid.UUID]bool{webStaging: true}, plan(recovery.Options{Node: fakeNode{stack: "web", env: "staging"}}),
 			"defaults come from the node")
+
+		// And for real: a scoped sweep recovers exactly what its plan said.
+		res, err := recovery.Sweep(ctx, b.db, &recovery.Options{Stack: "web", Env: "prod", Registry: registry{"mailer": recovery.Restart}})
+		require.NoError(t, err)
+		require.Equal(t, 2, res.Restarted)
+		require.Equal(t, episodes.StatusPending, b.get(t, webProd).Status)
+		require.Equal(t, episodes.StatusPending, b.get(t, noStackProd).Status)
+		require.Equal(t, episodes.StatusRunning, b.get(t, jobsProd).Status)
+		require.Equal(t, episodes.StatusRunning, b.get(t, webNoEnv).Status)
 	})
 }
 

@@ -222,28 +222,23 @@ func sqliteCallbackBatch(ctx context.Context, db conn, c *config, res *Result, s
 }
 
 // sqliteGroupsSQL lists the (owner, reason, actor, expectation) groups of
-// orphans, with counts. It groups the running rows first and judges each
-// owner once, instead of evaluating the orphan test per row; for an owner
-// that is not a known node, the group counts if its oldest row is stale
-// (the batch statement re-checks every row).
+// candidate orphans. It reads only the running-owner index (which covers
+// every column it needs) and judges each owner once: a dead node's rows are
+// orphans; an owner that is not a known node is a candidate whose rows the
+// batch statement checks one by one for staleness. (Running episodes are
+// never archived, so archived_at is left to the batch statement too.)
 func sqliteGroupsSQL(scope string) string {
 	return `WITH ` + sqliteNodeStateCTE + `,
 g AS MATERIALIZED (
-	SELECT e.owner_node, e.actor_id, coalesce(e.expectation, '') AS expectation, count(*) AS n,
-		min(coalesce(e.last_activity_at, e.started_at, e.created_at)) AS oldest
-	FROM revenant_episodes e
-	WHERE e.status = 'running' AND e.archived_at IS NULL` + scope + `
-	GROUP BY 1, 2, 3
-),
-r AS (
-	SELECT g.owner_node, CASE
-		WHEN ns.node_id IS NULL THEN
-			CASE WHEN g.oldest < ` + dialect.SQLiteNowMinusMillis("$1") + ` THEN '` + ReasonNoActivity + `' END
-		ELSE ns.dead_reason
-	END AS reason, g.actor_id, g.expectation, g.n
-	FROM g LEFT JOIN node_state ns ON ns.node_id = g.owner_node
+	SELECT e.owner_node, e.actor_id, coalesce(e.expectation, '') AS expectation, count(*) AS n
+	FROM revenant_episodes e INDEXED BY revenant_episodes_running_owner_idx
+	WHERE e.status = 'running'` + scope + `
+	GROUP BY e.owner_node, e.actor_id, e.expectation
 )
-SELECT owner_node, reason, actor_id, expectation, n FROM r WHERE reason IS NOT NULL`
+SELECT g.owner_node, CASE WHEN ns.node_id IS NULL THEN '` + ReasonNoActivity + `' ELSE ns.dead_reason END AS reason,
+	g.actor_id, g.expectation, g.n
+FROM g LEFT JOIN node_state ns ON ns.node_id = g.owner_node
+WHERE ns.node_id IS NULL OR ns.dead_reason IS NOT NULL`
 }
 
 // sqliteBatchByOwnerSQL recovers up to a batch of one owner's orphans in

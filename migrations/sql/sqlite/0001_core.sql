@@ -43,8 +43,13 @@ CREATE INDEX revenant_episodes_pending_idx
     ON revenant_episodes (actor_id, created_at, id)
     WHERE status = 'pending';
 
+-- Running episodes by owner. Wider than on Postgres: it covers what a
+-- sweep groups orphans by (owner, actor, expectation, scope), so finding
+-- them reads only this index; SQLite has one writer, and a scan of the
+-- table would hold up the sweep's batches. Step writes (last_activity_at)
+-- never touch it.
 CREATE INDEX revenant_episodes_running_owner_idx
-    ON revenant_episodes (owner_node)
+    ON revenant_episodes (owner_node, actor_id, expectation, source_stack, source_env)
     WHERE status = 'running';
 
 CREATE INDEX revenant_episodes_status_id_idx ON revenant_episodes (status, id);
