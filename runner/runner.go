@@ -464,12 +464,11 @@ func (r *Runner) claimAll() {
 		default:
 		}
 		eps, err := r.claim(r.runCtx, nodeID, id, free)
-		if err != nil {
-			if r.runCtx.Err() == nil {
-				r.logger.Warn("revenant: claiming failed", slog.String("actor", id), slog.Any("error", err))
-			}
-			continue
+		if err != nil && r.runCtx.Err() == nil {
+			r.logger.Warn("revenant: claiming failed", slog.String("actor", id), slog.Any("error", err))
 		}
+		// Episodes read before an error are claimed (on SQLite a RETURNING
+		// statement's changes stand once its first row is out): run them.
 		for _, ep := range eps {
 			if !r.startRun(a, ep, nodeID) {
 				// Claimed under an identity this node lost meanwhile: those
@@ -584,8 +583,11 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 	if err == nil {
 		result, err = safeRun(ctx, a, ep, j)
 	}
-	// Finishing writes must happen even though ctx may be canceled.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	// Finishing writes must happen even though ctx may be canceled, and
+	// are retried while the database reports transient errors: a run whose
+	// outcome is lost here stays running under a live node, which no sweep
+	// would ever take.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
 	cause := context.Cause(ctx)
 	var pe *panicError
@@ -606,6 +608,17 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 		r.logFinish(log, ferr)
 	case errors.Is(err, ErrLeaseLost):
 		log.Info("revenant: run stopped: lease lost", slog.Any("error", err))
+	case dbx.IsRetryable(err):
+		// The database failed, not the actor (a lost connection, a locked
+		// SQLite file): hand the episode back for another try.
+		log.Warn("revenant: run hit a transient database error; handing the episode back", slog.Any("error", err))
+		rerr := retryTransient(fctx, func() error {
+			_, e := r.store.Release(fctx, ep.ID, ep.ClaimToken)
+			return e
+		})
+		if rerr != nil && !errors.Is(rerr, ErrLeaseLost) && !errors.Is(rerr, episodes.ErrIllegalTransition) {
+			log.Error("revenant: handing the episode back failed", slog.Any("error", rerr))
+		}
 	case err != nil:
 		class := "error"
 		var ce interface{ ErrorClass() string }
@@ -645,9 +658,34 @@ func (r *Runner) fail(ctx context.Context, ep *episodes.Episode, class string, d
 	})
 }
 
+// finishTimeout bounds the retries of a run's finishing write.
+const finishTimeout = 2 * time.Minute
+
+// retryTransient runs write until it succeeds, fails for good, or ctx
+// ends, backing off while the error is a transient database one.
+func retryTransient(ctx context.Context, write func() error) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := write()
+		if err == nil || !dbx.IsRetryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
 // finish applies a terminal transition and, with a bus, publishes its event
-// in the same transaction.
+// in the same transaction; transient database errors are retried.
 func (r *Runner) finish(ctx context.Context, eventType string, move func(tx revenant.Executor) (*episodes.Episode, error)) error {
+	return retryTransient(ctx, func() error { return r.finishOnce(ctx, eventType, move) })
+}
+
+func (r *Runner) finishOnce(ctx context.Context, eventType string, move func(tx revenant.Executor) (*episodes.Episode, error)) error {
 	if r.config.Bus == nil {
 		_, err := move(r.db)
 		return err
