@@ -57,7 +57,9 @@ func TestLivenessIsOneStatementPerIntervalWith10000RunningEpisodes(t *testing.T)
 	t.Logf("one heartbeat checking %d leases took %s", running, time.Since(hbStart))
 
 	t.Logf("%d statements in %d heartbeat intervals with %d running episodes", n, intervals, running)
-	require.LessOrEqual(t, n, int64(intervals+1), "one statement per interval (claim polls are skipped while every slot is busy)")
+	// The window can hold one tick more than it spans, and a tick delayed
+	// under load can land next to the following one.
+	require.LessOrEqual(t, n, int64(intervals+2), "one statement per interval (claim polls are skipped while every slot is busy)")
 	// Under load a slow heartbeat makes the ticker drop ticks, so only
 	// require that it ran.
 	require.GreaterOrEqual(t, n, int64(3), "the heartbeat did run")
