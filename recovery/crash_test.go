@@ -179,17 +179,17 @@ func TestCrashClusterSIGKILL(t *testing.T) {
 			}
 			require.Zero(t, st["failed"], "no episode may fail: %v", st)
 			if !time.Now().Before(deadline) {
-			var open []string
-			_ = s.DB.Select(&open, `SELECT id || ' ' || status || ' owner=' || coalesce(owner_node, '') || ' token=' || claim_token || ' attempts=' || attempts
+				var open []string
+				_ = s.DB.Select(&open, `SELECT id || ' ' || status || ' owner=' || coalesce(owner_node, '') || ' token=' || claim_token || ' attempts=' || attempts
 				FROM revenant_episodes WHERE status <> 'done'`)
-			var nodes []string
-			_ = s.DB.Select(&nodes, `SELECT node_id || ' stopped=' || coalesce(CAST(stopped_at AS text), '') || ' expires=' || CAST(expires_at AS text) FROM revenant_nodes`)
-			var outs []string
-			for _, w := range workers {
-				outs = append(outs, w.out.String())
+				var nodes []string
+				_ = s.DB.Select(&nodes, `SELECT node_id || ' stopped=' || coalesce(CAST(stopped_at AS text), '') || ' expires=' || CAST(expires_at AS text) FROM revenant_nodes`)
+				var outs []string
+				for _, w := range workers {
+					outs = append(outs, w.out.String())
+				}
+				t.Fatalf("not done in time: %v\nopen: %v\nnodes: %v\nworkers: %v", st, open, nodes, outs)
 			}
-			t.Fatalf("not done in time: %v\nopen: %v\nnodes: %v\nworkers: %v", st, open, nodes, outs)
-		}
 			time.Sleep(time.Duration(500+rand.IntN(700)) * time.Millisecond)
 			if kills < 12 {
 				i := rand.IntN(len(workers))
