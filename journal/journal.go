@@ -431,14 +431,7 @@ func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, 
 // recorded, 0 fenced off, -1 sequence already taken.
 func (j *Journal) recordSQLite(ctx context.Context, ex revenant.Executor, seq int, name, status string, output, errJSON any, took time.Duration) (int, error) {
 	var one int
-	args := []any{j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()}
-	var row *sql.Row
-	if st := j.recordStmt(ctx, ex); st != nil {
-		row = st.QueryRowContext(ctx, args...)
-	} else {
-		row = ex.QueryRowContext(ctx, sqliteRecordStepSQL, args...)
-	}
-	err := row.Scan(&one)
+	err := ex.QueryRowContext(ctx, sqliteRecordStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&one)
 	if err == nil {
 		return 1, nil
 	}
@@ -454,38 +447,6 @@ func (j *Journal) recordSQLite(ctx context.Context, ex revenant.Executor, seq in
 		return -1, nil
 	}
 	return 0, nil
-}
-
-// sqliteStmts caches the prepared journal write per handle: on SQLite,
-// preparing it (with its trigger) is a third of the cost of a step.
-// Postgres caches the plan in its stored procedure instead.
-var sqliteStmts sync.Map // *sqlx.DB → *sql.Stmt
-
-// recordStmt returns the prepared journal write for ex (the handle, or a
-// transaction on it), or nil to run the statement unprepared.
-func (j *Journal) recordStmt(ctx context.Context, ex revenant.Executor) *sql.Stmt {
-	v, ok := sqliteStmts.Load(j.db)
-	if !ok {
-		st, err := j.db.PrepareContext(ctx, sqliteRecordStepSQL)
-		if err != nil {
-			return nil
-		}
-		if v, ok = sqliteStmts.LoadOrStore(j.db, st); ok {
-			_ = st.Close()
-		}
-	}
-	st := v.(*sql.Stmt)
-	switch x := ex.(type) {
-	case *sqlx.DB:
-		if x == j.db {
-			return st
-		}
-	case *sqlx.Tx:
-		return x.StmtContext(ctx, st)
-	case *sql.Tx:
-		return x.StmtContext(ctx, st)
-	}
-	return nil
 }
 
 func (j *Journal) leaseLost(ctx context.Context, ex revenant.Executor, name string) error {

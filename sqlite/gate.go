@@ -22,7 +22,8 @@ import (
 // statement outside a transaction while it runs. The busy handler is left
 // to arbitrate between processes only. Reads (SELECT, PRAGMA, EXPLAIN)
 // outside a transaction never wait for the gate: WAL readers do not block
-// writers. Prepared statements are gated the same way.
+// writers. Prepared statements are gated the same way. The wrapper also
+// keeps a per-connection cache of prepared statements (see stmts).
 
 var (
 	gatesMu sync.Mutex
@@ -82,6 +83,88 @@ type gatedConn struct {
 	path  string
 	wait  time.Duration
 	held  bool // this connection holds the gate (a transaction is open)
+	// stmts caches prepared statements by query text. Preparing is a large
+	// part of a small statement's cost on SQLite (a third of a journal
+	// write); Postgres keeps plans server-side (revenant's hot path is a
+	// PL/pgSQL function) or in the driver (pgx).
+	stmts map[string]*cachedStmt
+}
+
+// stmtCacheSize caps the statements cached per connection; past it, new
+// queries are prepared per call as before.
+const stmtCacheSize = 128
+
+type cachedStmt struct {
+	st   driver.Stmt
+	busy bool // its rows are open: a second use must prepare afresh
+}
+
+// cached returns the connection's prepared statement for query, preparing
+// it on first use, or nil when the query is not cached (several statements
+// in one string, cache full, statement in use, or a prepare error, which
+// the unprepared path then reports as usual).
+func (c *gatedConn) cached(ctx context.Context, query string) *cachedStmt {
+	if cs, ok := c.stmts[query]; ok {
+		if cs.busy {
+			return nil
+		}
+		return cs
+	}
+	if len(c.stmts) >= stmtCacheSize || strings.Contains(query, ";") {
+		return nil
+	}
+	st, err := c.inner.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if c.stmts == nil {
+		c.stmts = map[string]*cachedStmt{}
+	}
+	cs := &cachedStmt{st: st}
+	c.stmts[query] = cs
+	return cs
+}
+
+func (c *gatedConn) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if cs := c.cached(ctx, query); cs != nil {
+		cs.busy = true
+		defer func() { cs.busy = false }()
+		return cs.st.(driver.StmtExecContext).ExecContext(ctx, args)
+	}
+	return c.inner.(driver.ExecerContext).ExecContext(ctx, query, args)
+}
+
+// query runs query; done is called once its rows are closed (or it failed).
+func (c *gatedConn) query(ctx context.Context, query string, args []driver.NamedValue, done func()) (driver.Rows, error) {
+	var rows driver.Rows
+	var err error
+	if cs := c.cached(ctx, query); cs != nil {
+		cs.busy = true
+		rows, err = cs.st.(driver.StmtQueryContext).QueryContext(ctx, args)
+		if err != nil {
+			cs.busy = false
+		} else {
+			prev := done
+			done = func() {
+				cs.busy = false
+				if prev != nil {
+					prev()
+				}
+			}
+		}
+	} else {
+		rows, err = c.inner.(driver.QueryerContext).QueryContext(ctx, query, args)
+	}
+	if err != nil {
+		if done != nil {
+			done()
+		}
+		return nil, err
+	}
+	if done == nil {
+		return rows, nil
+	}
+	return &gatedRows{Rows: rows, done: done}, nil
 }
 
 func (c *gatedConn) acquire(ctx context.Context) error {
@@ -176,7 +259,7 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 		s.c.release()
 		return nil, err
 	}
-	return &gatedRows{Rows: rows, c: s.c}, nil
+	return &gatedRows{Rows: rows, done: s.c.release}, nil
 }
 
 func (c *gatedConn) Close() error {
@@ -184,6 +267,10 @@ func (c *gatedConn) Close() error {
 		c.held = false
 		c.release()
 	}
+	for _, cs := range c.stmts {
+		_ = cs.st.Close()
+	}
+	c.stmts = nil
 	return c.inner.Close()
 }
 
@@ -227,32 +314,25 @@ func (t *gatedTx) Rollback() error {
 }
 
 func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	ex := c.inner.(driver.ExecerContext)
 	if c.held || !writes(query) {
-		return ex.ExecContext(ctx, query, args)
+		return c.exec(ctx, query, args)
 	}
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer c.release()
-	return ex.ExecContext(ctx, query, args)
+	return c.exec(ctx, query, args)
 }
 
 func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	q := c.inner.(driver.QueryerContext)
 	if c.held || !writes(query) {
-		return q.QueryContext(ctx, query, args)
+		return c.query(ctx, query, args, nil)
 	}
 	// A write with RETURNING holds SQLite's lock until its rows are closed.
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := q.QueryContext(ctx, query, args)
-	if err != nil {
-		c.release()
-		return nil, err
-	}
-	return &gatedRows{Rows: rows, c: c}, nil
+	return c.query(ctx, query, args, c.release)
 }
 
 func (c *gatedConn) Ping(ctx context.Context) error {
@@ -276,9 +356,11 @@ func (c *gatedConn) IsValid() bool {
 	return true
 }
 
+// gatedRows runs done once when closed: it releases the gate and marks a
+// cached statement free.
 type gatedRows struct {
 	driver.Rows
-	c      *gatedConn
+	done   func()
 	closed bool
 }
 
@@ -286,7 +368,7 @@ func (r *gatedRows) Close() error {
 	err := r.Rows.Close()
 	if !r.closed {
 		r.closed = true
-		r.c.release()
+		r.done()
 	}
 	return err
 }
