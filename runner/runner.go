@@ -60,6 +60,11 @@ type Runner struct {
 	started bool
 	stopped bool
 	nodeID  string
+	// unregistered: nodeID has no node row yet (a re-registration failed).
+	// The node claims nothing until the heartbeat registers it: episodes
+	// claimed under an id no row names would be out of every sweep's
+	// reach but the slow StaleAfter fallback.
+	unregistered bool
 
 	// livenessMu serialises use of lockConn: a *sql.Conn carries one
 	// statement at a time (lib/pq breaks the connection otherwise).
@@ -300,6 +305,14 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 	r.livenessMu.Lock()
 	defer r.livenessMu.Unlock()
 	r.mu.Lock()
+	if r.unregistered {
+		r.mu.Unlock()
+		if err := r.reregister(); err != nil {
+			return fmt.Errorf("re-registering node: %w", err)
+		}
+		r.signal()
+		return nil
+	}
 	ids := make([]string, 0, len(r.active))
 	tokens := make([]int64, 0, len(r.active))
 	for id, a := range r.active {
@@ -415,13 +428,26 @@ func (r *Runner) reincarnate(cause error) error {
 		r.lockConn = nil
 	}
 	r.nodeID = newNodeID(r.config.Name)
+	r.unregistered = true
 	r.mu.Unlock()
+	if err := r.reregister(); err != nil {
+		return fmt.Errorf("re-registering after %v (retried at the next heartbeat): %w", cause, err)
+	}
+	return cause
+}
+
+// reregister inserts the row of the node's current id; once it exists the
+// node claims again.
+func (r *Runner) reregister() error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.config.HeartbeatInterval*2)
 	defer cancel()
 	if err := r.register(ctx); err != nil {
-		return fmt.Errorf("re-registering after %v: %w", cause, err)
+		return err
 	}
-	return cause
+	r.mu.Lock()
+	r.unregistered = false
+	r.mu.Unlock()
+	return nil
 }
 
 func (r *Runner) cancelRun(id uuid.UUID, cause error) {
@@ -453,9 +479,9 @@ func (r *Runner) claimAll() {
 		r.mu.Lock()
 		a := r.actors[id]
 		free := a.MaxConcurrent - r.perActr[id]
-		nodeID := r.nodeID
+		nodeID, unregistered := r.nodeID, r.unregistered
 		r.mu.Unlock()
-		if free <= 0 {
+		if free <= 0 || unregistered {
 			continue
 		}
 		select {
