@@ -331,7 +331,8 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 	}
 	rows, err := q(ctx, heartbeatSQL, nodeID, r.config.NodeTTL.Milliseconds(), pq.Array(ids), pq.Array(tokens))
 	if err != nil {
-		if r.lockConn != nil && connBroken(err) {
+		// A heartbeat canceled by Stop is not a lost lock.
+		if r.lockConn != nil && connBroken(err) && ctx.Err() == nil {
 			// The lock connection is gone, and the lock with it.
 			return r.reincarnate(fmt.Errorf("heartbeat on lock connection: %w", err))
 		}
