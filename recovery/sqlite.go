@@ -134,25 +134,10 @@ func jsonArray(v any) string {
 	return string(b)
 }
 
-// sweepSQLite recovers orphans decided per episode by the ResolvePolicy
-// callback batch by batch: each batch is listed, decided and applied in one
-// write transaction, so a failing batch changes nothing.
-func sweepSQLite(ctx context.Context, db conn, c *config, res *Result) error {
-	skipped := []string{}
-	for {
-		n, err := sqliteCallbackBatch(ctx, db, c, res, &skipped)
-		if err != nil {
-			return err
-		}
-		if n < c.BatchSize {
-			return nil
-		}
-	}
-}
-
-// sqliteCallbackBatch is callbackBatch on SQLite. skipped holds the ids
-// the callback refused, which later batches leave out.
-func sqliteCallbackBatch(ctx context.Context, db conn, c *config, res *Result, skipped *[]string) (int, error) {
+// sqliteCallbackBatch is callbackBatch on SQLite: the batch is listed,
+// decided and applied in one write transaction, so a failing batch changes
+// nothing.
+func sqliteCallbackBatch(ctx context.Context, db conn, c *config, res *Result, decided *[]string) (int, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("sweep: beginning batch: %w", dbx.Explain(err))
@@ -160,27 +145,20 @@ func sqliteCallbackBatch(ctx context.Context, db conn, c *config, res *Result, s
 	defer func() { _ = tx.Rollback() }()
 	scope, scopeArgs := c.scope(2)
 	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
-	args = append(args, jsonArray(*skipped), c.BatchSize)
+	args = append(args, jsonArray(*decided), c.BatchSize)
 	eps, reasons, err := listOrphans(ctx, tx, sqliteListOrphansSQL(scope, len(args)-1, false), args...)
 	if err != nil {
 		return 0, dbx.Explain(err)
 	}
-	before := *res
 	var decisions [][5]any
 	byID := map[uuid.UUID]Event{}
-	for i, ep := range eps {
-		p, err := c.callback(ctx, ep)
-		if err != nil {
-			*skipped = append(*skipped, ep.ID.String())
-			res.Skipped++
-			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: err})
-			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphan untouched", slog.String("episode", ep.ID.String()), slog.Any("error", err))
-			continue
-		}
-		decisions = append(decisions, [5]any{ep.ID.String(), string(p), SourceCallback, reasons[i], ep.ClaimToken})
-		byID[ep.ID] = Event{EpisodeID: ep.ID, ActorID: ep.ActorID, Reason: reasons[i], PreviousOwner: ep.OwnerNode,
+	for _, d := range c.decide(ctx, eps, reasons, res, decided) {
+		ep := d.ep
+		decisions = append(decisions, [5]any{ep.ID.String(), string(d.policy), SourceCallback, d.reason, ep.ClaimToken})
+		byID[ep.ID] = Event{EpisodeID: ep.ID, ActorID: ep.ActorID, Reason: d.reason, PreviousOwner: ep.OwnerNode,
 			WorkflowInstanceID: ep.WorkflowInstanceID, WorkflowStepID: ep.WorkflowStepID}
 	}
+	before := *res // as on Postgres: refusals stay reported if the batch fails
 	var events []Event
 	if len(decisions) > 0 {
 		rows, err := tx.QueryContext(ctx, sqliteApplySQL, jsonArray(decisions))

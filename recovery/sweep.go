@@ -232,12 +232,10 @@ func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
 	switch {
 	case c.DryRun:
 		err = dryRun(ctx, db, c, res)
-	case c.sqlite && c.ResolvePolicy != nil:
-		err = sweepSQLite(ctx, db, c, res)
-	case c.sqlite:
-		err = sweepSQLiteByOwner(ctx, db, c, res)
 	case c.ResolvePolicy != nil:
 		err = sweepWithCallback(ctx, db, c, res)
+	case c.sqlite:
+		err = sweepSQLiteByOwner(ctx, db, c, res)
 	default:
 		err = sweepByPairs(ctx, db, c, res)
 	}
@@ -359,15 +357,7 @@ func resolvePairs(ctx context.Context, db conn, c *config, pairs []pairCount, re
 
 // reportUntouched lists the orphans whose policy could not be resolved.
 func reportUntouched(ctx context.Context, db conn, c *config, why map[pairKey]error, res *Result) error {
-	scope, scopeArgs := c.scope(2)
-	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
-	query := listOrphansSQL(scope, len(args)+1)
-	if c.sqlite {
-		args = append(args, "[]")
-		query = sqliteListOrphansSQL(scope, len(args), true)
-	}
-	args = append(args, DryRunLimitDefault)
-	eps, _, err := listOrphans(ctx, db, query, args...)
+	eps, _, err := listOrphansByID(ctx, db, c)
 	if err != nil {
 		return err
 	}
@@ -379,6 +369,20 @@ func reportUntouched(ctx context.Context, db conn, c *config, why map[pairKey]er
 		}
 	}
 	return nil
+}
+
+// listOrphansByID reads up to DryRunLimitDefault orphans in scope, in id
+// order, without locking or changing them (dry runs and reports).
+func listOrphansByID(ctx context.Context, db conn, c *config) ([]*episodes.Episode, []string, error) {
+	scope, scopeArgs := c.scope(2)
+	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	query := listOrphansSQL(scope, len(args)+1)
+	if c.sqlite {
+		args = append(args, "[]")
+		query = sqliteListOrphansSQL(scope, len(args), true)
+	}
+	args = append(args, DryRunLimitDefault)
+	return listOrphans(ctx, db, query, args...)
 }
 
 func listOrphans(ctx context.Context, ex revenant.Executor, query string, args ...any) ([]*episodes.Episode, []string, error) {
@@ -543,13 +547,43 @@ func (c *config) callback(ctx context.Context, ep *episodes.Episode) (Policy, er
 	return p, err
 }
 
+// decision is the callback's verdict on one listed orphan.
+type decision struct {
+	ep     *episodes.Episode
+	policy Policy
+	reason string
+}
+
+// decide asks ResolvePolicy about each listed orphan. Every listed id goes
+// into decided, which later batches of the pass leave out; refusals are
+// counted, reported and logged, and left untouched.
+func (c *config) decide(ctx context.Context, eps []*episodes.Episode, reasons []string, res *Result, decided *[]string) []decision {
+	var out []decision
+	for i, ep := range eps {
+		*decided = append(*decided, ep.ID.String())
+		p, err := c.callback(ctx, ep)
+		if err != nil {
+			res.Skipped++
+			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: err})
+			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphan untouched", slog.String("episode", ep.ID.String()), slog.Any("error", err))
+			continue
+		}
+		out = append(out, decision{ep: ep, policy: p, reason: reasons[i]})
+	}
+	return out
+}
+
 // sweepWithCallback locks each batch in a transaction, asks the callback
 // per episode, and applies the decisions before committing. If the sweeper
 // dies mid-batch, the transaction rolls back and nothing changed.
 func sweepWithCallback(ctx context.Context, db conn, c *config, res *Result) error {
+	batch := callbackBatch
+	if c.sqlite {
+		batch = sqliteCallbackBatch
+	}
 	decided := []string{}
 	for {
-		n, err := callbackBatch(ctx, db, c, res, &decided)
+		n, err := batch(ctx, db, c, res, &decided)
 		if err != nil {
 			return err
 		}
@@ -573,16 +607,8 @@ func callbackBatch(ctx context.Context, db conn, c *config, res *Result, decided
 		return 0, err
 	}
 	var ids, policies, sources, why []string
-	for i, ep := range eps {
-		*decided = append(*decided, ep.ID.String())
-		p, err := c.callback(ctx, ep)
-		if err != nil {
-			res.Skipped++
-			res.Errors = append(res.Errors, EpisodeError{EpisodeID: ep.ID, ActorID: ep.ActorID, Err: err})
-			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphan untouched", slog.String("episode", ep.ID.String()), slog.Any("error", err))
-			continue
-		}
-		ids, policies, sources, why = append(ids, ep.ID.String()), append(policies, string(p)), append(sources, SourceCallback), append(why, reasons[i])
+	for _, d := range c.decide(ctx, eps, reasons, res, decided) {
+		ids, policies, sources, why = append(ids, d.ep.ID.String()), append(policies, string(d.policy)), append(sources, SourceCallback), append(why, d.reason)
 	}
 	var events []Event
 	before := *res
@@ -601,15 +627,7 @@ func callbackBatch(ctx context.Context, db conn, c *config, res *Result, decided
 }
 
 func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
-	scope, scopeArgs := c.scope(2)
-	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
-	query := listOrphansSQL(scope, len(args)+1)
-	if c.sqlite {
-		args = append(args, "[]")
-		query = sqliteListOrphansSQL(scope, len(args), true)
-	}
-	args = append(args, DryRunLimitDefault)
-	eps, reasons, err := listOrphans(ctx, db, query, args...)
+	eps, reasons, err := listOrphansByID(ctx, db, c)
 	if err != nil {
 		return err
 	}
