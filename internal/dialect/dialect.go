@@ -92,10 +92,9 @@ type SQLiteError interface {
 // SQLite result codes revenant reacts to (primary codes are the low byte
 // of extended ones).
 const (
-	SQLiteBusy       = 5
-	SQLiteLocked     = 6
-	SQLiteReadOnly   = 8
-	SQLiteConstraint = 19
+	SQLiteBusy     = 5
+	SQLiteLocked   = 6
+	SQLiteReadOnly = 8
 	// Extended constraint codes.
 	SQLiteConstraintPrimaryKey = 1555
 	SQLiteConstraintUnique     = 2067
