@@ -6,7 +6,8 @@
 // own transaction together with its row in revenant_migrations, and finding
 // nothing to apply is success. A failing migration is rolled back whole and
 // reported as a *PartialError listing what was applied before it; there is
-// no "dirty" state to force: fix the cause and call Migrate again.
+// no "dirty" state to force: fix the cause and call Migrate again. Nothing
+// pending means no DDL, so an app may boot as a role with DML privileges only.
 //
 // On SQLite the file's write lock serialises callers instead, the same
 // versions come from the SQLite set (AllSQLite), and a file migrated by a

@@ -31,7 +31,8 @@ func Example() {
 	// applied 1 core
 	// applied 2 nodes_actors
 	// applied 3 workflows_events
-	// second run applied 0 at version 3
+	// applied 4 scoped_dedupe
+	// second run applied 0 at version 4
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -43,4 +44,5 @@ func ExampleAll() {
 	// 00001_revenant_core.sql 000001_revenant_core.up.sql
 	// 00002_revenant_nodes_actors.sql 000002_revenant_nodes_actors.up.sql
 	// 00003_revenant_workflows_events.sql 000003_revenant_workflows_events.up.sql
+	// 00004_revenant_scoped_dedupe.sql 000004_revenant_scoped_dedupe.up.sql
 }

@@ -116,6 +116,16 @@ type Migrator struct {
 // rolling deploy, such versions are reported in Result.Unknown instead.
 var ErrSchemaTooNew = errors.New("migrations: database schema is newer than this binary")
 
+// ErrInvalidVersions is returned when revenant_migrations holds versions
+// <= 0, which no revenant writes: someone edited the table by hand. Nothing
+// is changed; delete those rows and migrate again.
+var ErrInvalidVersions = errors.New("migrations: invalid versions in " + TableName)
+
+// ErrInsufficientPrivilege is returned (on Postgres) when migrations are
+// pending and the role may not apply them. A schema that is current needs
+// no CREATE privilege to call Migrate.
+var ErrInsufficientPrivilege = errors.New("migrations: insufficient privilege to migrate")
+
 // ErrNilDB is returned when a constructor is given a nil database handle.
 var ErrNilDB = errors.New("migrations: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)")
 
@@ -219,7 +229,9 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // together with its row in revenant_migrations. It holds a session advisory
 // lock (scoped to the current schema) for the whole run, so many nodes may
 // call it at boot at once: one applies, the others wait and then find nothing
-// to do.
+// to do. It issues DDL only when something is pending, so once the schema is
+// current a role without CREATE privilege can call it. Versions <= 0 in
+// revenant_migrations give ErrInvalidVersions on both backends.
 func (m *Migrator) Migrate(ctx context.Context) (*Result, error) {
 	if m.dialect == dialect.SQLite {
 		return m.migrateSQLite(ctx)
@@ -236,11 +248,19 @@ func (m *Migrator) Migrate(ctx context.Context) (*Result, error) {
 	}
 	defer m.unlock(conn, lockKey)
 
-	if _, err := conn.ExecContext(ctx, createTableSQL); err != nil {
-		return nil, fmt.Errorf("migrations: creating %s: %w", TableName, err)
-	}
-	existing, err := existingVersions(ctx, conn)
+	// Read before any DDL: a schema that is current needs no CREATE
+	// privilege, so the app may run as a role with DML privileges only.
+	exists, err := tableExists(ctx, conn, m.dialect)
 	if err != nil {
+		return nil, err
+	}
+	existing := map[int]bool{}
+	if exists {
+		if existing, err = existingVersions(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkVersions(existing); err != nil {
 		return nil, err
 	}
 	res := &Result{}
@@ -258,7 +278,21 @@ func (m *Migrator) Migrate(ctx context.Context) (*Result, error) {
 		m.config.Logger.WarnContext(ctx, "revenant: database has migrations this binary does not know; a newer version ran first",
 			slog.Any("versions", res.Unknown))
 	}
+	var pending []int
+	for _, mig := range m.all {
+		if !existing[mig.Version] {
+			pending = append(pending, mig.Version)
+		}
+	}
 
+	if len(pending) > 0 && !exists {
+		if _, err := conn.ExecContext(ctx, createTableSQL); err != nil {
+			if dbx.SQLState(err) == sqlStateInsufficientPrivilege {
+				return nil, privilegeError(ctx, conn, pending, err)
+			}
+			return nil, fmt.Errorf("migrations: creating %s: %w", TableName, err)
+		}
+	}
 	for _, mig := range m.all {
 		if existing[mig.Version] {
 			res.Version = mig.Version
@@ -266,6 +300,9 @@ func (m *Migrator) Migrate(ctx context.Context) (*Result, error) {
 		}
 		start := time.Now()
 		if err := applyOne(ctx, conn, mig); err != nil {
+			if dbx.SQLState(err) == sqlStateInsufficientPrivilege {
+				err = privilegeError(ctx, conn, pending, err)
+			}
 			return res, &PartialError{Applied: res.Applied, Failed: mig, Err: err}
 		}
 		a := Applied{Version: mig.Version, Name: mig.Name, Duration: time.Since(start)}
@@ -280,24 +317,77 @@ func (m *Migrator) Migrate(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+const sqlStateInsufficientPrivilege = "42501"
+
+// privilegeError explains a migration the database refused for lack of
+// privilege. The failed migration was rolled back, so nothing is half done.
+func privilegeError(ctx context.Context, conn *sql.Conn, pending []int, err error) error {
+	role, schema := "?", "?"
+	var r, s sql.NullString
+	if conn.QueryRowContext(ctx, `SELECT current_user, current_schema()`).Scan(&r, &s) == nil {
+		role, schema = quoteIdent(r.String), quoteIdent(s.String)
+	}
+	return fmt.Errorf("%w: role %s may not apply pending versions %v in schema %s (%w); "+
+		"run migrations.Migrate (or the exported SQL) as the owner of the schema and of its revenant_* objects, "+
+		"or GRANT CREATE ON SCHEMA %s TO %s if that role owns them; "+
+		"once the schema is current, a role with only USAGE on the schema and DML privileges can call Migrate",
+		ErrInsufficientPrivilege, role, pending, schema, err, schema, role)
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
 // Version returns the highest applied version, or 0 on a fresh database.
+// Rows with a version <= 0 give ErrInvalidVersions.
 func (m *Migrator) Version(ctx context.Context) (int, error) {
-	var exists bool
-	query := `SELECT to_regclass($1) IS NOT NULL`
-	if m.dialect == dialect.SQLite {
-		query = sqliteTableExistsSQL
+	exists, err := tableExists(ctx, m.db, m.dialect)
+	if err != nil || !exists {
+		return 0, err
 	}
-	if err := m.db.QueryRowContext(ctx, query, TableName).Scan(&exists); err != nil {
-		return 0, fmt.Errorf("migrations: checking for %s: %w", TableName, err)
+	existing, err := existingVersions(ctx, m.db)
+	if err != nil {
+		return 0, err
 	}
-	if !exists {
-		return 0, nil
+	if err := checkVersions(existing); err != nil {
+		return 0, err
 	}
-	var v int
-	if err := m.db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM `+TableName).Scan(&v); err != nil {
-		return 0, fmt.Errorf("migrations: reading version: %w", err)
+	v := 0
+	for e := range existing {
+		v = max(v, e)
 	}
 	return v, nil
+}
+
+// tableExists reports whether revenant_migrations exists where Migrate
+// creates it: on Postgres in current_schema(), not anywhere on the
+// search_path.
+func tableExists(ctx context.Context, q dbx.Executor, d dialect.Dialect) (bool, error) {
+	query := `SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) IS NOT NULL`
+	if d == dialect.SQLite {
+		query = sqliteTableExistsSQL
+	}
+	var exists bool
+	if err := q.QueryRowContext(ctx, query, TableName).Scan(&exists); err != nil {
+		return false, fmt.Errorf("migrations: checking for %s: %w", TableName, dbx.Explain(err))
+	}
+	return exists, nil
+}
+
+// checkVersions refuses versions no revenant writes (they start at 1)
+// rather than guessing what they mean.
+func checkVersions(existing map[int]bool) error {
+	var bad []int
+	for v := range existing {
+		if v <= 0 {
+			bad = append(bad, v)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Ints(bad)
+	return fmt.Errorf("%w: %s records versions %v, which no revenant writes (versions start at 1); nothing was changed: "+
+		"remove them with DELETE FROM %s WHERE version <= 0, then call Migrate again",
+		ErrInvalidVersions, TableName, bad, TableName)
 }
 
 // Pending returns the migrations that Migrate would apply.

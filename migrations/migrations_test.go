@@ -2,13 +2,16 @@ package migrations_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/testdb"
 	"github.com/revenant-go/revenant/migrations"
 )
@@ -176,4 +179,88 @@ func TestExportFormats(t *testing.T) {
 		require.Equal(t, "000001_revenant_core.up.sql", migrations.GolangMigrateFileName(all[0]))
 	}
 	require.False(t, errors.Is(nil, migrations.ErrNilDB))
+}
+
+// Versions <= 0 are written by no revenant: both backends refuse them the
+// same way, say how to fix it, and change nothing, pending work or not.
+func TestMigrateRefusesVersionsBelowOne(t *testing.T) {
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		ctx := context.Background()
+		all := allFor(s)
+		_, err := s.DB.Exec(`INSERT INTO revenant_migrations (version, name) VALUES (0, 'zero'), (-1, 'negative')`)
+		require.NoError(t, err)
+		rows := func() int {
+			var n int
+			require.NoError(t, s.DB.Get(&n, `SELECT count(*) FROM revenant_migrations`))
+			return n
+		}
+
+		res, err := migrations.Migrate(ctx, s.DB)
+		require.ErrorIs(t, err, migrations.ErrInvalidVersions)
+		require.NotErrorIs(t, err, migrations.ErrSchemaTooNew)
+		require.Contains(t, err.Error(), "[-1 0]")
+		require.Contains(t, err.Error(), "DELETE FROM revenant_migrations WHERE version <= 0")
+		if res != nil {
+			require.Empty(t, res.Applied)
+			require.Empty(t, res.Unknown)
+		}
+		require.Equal(t, len(all)+2, rows(), "nothing deleted")
+
+		// With a migration pending, nothing is applied either.
+		extra := migrations.Migration{Version: len(all) + 1, Name: "extra", SQL: `CREATE TABLE revenant_extra (id int)`}
+		m, err := migrations.NewWithMigrations(s.DB, nil, append(all, extra))
+		require.NoError(t, err)
+		_, err = m.Migrate(ctx)
+		require.ErrorIs(t, err, migrations.ErrInvalidVersions)
+		require.NotContains(t, tablesIn(t, s, s.Name), "revenant_extra")
+		require.Equal(t, len(all)+2, rows())
+		_, err = m.Version(ctx)
+		require.ErrorIs(t, err, migrations.ErrInvalidVersions)
+		_, err = m.Pending(ctx)
+		require.ErrorIs(t, err, migrations.ErrInvalidVersions)
+
+		// The fix the message names works.
+		_, err = s.DB.Exec(`DELETE FROM revenant_migrations WHERE version <= 0`)
+		require.NoError(t, err)
+		res, err = m.Migrate(ctx)
+		require.NoError(t, err)
+		require.Len(t, res.Applied, 1)
+		require.Equal(t, extra.Version, res.Version)
+	})
+}
+
+// A SQLite handle that begins transactions DEFERRED (not sqlite.Open's
+// IMMEDIATE) still migrates one process at a time: Migrate's first write
+// takes the file's write lock before it reads the versions.
+func TestMigrateSQLiteDeferredTransactionsApplyOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "deferred.db")
+	plain, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = plain.Close() })
+	plain.SetMaxOpenConns(8)
+	db := revenant.WrapDB(plain)
+	// The file exists before the race, as it would for several processes.
+	require.NoError(t, db.PingContext(ctx))
+
+	const nodes = 8
+	var wg sync.WaitGroup
+	results := make([]*migrations.Result, nodes)
+	errs := make([]error, nodes)
+	for i := range nodes {
+		wg.Go(func() { results[i], errs[i] = migrations.Migrate(ctx, db) })
+	}
+	wg.Wait()
+	applied := map[int]int{}
+	for i := range nodes {
+		require.NoError(t, errs[i])
+		for _, a := range results[i].Applied {
+			applied[a.Version]++
+		}
+	}
+	for _, m := range migrations.AllSQLite() {
+		require.Equal(t, 1, applied[m.Version], "version %d applied exactly once", m.Version)
+	}
 }

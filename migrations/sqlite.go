@@ -64,6 +64,9 @@ func (m *Migrator) sqliteStep(ctx context.Context, conn *sql.Conn, res *Result) 
 	if err != nil {
 		return Applied{}, false, dbx.Explain(err)
 	}
+	if err := checkVersions(existing); err != nil {
+		return Applied{}, false, err
+	}
 	if len(existing) == len(m.all) {
 		upToDate := true
 		for _, mig := range m.all {
@@ -80,13 +83,17 @@ func (m *Migrator) sqliteStep(ctx context.Context, conn *sql.Conn, res *Result) 
 	}
 	defer func() { _ = tx.Rollback() }()
 	// A write first takes the write lock now, even where the handle begins
-	// transactions DEFERRED: the versions read next cannot go stale.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+TableName+` WHERE version < 0`); err != nil {
+	// transactions DEFERRED: the versions read next cannot go stale. It
+	// matches no row, so it changes nothing.
+	if _, err := tx.ExecContext(ctx, `UPDATE `+TableName+` SET name = name WHERE version IS NULL`); err != nil {
 		return Applied{}, false, fmt.Errorf("migrations: taking the SQLite write lock: %w", dbx.Explain(err))
 	}
 	existing, err = existingVersions(ctx, tx)
 	if err != nil {
 		return Applied{}, false, dbx.Explain(err)
+	}
+	if err := checkVersions(existing); err != nil {
+		return Applied{}, false, err
 	}
 	known := map[int]bool{}
 	for _, mig := range m.all {
