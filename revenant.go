@@ -29,11 +29,32 @@ var (
 	ErrLeaseLost = errors.New("revenant: lease lost (stale claim token)")
 	// ErrInvalidInput: a parameter is missing or malformed. The message says
 	// which and how to fix it.
-	ErrInvalidInput = errors.New("revenant: invalid input")
+	ErrInvalidInput = dbx.ErrInvalidInput
 	// ErrNotJSON: a value could not be encoded as JSON.
 	ErrNotJSON = dbx.ErrNotJSON
 	// ErrTooLarge: a JSON value is over its configured size cap.
 	ErrTooLarge = dbx.ErrTooLarge
+	// ErrNotMigrated: a revenant table does not exist; run
+	// migrations.Migrate at boot (with the pool's search_path).
+	ErrNotMigrated = dbx.ErrNotMigrated
+)
+
+// Limits on what revenant stores, the same on every backend. Values past
+// them are refused with ErrInvalidInput (text, MaxAttempts) or ErrNotJSON
+// (JSON) before anything is written.
+const (
+	// MaxNameBytes bounds actor ids, step names, workflow and step ids,
+	// expectations, stacks, envs, node names, error classes and phases,
+	// which must also be valid UTF-8 without NUL bytes.
+	MaxNameBytes = dbx.MaxNameBytes
+	// MaxKeyBytes bounds dedupe keys and workflow subjects.
+	MaxKeyBytes = dbx.MaxKeyBytes
+	// MaxJSONDepth bounds the nesting of JSON values (inputs, results,
+	// step outputs, metadata). JSON must also be valid UTF-8 and hold no
+	// \u0000 escape, which PostgreSQL cannot store.
+	MaxJSONDepth = dbx.MaxJSONDepth
+	// MaxMaxAttempts bounds MaxAttempts settings.
+	MaxMaxAttempts = dbx.MaxMaxAttempts
 )
 
 // WrapDB wraps a plain *sql.DB (opened with lib/pq's "postgres" driver,

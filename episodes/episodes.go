@@ -138,8 +138,14 @@ func (c *Config) withDefaults() *Config {
 }
 
 func (c *Config) validate() error {
-	if c.MaxAttempts < 0 {
-		return fmt.Errorf("%w: episodes Config.MaxAttempts is %d; use a positive number or 0 for the default (%d)", ErrInvalidInput, c.MaxAttempts, MaxAttemptsDefault)
+	if c.MaxAttempts < 0 || c.MaxAttempts > dbx.MaxMaxAttempts {
+		return fmt.Errorf("%w: episodes Config.MaxAttempts is %d; use 1..%d, or 0 for the default (%d)", ErrInvalidInput, c.MaxAttempts, dbx.MaxMaxAttempts, MaxAttemptsDefault)
+	}
+	if err := dbx.CheckName("episodes Config.Stack", c.Stack, false); err != nil {
+		return err
+	}
+	if err := dbx.CheckName("episodes Config.Env", c.Env, false); err != nil {
+		return err
 	}
 	if c.MaxJSONBytes < 0 {
 		return fmt.Errorf("%w: episodes Config.MaxJSONBytes is %d; use a positive number or 0 for the default (%d)", ErrInvalidInput, c.MaxJSONBytes, MaxJSONBytesDefault)
@@ -215,14 +221,11 @@ func (s *Store) Create(ctx context.Context, p CreateParams) (*CreateResult, erro
 // CreateTx is Create inside the caller's transaction: the episode exists only
 // if that transaction commits.
 func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreateParams) (*CreateResult, error) {
-	if tx == nil {
-		return nil, fmt.Errorf("%w: CreateTx: tx is nil", ErrInvalidInput)
+	if err := dbx.CheckExecutor("episodes.CreateTx", tx); err != nil {
+		return nil, err
 	}
-	if p.ActorID == "" {
-		return nil, fmt.Errorf("%w: CreateParams.ActorID is required", ErrInvalidInput)
-	}
-	if p.MaxAttempts < 0 {
-		return nil, fmt.Errorf("%w: CreateParams.MaxAttempts is %d; use a positive number or 0 for the default", ErrInvalidInput, p.MaxAttempts)
+	if err := p.validate(); err != nil {
+		return nil, err
 	}
 	input, err := dbx.EncodeJSON(p.Input, s.config.MaxJSONBytes)
 	if err != nil {
@@ -231,6 +234,9 @@ func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreatePara
 	meta, err := dbx.EncodeJSON(p.Metadata, s.config.MaxJSONBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: CreateParams.Metadata: %w", ErrInvalidInput, err)
+	}
+	if m, ok := meta.(string); ok && !strings.HasPrefix(strings.TrimSpace(m), "{") {
+		return nil, fmt.Errorf("%w: CreateParams.Metadata must be a JSON object (or nil), such as map[string]any{\"k\": \"v\"}", ErrInvalidInput)
 	}
 	id := p.ID
 	if id == uuid.Nil {
@@ -265,15 +271,42 @@ func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreatePara
 		if p.DedupeKey == "" { // cannot happen: no conflict target without a key
 			return nil, fmt.Errorf("creating episode for actor %q: insert returned no row", p.ActorID)
 		}
-		ep, err = scanEpisode(tx.QueryRowContext(ctx, s.q.getByDedupeKey, p.DedupeKey))
+		ep, err = scanEpisode(tx.QueryRowContext(ctx, s.q.getByDedupeKey, p.ActorID, nullString(stack), nullString(env), p.DedupeKey))
 		if err == nil {
 			return &CreateResult{Episode: ep, Duplicate: true}, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("reading episode with dedupe key %q: %w", p.DedupeKey, err)
+			return nil, fmt.Errorf("reading the episode holding a dedupe key of actor %q: %w", p.ActorID, dbx.Explain(err))
 		}
 	}
-	return nil, fmt.Errorf("creating episode with dedupe key %q: lost the race three times", p.DedupeKey)
+	return nil, fmt.Errorf("creating an episode of actor %q with a dedupe key: lost the race three times", p.ActorID)
+}
+
+// validate checks what both backends must refuse alike, before any
+// statement runs.
+func (p *CreateParams) validate() error {
+	for _, f := range []struct {
+		name, value string
+		max         int
+	}{
+		{"CreateParams.ActorID", p.ActorID, dbx.MaxNameBytes},
+		{"CreateParams.Expectation", p.Expectation, dbx.MaxNameBytes},
+		{"CreateParams.DedupeKey", p.DedupeKey, dbx.MaxKeyBytes},
+		{"CreateParams.SourceStack", p.SourceStack, dbx.MaxNameBytes},
+		{"CreateParams.SourceEnv", p.SourceEnv, dbx.MaxNameBytes},
+		{"CreateParams.WorkflowStepID", p.WorkflowStepID, dbx.MaxNameBytes},
+	} {
+		if err := dbx.CheckText(f.name, f.value, f.max); err != nil {
+			return err
+		}
+	}
+	if p.ActorID == "" {
+		return fmt.Errorf("%w: CreateParams.ActorID is required", ErrInvalidInput)
+	}
+	if p.MaxAttempts < 0 || p.MaxAttempts > dbx.MaxMaxAttempts {
+		return fmt.Errorf("%w: CreateParams.MaxAttempts is %d; use 1..%d, or 0 for the default", ErrInvalidInput, p.MaxAttempts, dbx.MaxMaxAttempts)
+	}
+	return nil
 }
 
 // Get returns one episode, or an error wrapping ErrNotFound.
@@ -283,9 +316,12 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (*Episode, error) {
 
 // GetTx is Get inside the caller's transaction.
 func (s *Store) GetTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
+	if err := dbx.CheckExecutor("episodes.GetTx", tx); err != nil {
+		return nil, err
+	}
 	ep, err := scanEpisode(tx.QueryRowContext(ctx, s.q.get, id))
 	if err != nil {
-		return nil, fmt.Errorf("getting episode %s: %w", id, err)
+		return nil, fmt.Errorf("getting episode %s: %w", id, dbx.Explain(err))
 	}
 	return ep, nil
 }
@@ -309,6 +345,9 @@ func scanEpisode(row rowScanner) (*Episode, error) {
 		&lastAt, &finishedAt, &archivedAt, &dedupe, &stack, &env, &wfID, &stepID, &meta)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
+	}
+	if dbx.IsScanError(err) {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptRow, err)
 	}
 	if err != nil {
 		return nil, err

@@ -443,7 +443,12 @@ func TestBadInputGivesErrorsNotPanics(t *testing.T) {
 		_, err = b.store.Get(ctx, ep.ID)
 		require.ErrorIs(t, err, episodes.ErrCorruptRow)
 		require.Contains(t, err.Error(), "zombie")
-		_, err = b.store.List(ctx, episodes.ListParams{})
-		require.ErrorIs(t, err, episodes.ErrCorruptRow)
+		// List skips it, reporting its id, instead of failing the page.
+		page, err := b.store.List(ctx, episodes.ListParams{})
+		require.NoError(t, err)
+		require.Empty(t, page.Episodes)
+		require.Len(t, page.Skipped, 1)
+		require.Equal(t, ep.ID, page.Skipped[0].ID)
+		require.ErrorIs(t, page.Skipped[0].Err, episodes.ErrCorruptRow)
 	})
 }

@@ -2,6 +2,7 @@ package episodes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
 )
 
 // ListParams filters and pages List. Empty fields do not filter.
@@ -35,7 +37,19 @@ type ListResult struct {
 	Episodes []*Episode
 	// Next is the cursor for the following page, or uuid.Nil at the end.
 	Next uuid.UUID
+	// Skipped lists rows of the page that could not be read (each Err
+	// wraps ErrCorruptRow); the other rows are returned as usual.
+	Skipped []RowError
 }
+
+// RowError is a row that could not be read, by id (uuid.Nil when the id
+// itself is unreadable).
+type RowError struct {
+	ID  uuid.UUID
+	Err error
+}
+
+func (e RowError) Error() string { return fmt.Sprintf("episode %s: %v", e.ID, e.Err) }
 
 // List returns episodes matching p, oldest first, with keyset paging.
 func (s *Store) List(ctx context.Context, p ListParams) (*ListResult, error) {
@@ -44,6 +58,9 @@ func (s *Store) List(ctx context.Context, p ListParams) (*ListResult, error) {
 
 // ListTx is List inside the caller's transaction.
 func (s *Store) ListTx(ctx context.Context, tx revenant.Executor, p ListParams) (*ListResult, error) {
+	if err := dbx.CheckExecutor("episodes.ListTx", tx); err != nil {
+		return nil, err
+	}
 	limit := p.Limit
 	switch {
 	case limit == 0:
@@ -94,23 +111,35 @@ func (s *Store) ListTx(ctx context.Context, tx revenant.Executor, p ListParams) 
 	query := s.q.listPrefix + strings.Join(where, " AND ") + " ORDER BY id LIMIT " + arg(limit+1)
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("listing episodes: %w", err)
+		return nil, fmt.Errorf("listing episodes: %w", dbx.Explain(err))
 	}
 	defer rows.Close()
 	res := &ListResult{}
+	// ids holds every row's id in order, readable or not, for the cursor.
+	var ids []uuid.UUID
 	for rows.Next() {
 		ep, err := scanEpisode(rows)
+		if errors.Is(err, ErrCorruptRow) {
+			id := dbx.RowUUID(rows)
+			ids = append(ids, id)
+			if len(ids) <= limit {
+				res.Skipped = append(res.Skipped, RowError{ID: id, Err: err})
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("listing episodes: %w", err)
 		}
-		res.Episodes = append(res.Episodes, ep)
+		ids = append(ids, ep.ID)
+		if len(ids) <= limit {
+			res.Episodes = append(res.Episodes, ep)
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing episodes: %w", err)
+		return nil, fmt.Errorf("listing episodes: %w", dbx.Explain(err))
 	}
-	if len(res.Episodes) > limit {
-		res.Episodes = res.Episodes[:limit]
-		res.Next = res.Episodes[limit-1].ID
+	if len(ids) > limit {
+		res.Next = ids[limit-1]
 	}
 	return res, nil
 }

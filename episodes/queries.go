@@ -1,6 +1,9 @@
 package episodes
 
-import "github.com/revenant-go/revenant/internal/dialect"
+import (
+	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/schema"
+)
 
 // All of the package's SQL lives here. Placeholders are positional ($N);
 // columns are always listed.
@@ -13,13 +16,17 @@ const episodeColumns = `id, actor_id, expectation, status, phase, input, result,
 const insertSQL = `INSERT INTO revenant_episodes (id, actor_id, expectation, input, max_attempts, dedupe_key,
 	source_stack, source_env, workflow_instance_id, workflow_step_id, metadata)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11::jsonb, '{}'::jsonb))
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND archived_at IS NULL DO NOTHING
+ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING
 RETURNING ` + episodeColumns
 
 const getSQL = `SELECT ` + episodeColumns + ` FROM revenant_episodes WHERE id = $1`
 
+// getByDedupeKeySQL finds the live episode holding a key in one actor and
+// scope: keys of other actors, stacks or envs are other episodes.
 const getByDedupeKeySQL = `SELECT ` + episodeColumns + `
-FROM revenant_episodes WHERE dedupe_key = $1 AND archived_at IS NULL`
+FROM revenant_episodes
+WHERE actor_id = $1 AND coalesce(source_stack, '') = coalesce($2, '') AND coalesce(source_env, '') = coalesce($3, '')
+	AND dedupe_key = $4 AND archived_at IS NULL`
 
 // stateSQL reads what a failed compare-and-set needs to explain itself.
 const stateSQL = `SELECT status, claim_token FROM revenant_episodes WHERE id = $1`

@@ -56,6 +56,9 @@ func (e *TransitionError) Is(target error) bool {
 // episode's state once, only to say why the move was refused.
 func move(ctx context.Context, ex revenant.Executor, op string, from []Status, fenced bool, token int64,
 	query string, args ...any) (*Episode, error) {
+	if err := dbx.CheckExecutor(op+" episode", ex); err != nil {
+		return nil, err
+	}
 	ep, err := scanEpisode(ex.QueryRowContext(ctx, query, args...))
 	if err == nil {
 		return ep, nil
@@ -86,8 +89,8 @@ func (s *Store) Claim(ctx context.Context, id uuid.UUID, node string) (*Episode,
 
 // ClaimTx is Claim inside the caller's transaction.
 func (s *Store) ClaimTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, node string) (*Episode, error) {
-	if node == "" {
-		return nil, fmt.Errorf("%w: Claim: node id is required", ErrInvalidInput)
+	if err := dbx.CheckName("Claim: node id", node, true); err != nil {
+		return nil, err
 	}
 	return move(ctx, tx, "claim", []Status{StatusPending}, false, 0, s.q.claim, id, node)
 }
@@ -114,8 +117,8 @@ func (s *Store) Fail(ctx context.Context, id uuid.UUID, token int64, errorClass 
 
 // FailTx is Fail inside the caller's transaction.
 func (s *Store) FailTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, errorClass string, detail any) (*Episode, error) {
-	if errorClass == "" {
-		return nil, fmt.Errorf("%w: fail episode %s: error class is required", ErrInvalidInput, id)
+	if err := dbx.CheckName("Fail: error class", errorClass, true); err != nil {
+		return nil, fmt.Errorf("fail episode %s: %w", id, err)
 	}
 	d, err := dbx.EncodeJSON(detail, s.config.MaxJSONBytes)
 	if err != nil {
@@ -133,6 +136,9 @@ func (s *Store) Block(ctx context.Context, id uuid.UUID, token int64, phase stri
 
 // BlockTx is Block inside the caller's transaction.
 func (s *Store) BlockTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
+	if err := dbx.CheckText("Block: phase", phase, dbx.MaxKeyBytes); err != nil {
+		return nil, err
+	}
 	return move(ctx, tx, "block", []Status{StatusRunning}, true, token, s.q.block, id, token, nullString(phase))
 }
 
@@ -154,6 +160,9 @@ func (s *Store) SetPhase(ctx context.Context, id uuid.UUID, token int64, phase s
 
 // SetPhaseTx is SetPhase inside the caller's transaction.
 func (s *Store) SetPhaseTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
+	if err := dbx.CheckText("SetPhase: phase", phase, dbx.MaxKeyBytes); err != nil {
+		return nil, err
+	}
 	return move(ctx, tx, "set phase of", []Status{StatusRunning}, true, token, s.q.setPhase, id, token, nullString(phase))
 }
 
@@ -176,6 +185,9 @@ func (s *Store) Cancel(ctx context.Context, id uuid.UUID, reason string) (*Episo
 
 // CancelTx is Cancel inside the caller's transaction.
 func (s *Store) CancelTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, reason string) (*Episode, error) {
+	if err := dbx.CheckText("Cancel: reason", reason, dbx.MaxKeyBytes); err != nil {
+		return nil, err
+	}
 	var detail any
 	if reason != "" {
 		d, err := dbx.EncodeJSON(map[string]string{"reason": reason}, s.config.MaxJSONBytes)

@@ -21,6 +21,9 @@ import (
 // MaxOutputBytesDefault caps one step's JSON output (1 MiB).
 const MaxOutputBytesDefault = 1 << 20
 
+// maxErrorBytes caps the message recorded for a permanently failed step.
+const maxErrorBytes = 8 << 10
+
 var (
 	// ErrLeaseLost: the journal's claim token is stale, or the episode is no
 	// longer running. Nothing was written; the run must stop.
@@ -67,8 +70,12 @@ func (c *Config) withDefaults() *Config {
 }
 
 func (c *Config) validate() error {
-	if c.TxIdleTimeout < 0 {
-		return fmt.Errorf("%w: journal Config.TxIdleTimeout is %s; use a positive duration or 0 for none", ErrInvalidInput, c.TxIdleTimeout)
+	// Postgres takes the timeout in whole milliseconds, as a 32-bit
+	// integer: under 1 ms would switch it off, over ~24.8 days fails.
+	if c.TxIdleTimeout != 0 {
+		if err := dbx.CheckDuration("journal Config.TxIdleTimeout", c.TxIdleTimeout, time.Millisecond, dbx.MaxDBMillis, 0); err != nil {
+			return err
+		}
 	}
 	if c.MaxOutputBytes < 0 {
 		return fmt.Errorf("%w: journal Config.MaxOutputBytes is %d; use a positive number or 0 for the default (%d)",
@@ -117,7 +124,7 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 	j := &Journal{db: db, episodeID: id, token: claimToken, config: cfg, q: queriesFor(dialect.Of(db))}
 	rows, err := db.QueryContext(ctx, loadSQL, id)
 	if err != nil {
-		return nil, fmt.Errorf("opening journal of episode %s: %w", id, err)
+		return nil, fmt.Errorf("opening journal of episode %s: %w", id, dbx.Explain(err))
 	}
 	defer rows.Close()
 	found := false
@@ -160,14 +167,27 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 }
 
 // EpisodeID is the episode this journal records.
-func (j *Journal) EpisodeID() uuid.UUID { return j.episodeID }
+func (j *Journal) EpisodeID() uuid.UUID {
+	if j == nil {
+		return uuid.Nil
+	}
+	return j.episodeID
+}
 
 // ClaimToken is the fencing token this journal writes with.
-func (j *Journal) ClaimToken() int64 { return j.token }
+func (j *Journal) ClaimToken() int64 {
+	if j == nil {
+		return 0
+	}
+	return j.token
+}
 
 // Recorded is the number of steps the journal held when it was opened plus
 // those recorded since.
 func (j *Journal) Recorded() int {
+	if j == nil {
+		return 0
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return len(j.recorded)
@@ -236,8 +256,10 @@ func decodeErrMessage(b []byte) string {
 // begin reserves the next sequence number for name and returns the
 // recorded entry if the step already completed in an earlier run.
 func (j *Journal) begin(name string) (int, *entry, error) {
-	if name == "" {
-		return 0, nil, fmt.Errorf("%w: step name is empty", ErrInvalidInput)
+	// Checked before the step runs: a name the journal cannot record would
+	// let the effect happen and then fail on every restart.
+	if err := dbx.CheckName("step name", name, true); err != nil {
+		return 0, nil, err
 	}
 	seq := j.next
 	if seq < len(j.recorded) {
@@ -357,6 +379,9 @@ func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx con
 func step[T any](ctx context.Context, j *Journal, name string, fnNil bool,
 	run func(sctx context.Context, seq int, start time.Time) (T, any, error)) (T, error) {
 	var zero T
+	if j == nil {
+		return zero, fmt.Errorf("%w: step %q: the *Journal is nil; use the one the runner hands the actor (or journal.Open)", ErrInvalidInput, name)
+	}
 	if fnNil {
 		return zero, fmt.Errorf("%w: step %q: fn is nil", ErrInvalidInput, name)
 	}
@@ -392,11 +417,14 @@ func (j *Journal) recordFailure(ctx context.Context, seq int, name string, start
 	if !errors.As(stepErr, &perm) {
 		return stepErr
 	}
-	msg, _ := json.Marshal(map[string]string{"message": stepErr.Error()})
+	// The actor's message is stored as it can be: a NUL or invalid UTF-8
+	// in it must not make the failure unrecordable.
+	text := dbx.CleanText(stepErr.Error(), maxErrorBytes)
+	msg, _ := json.Marshal(map[string]string{"message": text})
 	if err := j.insertRow(ctx, j.db, seq, name, "failed", nil, string(msg), time.Since(start)); err != nil {
 		return errors.Join(stepErr, err)
 	}
-	j.recorded = append(j.recorded, entry{seq: seq, name: name, status: "failed", errMsg: stepErr.Error()})
+	j.recorded = append(j.recorded, entry{seq: seq, name: name, status: "failed", errMsg: text})
 	j.next++
 	return stepErr
 }
@@ -441,7 +469,12 @@ func (j *Journal) recordSQLite(ctx context.Context, ex revenant.Executor, seq in
 	var st string
 	var token int64
 	if err := ex.QueryRowContext(ctx, episodeStateSQL, j.episodeID).Scan(&st, &token); err != nil {
-		return 0, nil // the episode is gone: fenced off
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil // the episode is gone: fenced off
+		}
+		// A failed read (a locked file, a lost connection, an unreadable
+		// row) says nothing about the lease: report it as it is.
+		return 0, fmt.Errorf("reading the episode's state after the write matched nothing: %w", dbx.Explain(err))
 	}
 	if st == "running" && token == j.token {
 		return -1, nil
@@ -453,8 +486,11 @@ func (j *Journal) leaseLost(ctx context.Context, ex revenant.Executor, name stri
 	var status string
 	var token int64
 	err := ex.QueryRowContext(ctx, episodeStateSQL, j.episodeID).Scan(&status, &token)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("step %q of episode %s: %w (the episode no longer exists)", name, j.episodeID, ErrLeaseLost)
+	}
 	if err != nil {
-		return fmt.Errorf("step %q of episode %s: %w", name, j.episodeID, ErrLeaseLost)
+		return fmt.Errorf("step %q of episode %s: the write was fenced off but reading why failed: %w", name, j.episodeID, dbx.Explain(err))
 	}
 	return fmt.Errorf("step %q of episode %s: %w (status %s, token %d, holder token %d)",
 		name, j.episodeID, ErrLeaseLost, status, token, j.token)

@@ -1,5 +1,7 @@
 package workflow
 
+import "github.com/revenant-go/revenant/internal/schema"
+
 // All of the package's SQL lives here.
 
 const insertInstanceSQL = `INSERT INTO revenant_workflow_instances (id, workflow_id, subject, trigger, source_stack, source_env)
@@ -75,7 +77,7 @@ ep AS (
 	SELECT x.id, x.actor, NULLIF(x.expectation, ''), x.input, x.max_attempts, x.dedupe_key, $20, $21, $1, x.step_id
 	FROM unnest($13::uuid[], $14::text[], $15::text[], $16::jsonb[], $17::int[], $18::text[], $19::text[])
 		AS x(id, actor, expectation, input, max_attempts, dedupe_key, step_id)
-	ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND archived_at IS NULL DO NOTHING
+	ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING
 	RETURNING id
 ),
 wake AS (SELECT pg_notify($22, a) FROM (SELECT DISTINCT unnest($14::text[]) AS a) d)`

@@ -5,6 +5,7 @@ import (
 
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/schema"
 )
 
 // The SQLite side of the engine. SQLite has one writer at a time, so
@@ -52,7 +53,7 @@ SELECT json_extract(value, '$.id'), json_extract(value, '$.actor'), NULLIF(json_
 	json_extract(value, '$.input'), json_extract(value, '$.max_attempts'), json_extract(value, '$.dedupe_key'), $2, $3, $1,
 	json_extract(value, '$.step_id')
 FROM json_each($4) WHERE true
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND archived_at IS NULL DO NOTHING`
+ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING`
 
 // flushSQLite is flush on SQLite: the same writes as flushSQL, as
 // statements in the instance's write transaction, then the events through

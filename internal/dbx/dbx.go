@@ -9,12 +9,15 @@ package dbx
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/jmoiron/sqlx"
 
@@ -62,11 +65,16 @@ func EncodeJSON(v any, maxBytes int) (any, error) {
 			return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
 		}
 	}
-	if !json.Valid(b) {
-		return nil, fmt.Errorf("%w: %.60q", ErrNotJSON, b)
-	}
 	if maxBytes > 0 && len(b) > maxBytes {
 		return nil, fmt.Errorf("%w: %d bytes, cap is %d", ErrTooLarge, len(b), maxBytes)
+	}
+	// The message never quotes the value: payloads stay out of errors and
+	// logs.
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("%w: %d bytes that do not parse as JSON", ErrNotJSON, len(b))
+	}
+	if err := checkJSON(b); err != nil {
+		return nil, err
 	}
 	// A string, not []byte: lib/pq would send []byte as bytea, which jsonb
 	// rejects. pgx accepts both.
@@ -89,9 +97,13 @@ func SQLState(err error) string {
 }
 
 // IsRetryable reports whether err is a transient database failure that is
-// safe to retry: connection loss (class 08), server shutdown (57P01..57P03),
-// serialization failure (40001) and deadlock (40P01). Context cancellation
-// and deadlines are never retryable.
+// safe to retry: connection loss however the driver reports it (SQLSTATE
+// class 08, driver.ErrBadConn, sql.ErrConnDone, EOF, a refused, reset or
+// timed-out network connection, pgx's "conn closed" and other errors pgx
+// marks safe to retry), server shutdown or start-up (57P01..57P03), too
+// many connections (53300), serialization failure (40001), deadlock
+// (40P01), and a SQLite file locked past its busy timeout. Context
+// cancellation and deadlines are never retryable.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -100,12 +112,14 @@ func IsRetryable(err error) bool {
 	switch {
 	case strings.HasPrefix(code, "08"):
 		return true
-	case code == "57P01", code == "57P02", code == "57P03":
+	case code == "57P01", code == "57P02", code == "57P03", code == "53300":
 		return true
 	case code == "40001", code == "40P01":
 		return true
+	case code != "":
+		return false // the server answered: not a lost connection
 	}
-	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if connLost(err) {
 		return true
 	}
 	// SQLite: another connection held the write lock past busy_timeout.
@@ -114,6 +128,26 @@ func IsRetryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// connLost reports the ways lib/pq, pgx and database/sql say that a
+// connection is gone or could not be made.
+func connLost(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true // dial failures, resets and i/o timeouts on the wire
+	}
+	// pgx (pgconn) marks errors that happened before anything reached the
+	// server, such as "conn closed"; matched by method so that the core
+	// does not import pgx.
+	var safe interface{ SafeToRetry() bool }
+	return errors.As(err, &safe) && safe.SafeToRetry()
 }
 
 // SQLiteCode returns the (extended) SQLite result code of err, or 0.
@@ -135,10 +169,18 @@ func IsUniqueViolation(err error) bool {
 	return c == dialect.SQLiteConstraintUnique || c == dialect.SQLiteConstraintPrimaryKey
 }
 
-// Explain adds a hint to SQLite errors whose driver message does not say
-// what to do: a file that stayed locked past busy_timeout, or a read-only
-// file. Other errors are returned unchanged.
+// Explain adds a hint to errors whose driver message does not say what to
+// do: a revenant table that does not exist (the database was never
+// migrated, or search_path selects another schema), a SQLite file that
+// stayed locked past busy_timeout, or a read-only file. Other errors are
+// returned unchanged.
 func Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	if isMissingTable(err) && !errors.Is(err, ErrNotMigrated) {
+		return fmt.Errorf("%w: %w", ErrNotMigrated, err)
+	}
 	switch SQLiteCode(err) & 0xff {
 	case dialect.SQLiteBusy, dialect.SQLiteLocked:
 		return fmt.Errorf("%w (the SQLite file stayed locked by another connection or process for longer than its busy_timeout; nothing was written: retry, or raise busy_timeout, e.g. with revenant's sqlite.Config.BusyTimeout)", err)
@@ -146,6 +188,19 @@ func Explain(err error) error {
 		return fmt.Errorf("%w (the SQLite file or its directory is read-only for this process; revenant needs to write the file and its -wal/-shm files next to it)", err)
 	}
 	return err
+}
+
+// ErrNotMigrated: a revenant table is missing.
+var ErrNotMigrated = errors.New("revenant: the revenant schema is missing (run migrations.Migrate at boot, on a connection whose search_path selects the schema this pool uses)")
+
+// isMissingTable reports "relation revenant_… does not exist" (42P01) and
+// SQLite's "no such table: revenant_…".
+func isMissingTable(err error) bool {
+	msg := err.Error()
+	if SQLState(err) == "42P01" {
+		return strings.Contains(msg, "revenant_")
+	}
+	return SQLiteCode(err) != 0 && strings.Contains(msg, "no such table: revenant_")
 }
 
 // InTx runs fn in a transaction on db and commits if fn returns nil.
