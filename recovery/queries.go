@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/schema"
 )
 
 // All of the package's SQL lives here.
@@ -42,7 +43,31 @@ CROSS JOIN LATERAL (SELECT CASE
 	ELSE ns.dead_reason
 END AS reason) o`
 
-const orphanWhere = `e.status = 'running' AND e.archived_at IS NULL AND o.reason IS NOT NULL`
+// orphanWhere leaves out episodes whose counters cannot be bumped: the
+// token bump of a recovery would overflow and fail the whole batch
+// (exhaustedOrphansSQL reports them instead).
+var orphanWhere = `e.status = 'running' AND e.archived_at IS NULL AND o.reason IS NOT NULL AND ` + schema.Bumpable("e")
+
+// exhaustedOrphansSQL lists (up to $N) orphans that orphanWhere leaves out
+// because their counters are at their maximum.
+func exhaustedOrphansSQL(scope string, limitArg int) string {
+	return `WITH ` + nodeStateCTE + `
+SELECT e.id, e.actor_id
+FROM ` + orphanFrom + `
+WHERE e.status = 'running' AND e.archived_at IS NULL AND o.reason IS NOT NULL AND ` + schema.Exhausted("e") + scope + `
+ORDER BY e.id
+LIMIT $` + strconv.Itoa(limitArg)
+}
+
+// exhaustedSQL lists (up to 100) open episodes in scope whose counters are
+// at their maximum, for the Sweeper's report. Scope parameters start at $1.
+func exhaustedSQL(scope string) string {
+	return `SELECT e.id, e.actor_id
+FROM revenant_episodes e
+WHERE ` + schema.Exhausted("e") + ` AND e.status IN ('pending', 'running') AND e.archived_at IS NULL` + scope + `
+ORDER BY e.id
+LIMIT 100`
+}
 
 // actionExpr turns a policy into what happens: a restart past max attempts
 // is a dead letter.

@@ -61,6 +61,10 @@ type ReconcileResult struct {
 	// event applied, a ready step started, a due retry run, a finished
 	// instance closed).
 	Replayed int
+	// Blocked counts instances blocked because their steps no longer match
+	// the registered definition (a step renamed or removed between
+	// deploys); Errors says how they differ.
+	Blocked int
 	// Skipped counts instances that could not be handled; Errors says why.
 	Skipped int
 	Errors  []error
@@ -106,7 +110,8 @@ func ReconcileWorkflows(ctx context.Context, db *sqlx.DB, opts *ReconcileOptions
 	}
 	res, err := opts.Engine.ReconcileWorkflows(ctx, s)
 	if err == nil && opts.Logger != nil {
-		opts.Logger.InfoContext(ctx, "revenant: reconciled workflows", slog.Int("replayed", res.Replayed), slog.Int("skipped", res.Skipped))
+		opts.Logger.InfoContext(ctx, "revenant: reconciled workflows", slog.Int("replayed", res.Replayed),
+			slog.Int("blocked", res.Blocked), slog.Int("skipped", res.Skipped))
 	}
 	return res, err
 }

@@ -225,7 +225,7 @@ func TestWhatCountsAsOrphaned(t *testing.T) {
 		require.Equal(t, episodes.StatusBlocked, b.get(t, blocked.ID).Status)
 
 		// A custom StaleAfter applies to unowned episodes only.
-		res, err = recovery.Sweep(ctx, b.db, &recovery.Options{StaleAfter: 1, Registry: registry{"mailer": recovery.Restart}})
+		res, err = recovery.Sweep(ctx, b.db, &recovery.Options{StaleAfter: time.Millisecond, Registry: registry{"mailer": recovery.Restart}})
 		require.NoError(t, err)
 		require.Equal(t, 1, res.Restarted)
 		require.Equal(t, episodes.StatusPending, b.get(t, freshUnowned.ID).Status)

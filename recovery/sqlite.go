@@ -16,6 +16,7 @@ import (
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/schema"
 )
 
 // The SQLite side of recovery. SQLite has no advisory locks, so a node is
@@ -49,7 +50,17 @@ END)`
 const sqliteOrphanFrom = `revenant_episodes e
 LEFT JOIN node_state ns ON ns.node_id = e.owner_node`
 
-var sqliteOrphanWhere = `e.status = 'running' AND e.archived_at IS NULL AND ` + sqliteReasonExpr + ` IS NOT NULL`
+var sqliteOrphanWhere = `e.status = 'running' AND e.archived_at IS NULL AND ` + sqliteReasonExpr + ` IS NOT NULL AND ` + schema.Bumpable("e")
+
+// sqliteExhaustedOrphansSQL is exhaustedOrphansSQL on SQLite.
+func sqliteExhaustedOrphansSQL(scope string, limitArg int) string {
+	return `WITH ` + sqliteNodeStateCTE + `
+SELECT e.id, e.actor_id
+FROM ` + sqliteOrphanFrom + `
+WHERE e.status = 'running' AND e.archived_at IS NULL AND ` + sqliteReasonExpr + ` IS NOT NULL AND ` + schema.Exhausted("e") + scope + `
+ORDER BY e.id
+LIMIT $` + strconv.Itoa(limitArg)
+}
 
 var sqliteOrphanFromWhere = sqliteOrphanFrom + `
 WHERE ` + sqliteOrphanWhere

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/safe"
 )
 
 // Defaults.
@@ -29,6 +31,8 @@ const (
 	BatchSizeDefault = 5000
 	// DryRunLimitDefault bounds the plans a dry run reports.
 	DryRunLimitDefault = 10_000
+	// maxBatchSize bounds Options.BatchSize (one statement's arrays).
+	maxBatchSize = 100_000
 )
 
 // Why an episode is orphaned.
@@ -165,17 +169,24 @@ func (o *Options) withDefaults() (*config, error) {
 	if o != nil {
 		c.Options = *o
 	}
-	if c.StaleAfter < 0 {
-		return nil, fmt.Errorf("%w: recovery Options.StaleAfter is %s; use a positive duration or 0 for the default (%s)", revenant.ErrInvalidInput, c.StaleAfter, StaleAfterDefault)
-	}
-	if c.BatchSize < 0 {
-		return nil, fmt.Errorf("%w: recovery Options.BatchSize is %d; use a positive number or 0 for the default (%d)", revenant.ErrInvalidInput, c.BatchSize, BatchSizeDefault)
-	}
 	if c.StaleAfter == 0 {
 		c.StaleAfter = StaleAfterDefault
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = BatchSizeDefault
+	}
+	// StaleAfter is compared with the database clock in milliseconds.
+	if err := dbx.CheckDuration("recovery Options.StaleAfter", c.StaleAfter, time.Millisecond, 365*24*time.Hour, StaleAfterDefault); err != nil {
+		return nil, err
+	}
+	if c.BatchSize < 0 || c.BatchSize > maxBatchSize {
+		return nil, fmt.Errorf("%w: recovery Options.BatchSize is %d; use 1..%d, or 0 for the default (%d)", revenant.ErrInvalidInput, c.BatchSize, maxBatchSize, BatchSizeDefault)
+	}
+	if err := dbx.CheckName("recovery Options.Stack", c.Stack, false); err != nil {
+		return nil, err
+	}
+	if err := dbx.CheckName("recovery Options.Env", c.Env, false); err != nil {
+		return nil, err
 	}
 	if c.Logger == nil {
 		c.Logger = dbx.DiscardLogger()
@@ -240,11 +251,14 @@ func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
 		err = sweepByPairs(ctx, db, c, res)
 	}
 	if err != nil {
+		return res, dbx.Explain(err)
+	}
+	if err := reportExhausted(ctx, db, c, res); err != nil {
 		return res, err
 	}
 	if !c.DryRun {
 		if err := markDeadNodes(ctx, db, c, res); err != nil {
-			return res, err
+			return res, dbx.Explain(err)
 		}
 	}
 	res.Duration = time.Since(start)
@@ -493,7 +507,13 @@ func (c *config) emit(ctx context.Context, events []Event) {
 		return
 	}
 	for _, ev := range events {
-		c.OnEvent(ctx, ev)
+		// The recovery is committed; a panicking hook must not undo the
+		// pass's bookkeeping or take the Sweeper down.
+		if err := safe.Call(func() error { c.OnEvent(ctx, ev); return nil }); err != nil {
+			pe, _ := err.(*safe.PanicError)
+			c.Logger.ErrorContext(ctx, "revenant: OnEvent panicked", slog.String("episode", ev.EpisodeID.String()),
+				slog.Any("panic", pe.Value), slog.String("stack", pe.Stack))
+		}
 	}
 }
 
@@ -539,8 +559,21 @@ func batchInTx(ctx context.Context, db conn, c *config, res *Result, query strin
 }
 
 // callback asks ResolvePolicy, refusing values other than Restart or Fail.
+// A panic in it is that episode's error: the episode is left untouched and
+// reported, and the sweep goes on.
 func (c *config) callback(ctx context.Context, ep *episodes.Episode) (Policy, error) {
-	p, err := c.ResolvePolicy(ctx, ep)
+	var p Policy
+	err := safe.Call(func() error {
+		var err error
+		p, err = c.ResolvePolicy(ctx, ep)
+		return err
+	})
+	var pe *safe.PanicError
+	if errors.As(err, &pe) {
+		c.Logger.ErrorContext(ctx, "revenant: ResolvePolicy panicked", slog.String("episode", ep.ID.String()),
+			slog.Any("panic", pe.Value), slog.String("stack", pe.Stack))
+		err = fmt.Errorf("%w: ResolvePolicy panicked: %v", ErrBadPolicy, pe.Value)
+	}
 	if err == nil && !p.Valid() {
 		err = fmt.Errorf("%w: ResolvePolicy returned %q", ErrBadPolicy, p)
 	}
@@ -669,6 +702,61 @@ func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 		res.Plans = append(res.Plans, pl)
 	}
 	return nil
+}
+
+// ErrExhausted: an orphan's claim token or attempt count is at its
+// maximum, so recovering it (which bumps both) is impossible. It is left
+// as it is and reported; fail or fix it by hand.
+var ErrExhausted = errors.New("revenant: the episode's claim token or attempt count is at its maximum; recovery cannot bump it: fail the episode or fix its row by hand")
+
+// reportExhausted adds the orphans the sweep had to leave out because
+// their counters are at their maximum: skipped, with their ids.
+func reportExhausted(ctx context.Context, db conn, c *config, res *Result) error {
+	scope, scopeArgs := c.scope(2)
+	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
+	args = append(args, DryRunLimitDefault)
+	query := exhaustedOrphansSQL(scope, len(args))
+	if c.sqlite {
+		query = sqliteExhaustedOrphansSQL(scope, len(args))
+	}
+	found, err := listExhausted(ctx, db, query, args...)
+	if err != nil {
+		return fmt.Errorf("sweep: listing exhausted orphans: %w", err)
+	}
+	for _, e := range found {
+		res.Skipped++
+		res.Errors = append(res.Errors, e)
+		if c.DryRun {
+			res.Plans = append(res.Plans, Plan{EpisodeID: e.EpisodeID, ActorID: e.ActorID, Action: ActionSkip, Err: e.Err})
+		}
+		c.Logger.ErrorContext(ctx, "revenant: sweep leaves an orphan untouched: its counters are at their maximum",
+			slog.String("episode", e.EpisodeID.String()), slog.String("actor", e.ActorID))
+	}
+	return nil
+}
+
+func listExhausted(ctx context.Context, ex revenant.Executor, query string, args ...any) ([]EpisodeError, error) {
+	rows, err := ex.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, dbx.Explain(err)
+	}
+	defer rows.Close()
+	var out []EpisodeError
+	for rows.Next() {
+		e := EpisodeError{Err: ErrExhausted}
+		if err := rows.Scan(&e.EpisodeID, &e.ActorID); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// exhausted lists open episodes in scope whose counters are at their
+// maximum (the Sweeper's report).
+func exhausted(ctx context.Context, ex revenant.Executor, c *config) ([]EpisodeError, error) {
+	scope, args := c.scope(1)
+	return listExhausted(ctx, ex, exhaustedSQL(scope), args...)
 }
 
 func markDeadNodes(ctx context.Context, db conn, c *config, res *Result) error {

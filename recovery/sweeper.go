@@ -2,7 +2,6 @@ package recovery
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -12,7 +11,9 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/safe"
 )
 
 // Sweeper defaults.
@@ -54,6 +55,10 @@ type Stats struct {
 	// Unclaimable is pending work no live node has registered an actor
 	// for, as of the last full pass (also logged as warnings).
 	Unclaimable []Backlog
+	// Exhausted lists open episodes (up to 100) whose claim token or
+	// attempt count is at its maximum, so that no claim or sweep takes
+	// them, as of the last full pass (also logged as errors).
+	Exhausted []EpisodeError
 }
 
 // Sweeper runs Sweep at start and then periodically, on a connection of
@@ -65,11 +70,17 @@ type Sweeper struct {
 
 	mu    sync.Mutex
 	stats Stats
-	conn  *sql.Conn
 
-	stop    chan struct{}
-	done    chan struct{}
-	started bool
+	// connMu serialises everything run on conn (the loop's passes and
+	// checks, and callers of Pass): a connection carries one statement at
+	// a time.
+	connMu sync.Mutex
+	conn   *dbx.Reserved
+
+	lifecycle sync.Mutex // serialises Start and Stop
+	stop      chan struct{}
+	done      chan struct{}
+	started   bool
 }
 
 // NewSweeper validates the configuration. Call Start to run it.
@@ -81,9 +92,6 @@ func NewSweeper(db *sqlx.DB, cfg *SweeperConfig) (*Sweeper, error) {
 	if cfg != nil {
 		c = *cfg
 	}
-	if c.Interval < 0 || c.StatementTimeout < 0 {
-		return nil, fmt.Errorf("%w: SweeperConfig.Interval and StatementTimeout must not be negative (0 means the default)", revenant.ErrInvalidInput)
-	}
 	if c.Interval == 0 {
 		c.Interval = SweepIntervalDefault
 	}
@@ -93,6 +101,9 @@ func NewSweeper(db *sqlx.DB, cfg *SweeperConfig) (*Sweeper, error) {
 	if c.StatementTimeout == 0 {
 		c.StatementTimeout = StatementTimeoutDefault
 	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	opts, err := c.Options.withDefaults()
 	if err != nil {
 		return nil, err
@@ -101,39 +112,69 @@ func NewSweeper(db *sqlx.DB, cfg *SweeperConfig) (*Sweeper, error) {
 	return &Sweeper{db: db, config: &c, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
-// Start runs the first pass at once, then keeps sweeping until Stop.
+// Bounds on SweeperConfig durations (see validate).
+const (
+	minSweepInterval = 10 * time.Millisecond
+	maxSweepInterval = 24 * time.Hour
+)
+
+func (c *SweeperConfig) validate() error {
+	if err := dbx.CheckDuration("SweeperConfig.Interval", c.Interval, minSweepInterval, maxSweepInterval, SweepIntervalDefault); err != nil {
+		return err
+	}
+	if c.FailureCheckInterval > 0 {
+		if err := dbx.CheckDuration("SweeperConfig.FailureCheckInterval", c.FailureCheckInterval, minSweepInterval, maxSweepInterval, FailureCheckIntervalDefault); err != nil {
+			return fmt.Errorf("%w (or negative to disable it)", err)
+		}
+	}
+	// Postgres takes whole milliseconds as a 32-bit integer: under 1 ms
+	// would be 0, which turns the timeout off.
+	return dbx.CheckDuration("SweeperConfig.StatementTimeout", c.StatementTimeout, time.Millisecond, dbx.MaxDBMillis, StatementTimeoutDefault)
+}
+
+// Start reserves the Sweeper's connection (so a database that is down, a
+// closed handle or a pool too small for it fails here, holding nothing,
+// and Start may be called again), then runs the first pass at once and
+// keeps sweeping until Stop.
 func (s *Sweeper) Start(ctx context.Context) error {
-	s.mu.Lock()
+	s.lifecycle.Lock()
+	defer s.lifecycle.Unlock()
 	if s.started {
-		s.mu.Unlock()
 		return fmt.Errorf("%w: sweeper already started", revenant.ErrInvalidInput)
 	}
+	select {
+	case <-s.stop:
+		return fmt.Errorf("%w: sweeper was stopped; create a new Sweeper to start again", revenant.ErrInvalidInput)
+	default:
+	}
+	s.connMu.Lock()
+	_, err := s.reserved(ctx)
+	s.connMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("sweeper: %w", err)
+	}
 	s.started = true
-	s.mu.Unlock()
 	go s.loop()
 	return nil
 }
 
-// Stop ends the loop and releases the reserved connection.
+// Stop ends the loop and releases the reserved connection. It returns at
+// once when the Sweeper was never started (or its Start failed).
 func (s *Sweeper) Stop() {
-	s.mu.Lock()
-	started := s.started
-	s.mu.Unlock()
-	if !started {
-		return
-	}
+	s.lifecycle.Lock()
+	defer s.lifecycle.Unlock()
 	select {
 	case <-s.stop:
+		return
 	default:
 		close(s.stop)
 	}
-	<-s.done
-	s.mu.Lock()
-	if s.conn != nil {
-		_ = s.conn.Close()
-		s.conn = nil
+	if s.started {
+		<-s.done
 	}
-	s.mu.Unlock()
+	s.connMu.Lock()
+	s.dropConn()
+	s.connMu.Unlock()
 }
 
 // Stats returns a snapshot of the Sweeper's health.
@@ -162,65 +203,76 @@ func (s *Sweeper) loop() {
 		defer t.Stop()
 		check = t.C
 	}
+	log := s.opts.Logger
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-full.C:
+			// Each pass is guarded: a panic (a bad row, a user callback) is
+			// logged with its stack and the loop goes on.
 			if _, err := s.Pass(ctx); err == nil {
-				s.warnUnclaimable(ctx)
-				s.reconcile(ctx)
+				_ = safe.Pass(ctx, log, "sweeper backlog check", func() error { s.warnBacklog(ctx); return nil })
+				_ = safe.Pass(ctx, log, "sweeper workflow reconcile", func() error { s.reconcile(ctx); return nil })
 			}
 			full.Reset(s.jittered())
 		case <-check:
-			dead, err := s.deadOwners(ctx)
+			var dead bool
+			err := safe.Pass(ctx, log, "sweeper failure check", func() error {
+				var err error
+				dead, err = s.deadOwners(ctx)
+				return err
+			})
 			if err != nil {
-				s.opts.Logger.WarnContext(ctx, "revenant: failure check failed", slog.Any("error", err))
+				if ctx.Err() == nil {
+					log.WarnContext(ctx, "revenant: failure check failed", slog.Any("error", err))
+				}
 				continue
 			}
 			if dead {
-				s.Pass(ctx)
+				_, _ = s.Pass(ctx)
 			}
 		}
 	}
 }
 
 // reserved returns the Sweeper's own connection, with its statement
-// timeout, so that a pass never waits on an exhausted pool.
-func (s *Sweeper) reserved(ctx context.Context) (*sql.Conn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// timeout, so that a pass never waits on an exhausted pool. The caller
+// holds connMu.
+func (s *Sweeper) reserved(ctx context.Context) (*dbx.Reserved, error) {
 	if s.conn != nil {
 		return s.conn, nil
 	}
-	c, err := s.db.Conn(ctx)
+	c, err := dbx.ReserveConn(ctx, s.db.DB, "Sweeper")
 	if err != nil {
-		return nil, fmt.Errorf("reserving a connection: %w", err)
+		return nil, err
 	}
+	// No statement_timeout on SQLite; its busy_timeout bounds lock waits.
+	// A probe still runs, so a closed or broken handle fails here.
+	probe := fmt.Sprintf("SET statement_timeout = %d", s.config.StatementTimeout.Milliseconds())
 	if s.opts.sqlite {
-		// No statement_timeout on SQLite; its busy_timeout bounds lock waits.
-		s.conn = c
-		return c, nil
+		probe = "SELECT 1"
 	}
-	if _, err := c.ExecContext(ctx, fmt.Sprintf("SET statement_timeout = %d", s.config.StatementTimeout.Milliseconds())); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("setting statement_timeout: %w", err)
+	if _, err := c.ExecContext(ctx, probe); err != nil {
+		c.Discard()
+		return nil, fmt.Errorf("preparing the Sweeper's connection: %w", dbx.Explain(err))
 	}
 	s.conn = c
 	return c, nil
 }
 
+// dropConn closes the reserved connection's session; the next pass
+// reserves a new one. The caller holds connMu.
 func (s *Sweeper) dropConn() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.conn != nil {
-		_ = s.conn.Raw(func(any) error { return errBadConn })
-		_ = s.conn.Close()
+		s.conn.Discard()
 		s.conn = nil
 	}
 }
 
 func (s *Sweeper) deadOwners(ctx context.Context) (bool, error) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
 	c, err := s.reserved(ctx)
 	if err != nil {
 		return false, err
@@ -228,25 +280,33 @@ func (s *Sweeper) deadOwners(ctx context.Context) (bool, error) {
 	var dead bool
 	if err := c.QueryRowContext(ctx, deadOwnersExistQuery(s.opts.sqlite)).Scan(&dead); err != nil {
 		s.dropConn()
-		return false, err
+		return false, dbx.Explain(err)
 	}
 	return dead, nil
 }
 
 // Pass runs one sweep now on the reserved connection and records its
 // outcome. A failing pass changes nothing (each batch is atomic) and is
-// retried at the next tick.
+// retried at the next tick. It is safe to call while the Sweeper runs:
+// passes take turns on the connection. A panic in the pass (a user
+// callback, a bad row) is returned as an error, not raised.
 func (s *Sweeper) Pass(ctx context.Context) (*Result, error) {
-	c, err := s.reserved(ctx)
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
 	var res *Result
-	if err == nil {
-		res, err = sweep(ctx, c, s.opts)
-		if err == nil {
-			if _, perr := c.ExecContext(ctx, pruneNodesQuery(s.opts.sqlite)); perr != nil {
-				s.opts.Logger.WarnContext(ctx, "revenant: pruning stopped nodes failed", slog.Any("error", perr))
-			}
+	err := safe.Pass(ctx, s.opts.Logger, "sweeper pass", func() error {
+		c, err := s.reserved(ctx)
+		if err != nil {
+			return err
 		}
-	}
+		if res, err = sweep(ctx, c, s.opts); err != nil {
+			return err
+		}
+		if _, perr := c.ExecContext(ctx, pruneNodesQuery(s.opts.sqlite)); perr != nil {
+			s.opts.Logger.WarnContext(ctx, "revenant: pruning stopped nodes failed", slog.Any("error", perr))
+		}
+		return nil
+	})
 	s.mu.Lock()
 	s.stats.Passes++
 	if err != nil {
@@ -271,9 +331,12 @@ func (s *Sweeper) Pass(ctx context.Context) (*Result, error) {
 	return res, err
 }
 
-// warnUnclaimable logs pending work that no live node can claim: it is left
-// as it is (never lost), but someone should deploy a node for it.
-func (s *Sweeper) warnUnclaimable(ctx context.Context) {
+// warnBacklog logs pending work that no live node can claim, and open
+// episodes whose counters cannot be bumped again (no claim or sweep takes
+// them): they are left as they are (never lost), but someone should act.
+func (s *Sweeper) warnBacklog(ctx context.Context) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
 	c, err := s.reserved(ctx)
 	if err != nil {
 		return
@@ -287,8 +350,17 @@ func (s *Sweeper) warnUnclaimable(ctx context.Context) {
 		s.opts.Logger.WarnContext(ctx, "revenant: pending episodes of an actor no live node has registered; left pending",
 			slog.String("actor", b.ActorID), slog.Int("pending", b.Pending))
 	}
+	stuck, err := exhausted(ctx, c, s.opts)
+	if err != nil {
+		s.opts.Logger.WarnContext(ctx, "revenant: checking for exhausted episodes failed", slog.Any("error", err))
+		return
+	}
+	for _, e := range stuck {
+		s.opts.Logger.ErrorContext(ctx, "revenant: an open episode's claim token or attempt count is at its maximum; no claim or sweep will take it: fail or fix it by hand",
+			slog.String("episode", e.EpisodeID.String()), slog.String("actor", e.ActorID))
+	}
 	s.mu.Lock()
-	s.stats.Unclaimable = backlog
+	s.stats.Unclaimable, s.stats.Exhausted = backlog, stuck
 	s.mu.Unlock()
 }
 
@@ -304,7 +376,8 @@ func (s *Sweeper) reconcile(ctx context.Context) {
 		}
 		return
 	}
-	if res.Replayed+res.Skipped > 0 {
-		s.opts.Logger.InfoContext(ctx, "revenant: reconciled workflows", slog.Int("replayed", res.Replayed), slog.Int("skipped", res.Skipped))
+	if res.Replayed+res.Blocked+res.Skipped > 0 {
+		s.opts.Logger.InfoContext(ctx, "revenant: reconciled workflows", slog.Int("replayed", res.Replayed),
+			slog.Int("blocked", res.Blocked), slog.Int("skipped", res.Skipped))
 	}
 }

@@ -21,6 +21,9 @@ const (
 	PollIntervalDefault      = time.Second
 	ShutdownTimeoutDefault   = 10 * time.Second
 	MaxConcurrentDefault     = 10
+	// maxConcurrentLimit bounds MaxConcurrent: one claim asks for that
+	// many rows at once.
+	maxConcurrentLimit = 100_000
 )
 
 // RunFunc runs one episode. ctx is canceled when the claim is lost, the
@@ -119,25 +122,46 @@ func (c *Config) withDefaults() *Config {
 	return &out
 }
 
+// Bounds on Config durations: intervals shorter than minInterval turn the
+// loops into busy loops, and the NodeTTL also bounds transactional steps'
+// idle_in_transaction_session_timeout, a 32-bit number of milliseconds.
+const (
+	minInterval = 10 * time.Millisecond
+	maxInterval = time.Hour
+)
+
 func (c *Config) validate() error {
-	for name, d := range map[string]time.Duration{
-		"HeartbeatInterval": c.HeartbeatInterval, "NodeTTL": c.NodeTTL,
-		"PollInterval": c.PollInterval, "ShutdownTimeout": c.ShutdownTimeout,
+	for _, d := range []struct {
+		name           string
+		value, lo, def time.Duration
+		hi             time.Duration
+	}{
+		{"HeartbeatInterval", c.HeartbeatInterval, minInterval, HeartbeatIntervalDefault, maxInterval},
+		{"NodeTTL", c.NodeTTL, 3 * minInterval, NodeTTLDefault, dbx.MaxDBMillis},
+		{"PollInterval", c.PollInterval, minInterval, PollIntervalDefault, maxInterval},
+		{"ShutdownTimeout", c.ShutdownTimeout, time.Millisecond, ShutdownTimeoutDefault, 24 * time.Hour},
 	} {
-		if d < 0 {
-			return fmt.Errorf("%w: runner Config.%s is %s; use a positive duration or 0 for the default", revenant.ErrInvalidInput, name, d)
+		if err := dbx.CheckDuration("runner Config."+d.name, d.value, d.lo, d.hi, d.def); err != nil {
+			return err
 		}
 	}
 	if c.NodeTTL <= 2*c.HeartbeatInterval {
 		return fmt.Errorf("%w: runner Config.NodeTTL (%s) must exceed twice HeartbeatInterval (%s), or one late heartbeat would declare the node dead",
 			revenant.ErrInvalidInput, c.NodeTTL, c.HeartbeatInterval)
 	}
-	return nil
+	// The node id is the name plus a dash and 8 hex digits.
+	if err := dbx.CheckText("runner Config.Name", c.Name, dbx.MaxNameBytes-9); err != nil {
+		return err
+	}
+	if err := dbx.CheckName("runner Config.Stack", c.Stack, false); err != nil {
+		return err
+	}
+	return dbx.CheckName("runner Config.Env", c.Env, false)
 }
 
 func (a *Actor) validate() error {
-	if a.ID == "" {
-		return fmt.Errorf("%w: Actor.ID is required", revenant.ErrInvalidInput)
+	if err := dbx.CheckName("Actor.ID", a.ID, true); err != nil {
+		return err
 	}
 	if a.Run == nil {
 		return fmt.Errorf("%w: actor %q: Actor.Run is nil", revenant.ErrInvalidInput, a.ID)
@@ -149,12 +173,16 @@ func (a *Actor) validate() error {
 		return fmt.Errorf("%w: actor %q: Recovery is %q; use recovery.Restart or recovery.Fail", revenant.ErrInvalidInput, a.ID, a.Recovery)
 	}
 	for exp, p := range a.ExpectationRecovery {
+		if err := dbx.CheckName(fmt.Sprintf("actor %q: ExpectationRecovery key", a.ID), exp, true); err != nil {
+			return err
+		}
 		if !p.Valid() {
 			return fmt.Errorf("%w: actor %q expectation %q: recovery policy is %q; use recovery.Restart or recovery.Fail", revenant.ErrInvalidInput, a.ID, exp, p)
 		}
 	}
-	if a.MaxAttempts < 0 || a.MaxConcurrent < 0 {
-		return fmt.Errorf("%w: actor %q: MaxAttempts and MaxConcurrent must not be negative (0 means the default)", revenant.ErrInvalidInput, a.ID)
+	if a.MaxAttempts < 0 || a.MaxAttempts > dbx.MaxMaxAttempts || a.MaxConcurrent < 0 || a.MaxConcurrent > maxConcurrentLimit {
+		return fmt.Errorf("%w: actor %q: MaxAttempts is %d and MaxConcurrent %d; use 1..%d and 1..%d (0 means the default)",
+			revenant.ErrInvalidInput, a.ID, a.MaxAttempts, a.MaxConcurrent, dbx.MaxMaxAttempts, maxConcurrentLimit)
 	}
 	if a.MaxConcurrent == 0 {
 		a.MaxConcurrent = MaxConcurrentDefault

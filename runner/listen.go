@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"log/slog"
@@ -73,8 +75,39 @@ func (r *Runner) onNotification(n *pq.Notification) {
 	case ControlChannel:
 		if id, ok := strings.CutPrefix(n.Extra, "cancel:"); ok {
 			if u, err := uuid.Parse(id); err == nil {
-				r.cancelRun(u, ErrCanceled)
+				r.checkCancel(u)
 			}
 		}
+	}
+}
+
+// checkCancel acts on a cancel notification only if the episode's row says
+// so: any role that can connect may send one, and a run stopped on a false
+// one would write nothing and stay running.
+func (r *Runner) checkCancel(id uuid.UUID) {
+	r.mu.Lock()
+	a, ok := r.active[id]
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.runCtx, r.config.HeartbeatInterval)
+	defer cancel()
+	var status string
+	var token int64
+	err := r.db.QueryRowContext(ctx, r.q.state, id).Scan(&status, &token)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		r.cancelRun(id, ErrLeaseLost)
+	case err != nil:
+		// The heartbeat's lease check settles it within an interval.
+		r.logger.Debug("revenant: checking a cancel notification failed", slog.String("episode", id.String()), slog.Any("error", err))
+	case status == "canceled" && token == a.ep.ClaimToken:
+		r.cancelRun(id, ErrCanceled)
+	case status != "running" || token != a.ep.ClaimToken:
+		r.cancelRun(id, ErrLeaseLost)
+	default:
+		r.logger.Warn("revenant: ignored a cancel notification for an episode its row says is still running under this node",
+			slog.String("episode", id.String()))
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
 )
@@ -49,6 +50,7 @@ var (
 type Runner struct {
 	db     *sqlx.DB
 	sqlite bool // no advisory locks, arrays or NOTIFY: see queries.go
+	q      *queries
 	config *Config
 	store  *episodes.Store
 	logger *slog.Logger
@@ -69,8 +71,14 @@ type Runner struct {
 	// livenessMu serialises use of lockConn: a *sql.Conn carries one
 	// statement at a time (lib/pq breaks the connection otherwise).
 	livenessMu sync.Mutex
-	lockConn   *sql.Conn
+	lockConn   *dbx.Reserved
 	lockKey    int64
+
+	// lifecycle serialises Start and Stop.
+	lifecycle sync.Mutex
+	// claiming counts claims under way: a claimed episode is running in
+	// the database before the node tracks it in active.
+	claiming int
 
 	wake     chan struct{}
 	stopCh   chan struct{}
@@ -105,7 +113,7 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{
-		db: db, sqlite: sqlite, config: cfg, store: store, logger: cfg.Logger,
+		db: db, sqlite: sqlite, q: queriesFor(dialect.Of(db)), config: cfg, store: store, logger: cfg.Logger,
 		actors: map[string]*Actor{}, active: map[uuid.UUID]*activeRun{}, perActr: map[string]int{},
 		wake: make(chan struct{}, 1), stopCh: make(chan struct{}),
 	}
@@ -175,17 +183,28 @@ var _ recovery.Node = (*Runner)(nil)
 // is never seen alive without it) and starts the heartbeat, listener and
 // claim loops. ctx bounds only the start-up itself.
 func (r *Runner) Start(ctx context.Context) error {
+	r.lifecycle.Lock()
+	defer r.lifecycle.Unlock()
 	r.mu.Lock()
-	if r.started {
-		r.mu.Unlock()
+	started, stopped := r.started, r.stopped
+	r.mu.Unlock()
+	switch {
+	case stopped:
+		return fmt.Errorf("%w: runner was stopped; create a new Runner to start again", revenant.ErrInvalidInput)
+	case started:
 		return fmt.Errorf("%w: runner already started", revenant.ErrInvalidInput)
 	}
-	r.started = true
-	r.mu.Unlock()
-
+	// A failed start holds nothing (the lock connection goes back to the
+	// pool) and may be retried.
 	if err := r.register(ctx); err != nil {
+		r.livenessMu.Lock()
+		r.dropLockConn()
+		r.livenessMu.Unlock()
 		return err
 	}
+	r.mu.Lock()
+	r.started = true
+	r.mu.Unlock()
 	r.runCtx, r.stopRuns = context.WithCancelCause(context.Background())
 	if r.config.ListenDSN != "" {
 		r.startListener()
@@ -205,17 +224,20 @@ func (r *Runner) register(ctx context.Context) error {
 	var lockKey any
 	if !r.config.DisableLockDetection && !r.sqlite {
 		if r.lockConn == nil {
-			conn, err := r.db.Conn(ctx)
+			conn, err := dbx.ReserveConn(ctx, r.db.DB, "runner liveness lock")
 			if err != nil {
-				return fmt.Errorf("runner: reserving the liveness connection: %w", err)
+				return fmt.Errorf("runner: %w", err)
 			}
 			var b [8]byte
 			_, _ = rand.Read(b[:])
 			key := int64(binary.BigEndian.Uint64(b[:]) >> 1) // positive
 			var ok bool
 			if err := conn.QueryRowContext(ctx, lockSQL, key).Scan(&ok); err != nil || !ok {
-				_ = conn.Close()
-				return fmt.Errorf("runner: taking the node's advisory lock (ok=%v): %w", ok, err)
+				conn.Discard()
+				if err == nil {
+					err = errors.New("pg_try_advisory_lock returned false")
+				}
+				return fmt.Errorf("runner: taking the node's advisory lock: %w", dbx.Explain(err))
 			}
 			r.lockConn, r.lockKey = conn, key
 		}
@@ -232,6 +254,15 @@ func (r *Runner) register(ctx context.Context) error {
 		return fmt.Errorf("runner: registering node %s: %w", r.NodeID(), dbx.Explain(err))
 	}
 	return nil
+}
+
+// dropLockConn closes the lock connection's session (and the lock with
+// it) instead of pooling it. The caller holds livenessMu or owns r alone.
+func (r *Runner) dropLockConn() {
+	if r.lockConn != nil {
+		r.lockConn.Discard()
+		r.lockConn = nil
+	}
 }
 
 // execLiveness runs liveness statements on the lock connection, so a dead
@@ -277,7 +308,7 @@ func (r *Runner) heartbeatLoop() {
 			return
 		case <-t.C:
 			start := time.Now()
-			err := r.Heartbeat(ctx)
+			err := safe.Pass(ctx, r.logger, "runner heartbeat", func() error { return r.Heartbeat(ctx) })
 			if took := time.Since(start); took > r.config.HeartbeatInterval {
 				r.logger.Warn("revenant: heartbeat slower than its interval", slog.Duration("took", took))
 			}
@@ -297,10 +328,11 @@ func connBroken(err error) bool {
 }
 
 // Heartbeat renews the node's liveness and checks its runs' leases in one
-// statement; runs whose lease is gone are canceled. If the node was
-// declared dead (or its lock connection broke), it cancels every run and
-// re-registers under a new id. The heartbeat loop calls it every
-// HeartbeatInterval; it is exported for tests and tools.
+// statement; runs whose lease is gone are canceled, and episodes the
+// database says the node runs but it does not track are handed back. If
+// the node was declared dead (or its lock connection broke), it cancels
+// every run and re-registers under a new id. The heartbeat loop calls it
+// every HeartbeatInterval; it is exported for tests and tools.
 func (r *Runner) Heartbeat(ctx context.Context) error {
 	r.livenessMu.Lock()
 	defer r.livenessMu.Unlock()
@@ -322,96 +354,152 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 	nodeID := r.nodeID
 	r.mu.Unlock()
 
+	var alive bool
+	var found []leaseState
+	var err error
 	if r.sqlite {
-		return r.heartbeatSQLite(ctx, nodeID, ids, tokens)
+		alive, found, err = r.heartbeatSQLite(ctx, nodeID, ids, tokens)
+	} else {
+		alive, found, err = r.heartbeatPostgres(ctx, nodeID, ids, tokens)
 	}
-	q := r.db.QueryContext
-	if r.lockConn != nil {
-		q = r.lockConn.QueryContext
-	}
-	rows, err := q(ctx, heartbeatSQL, nodeID, r.config.NodeTTL.Milliseconds(), pq.Array(ids), pq.Array(tokens))
-	if err != nil {
-		// A heartbeat canceled by Stop is not a lost lock.
-		if r.lockConn != nil && connBroken(err) && ctx.Err() == nil {
-			// The lock connection is gone, and the lock with it.
-			return r.reincarnate(fmt.Errorf("heartbeat on lock connection: %w", err))
-		}
-		return err
-	}
-	alive := int64(1)
-	lost, err := scanLost(rows, &alive)
 	if err != nil {
 		return err
 	}
-	return r.afterHeartbeat(alive != 0, lost)
-}
-
-// heartbeatSQLite is Heartbeat on SQLite: the node row renewal and the
-// lease check are two statements (in-process round trips cost little).
-func (r *Runner) heartbeatSQLite(ctx context.Context, nodeID string, ids []string, tokens []int64) error {
-	res, err := r.db.ExecContext(ctx, sqliteHeartbeatNodeSQL, nodeID, r.config.NodeTTL.Milliseconds())
-	if err != nil {
-		return dbx.Explain(err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	lost := map[uuid.UUID]error{}
-	if len(ids) > 0 {
-		pairs := make([][2]any, len(ids))
-		for i := range ids {
-			pairs[i] = [2]any{ids[i], tokens[i]}
-		}
-		b, _ := json.Marshal(pairs)
-		rows, err := r.db.QueryContext(ctx, sqliteLostLeasesSQL, string(b))
-		if err != nil {
-			return dbx.Explain(err)
-		}
-		if lost, err = scanLost(rows, nil); err != nil {
-			return err
-		}
-	}
-	return r.afterHeartbeat(n == 1, lost)
-}
-
-// scanLost reads (alive?, id, canceled) rows of a lease check; alive is
-// nil when the query has no such column.
-func scanLost(rows *sql.Rows, alive *int64) (map[uuid.UUID]error, error) {
-	defer rows.Close()
-	lost := map[uuid.UUID]error{}
-	for rows.Next() {
-		var id uuid.NullUUID
-		var canceled sql.NullBool
-		dest := []any{&id, &canceled}
-		if alive != nil {
-			dest = append([]any{alive}, dest...)
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, err
-		}
-		if id.Valid {
+	r.mu.Lock()
+	// A claim under way may have made episodes running under this node
+	// that it has not started yet: judge them at the next beat. (The query
+	// only returns episodes claimed over an interval ago, so this is about
+	// a claim stuck that long, not the usual microseconds.)
+	claimUnderWay := r.claiming > 0
+	r.mu.Unlock()
+	var untracked []leaseState
+	for _, f := range found {
+		switch f.kind {
+		case "canceled":
+			r.cancelRun(f.id, ErrCanceled)
+		case "lost":
 			// A cancel reads the same whether it arrives by notification or
 			// is found here; anything else is a lost lease.
-			lost[id.UUID] = ErrLeaseLost
-			if canceled.Bool {
-				lost[id.UUID] = ErrCanceled
+			r.cancelRun(f.id, ErrLeaseLost)
+		case "untracked":
+			if !claimUnderWay && !r.tracks(f.id) {
+				untracked = append(untracked, f)
 			}
 		}
 	}
-	return lost, rows.Err()
-}
-
-// afterHeartbeat cancels the runs whose lease is gone and re-registers a
-// node that others declared dead.
-func (r *Runner) afterHeartbeat(alive bool, lost map[uuid.UUID]error) error {
-	for id, cause := range lost {
-		r.cancelRun(id, cause)
-	}
+	r.handBack(ctx, nodeID, untracked)
 	if !alive {
 		return r.reincarnate(errMarkedStopped)
 	}
 	return nil
+}
+
+// leaseState is one row of the heartbeat's lease check.
+type leaseState struct {
+	id    uuid.UUID
+	token int64
+	kind  string // canceled, lost or untracked
+}
+
+func (r *Runner) heartbeatPostgres(ctx context.Context, nodeID string, ids []string, tokens []int64) (bool, []leaseState, error) {
+	q := r.db.QueryContext
+	if r.lockConn != nil {
+		q = r.lockConn.QueryContext
+	}
+	rows, err := q(ctx, heartbeatSQL, nodeID, r.config.NodeTTL.Milliseconds(), pq.Array(ids), pq.Array(tokens),
+		r.config.HeartbeatInterval.Milliseconds())
+	if err != nil {
+		// A heartbeat canceled by Stop is not a lost lock.
+		if r.lockConn != nil && connBroken(err) && ctx.Err() == nil {
+			// The lock connection is gone, and the lock with it.
+			return false, nil, r.reincarnate(fmt.Errorf("heartbeat on lock connection: %w", err))
+		}
+		return false, nil, dbx.Explain(err)
+	}
+	defer rows.Close()
+	alive := false
+	var found []leaseState
+	for rows.Next() {
+		var n int64
+		var id uuid.NullUUID
+		var token sql.NullInt64
+		var kind sql.NullString
+		if err := rows.Scan(&n, &id, &token, &kind); err != nil {
+			return false, nil, err
+		}
+		alive = n != 0
+		if id.Valid {
+			found = append(found, leaseState{id: id.UUID, token: token.Int64, kind: kind.String})
+		}
+	}
+	return alive, found, rows.Err()
+}
+
+// heartbeatSQLite is Heartbeat on SQLite: the node row renewal and the
+// lease check are two statements (in-process round trips cost little).
+func (r *Runner) heartbeatSQLite(ctx context.Context, nodeID string, ids []string, tokens []int64) (bool, []leaseState, error) {
+	res, err := r.db.ExecContext(ctx, sqliteHeartbeatNodeSQL, nodeID, r.config.NodeTTL.Milliseconds())
+	if err != nil {
+		return false, nil, dbx.Explain(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, nil, err
+	}
+	pairs := make([][2]any, len(ids))
+	for i := range ids {
+		pairs[i] = [2]any{ids[i], tokens[i]}
+	}
+	b, _ := json.Marshal(pairs)
+	rows, err := r.db.QueryContext(ctx, sqliteLostLeasesSQL, nodeID, string(b), r.config.HeartbeatInterval.Milliseconds())
+	if err != nil {
+		return false, nil, dbx.Explain(err)
+	}
+	defer rows.Close()
+	var found []leaseState
+	for rows.Next() {
+		var f leaseState
+		var id string
+		var token any // an unreadable token must not stop the heartbeat
+		if err := rows.Scan(&id, &token, &f.kind); err != nil {
+			return false, nil, err
+		}
+		var ok bool
+		f.id, err = uuid.Parse(id)
+		f.token, ok = token.(int64)
+		if err != nil || !ok {
+			r.logger.Error("revenant: an episode this node owns has an unreadable id or token; leaving it to an operator",
+				slog.String("episode", dbx.CleanText(id, 64)))
+			continue
+		}
+		found = append(found, f)
+	}
+	return n == 1, found, rows.Err()
+}
+
+func (r *Runner) tracks(id uuid.UUID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.active[id]
+	return ok
+}
+
+// handBack returns episodes this node owns but does not run to pending,
+// each fenced by its token: a run that ended without its finishing write
+// (the write failed for good), or one that never started.
+func (r *Runner) handBack(ctx context.Context, nodeID string, eps []leaseState) {
+	for _, f := range eps {
+		res, err := r.db.ExecContext(ctx, r.q.handBack, f.id, f.token, nodeID)
+		if err != nil {
+			r.logger.Warn("revenant: handing back an episode this node owns but does not run failed; retried at the next heartbeat",
+				slog.String("episode", f.id.String()), slog.Any("error", dbx.Explain(err)))
+			continue
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			r.logger.Warn("revenant: handed back an episode this node owned but was not running",
+				slog.String("episode", f.id.String()), slog.Int64("token", f.token))
+		}
+	}
 }
 
 // reincarnate handles a node that others consider dead: its runs are
@@ -423,10 +511,8 @@ func (r *Runner) reincarnate(cause error) error {
 	for _, a := range r.active {
 		a.cancel(ErrIdentityLost)
 	}
-	if r.lockConn != nil && !errors.Is(cause, errMarkedStopped) {
-		_ = r.lockConn.Raw(func(any) error { return errBadConn })
-		_ = r.lockConn.Close()
-		r.lockConn = nil
+	if !errors.Is(cause, errMarkedStopped) {
+		r.dropLockConn()
 	}
 	r.nodeID = newNodeID(r.config.Name)
 	r.unregistered = true
@@ -470,39 +556,51 @@ func (r *Runner) claimLoop() {
 		case <-r.wake:
 		case <-t.C:
 		}
-		r.claimAll()
+		_ = safe.Pass(r.runCtx, r.logger, "runner claims", func() error { r.claimAll(); return nil })
 	}
 }
 
 // claimAll claims work for every actor with free slots.
 func (r *Runner) claimAll() {
 	for _, id := range r.actorIDs() {
-		r.mu.Lock()
-		a := r.actors[id]
-		free := a.MaxConcurrent - r.perActr[id]
-		nodeID, unregistered := r.nodeID, r.unregistered
-		r.mu.Unlock()
-		if free <= 0 || unregistered {
-			continue
-		}
 		select {
 		case <-r.stopCh:
 			return
 		default:
 		}
-		eps, err := r.claim(r.runCtx, nodeID, id, free)
-		if err != nil && r.runCtx.Err() == nil {
-			r.logger.Warn("revenant: claiming failed", slog.String("actor", id), slog.Any("error", err))
-		}
-		// Episodes read before an error are claimed (on SQLite a RETURNING
-		// statement's changes stand once its first row is out): run them.
-		for _, ep := range eps {
-			if !r.startRun(a, ep, nodeID) {
-				// Claimed under an identity this node lost meanwhile: those
-				// episodes are orphans already; hand them back at once.
-				if _, err := r.store.Release(context.WithoutCancel(r.runCtx), ep.ID, ep.ClaimToken); err != nil {
-					r.logger.Info("revenant: releasing an episode claimed under a lost identity", slog.Any("error", err))
-				}
+		r.claimActor(id)
+	}
+}
+
+// claimActor claims and starts what the actor's free slots allow.
+func (r *Runner) claimActor(id string) {
+	r.mu.Lock()
+	a := r.actors[id]
+	free := a.MaxConcurrent - r.perActr[id]
+	nodeID, unregistered := r.nodeID, r.unregistered
+	if free <= 0 || unregistered {
+		r.mu.Unlock()
+		return
+	}
+	r.claiming++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.claiming--
+		r.mu.Unlock()
+	}()
+	eps, err := r.claim(r.runCtx, nodeID, id, free)
+	if err != nil && r.runCtx.Err() == nil {
+		r.logger.Warn("revenant: claiming failed", slog.String("actor", id), slog.Any("error", err))
+	}
+	// Episodes read before an error are claimed (on SQLite a RETURNING
+	// statement's changes stand once its first row is out): run them.
+	for _, ep := range eps {
+		if !r.startRun(a, ep, nodeID) {
+			// Claimed under an identity this node lost meanwhile: those
+			// episodes are orphans already; hand them back at once.
+			if _, err := r.store.Release(context.WithoutCancel(r.runCtx), ep.ID, ep.ClaimToken); err != nil {
+				r.logger.Info("revenant: releasing an episode claimed under a lost identity", slog.Any("error", err))
 			}
 		}
 	}
@@ -542,18 +640,60 @@ func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, acto
 	}
 	rows, err := ex.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, dbx.Explain(err)
 	}
 	defer rows.Close()
 	var out []*episodes.Episode
+	var unreadable []leaseState
+	// Every row returned is claimed already: read them all, whatever one
+	// of them holds, so that none is left running with nobody to run it.
 	for rows.Next() {
 		ep, err := episodes.ScanEpisode(rows)
 		if err != nil {
-			return out, err
+			id, token := claimedIDAndToken(rows)
+			r.logger.Error("revenant: a claimed episode's row cannot be read; failing it as corrupt_row",
+				slog.String("episode", id.String()), slog.Any("error", err))
+			unreadable = append(unreadable, leaseState{id: id, token: token, kind: err.Error()})
+			continue
 		}
 		out = append(out, ep)
 	}
-	return out, rows.Err()
+	err = rows.Err()
+	rows.Close()
+	for _, u := range unreadable {
+		r.failUnreadable(ctx, ex, u)
+	}
+	return out, err
+}
+
+// claimedIDAndToken reads the id and claim token of a claimed row that
+// could not be scanned whole (they come first and thirteenth in
+// episodes.Columns).
+func claimedIDAndToken(rows *sql.Rows) (uuid.UUID, int64) {
+	id := dbx.RowUUID(rows)
+	cols, err := rows.Columns()
+	if err != nil || len(cols) < 13 {
+		return id, 0
+	}
+	dest := make([]any, len(cols))
+	for i := range dest {
+		dest[i] = new(any)
+	}
+	var token sql.NullInt64
+	dest[12] = &token
+	_ = rows.Scan(dest...)
+	return id, token.Int64
+}
+
+// failUnreadable fails a claimed episode that cannot be read, by id and
+// token: running it is impossible, and handing it back would only have it
+// claimed again.
+func (r *Runner) failUnreadable(ctx context.Context, ex revenant.Executor, u leaseState) {
+	detail, _ := json.Marshal(map[string]string{"message": dbx.CleanText(u.kind, maxMessageBytes)})
+	if _, err := ex.ExecContext(context.WithoutCancel(ctx), r.q.failUnreadable, u.id, u.token, string(detail)); err != nil {
+		// Left running under this node: the heartbeat hands it back.
+		r.logger.Error("revenant: failing an unreadable episode failed", slog.String("episode", u.id.String()), slog.Any("error", err))
+	}
 }
 
 // startRun runs a claimed episode unless the node changed identity since
@@ -631,7 +771,8 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 		return
 	case errors.As(err, &pe):
 		log.Error("revenant: episode panicked", slog.Any("panic", pe.value))
-		ferr := r.fail(fctx, ep, "panic", map[string]string{"panic": fmt.Sprint(pe.value), "stack": pe.stack})
+		ferr := r.fail(fctx, ep, "panic", map[string]string{
+			"panic": dbx.CleanText(fmt.Sprint(pe.value), maxMessageBytes), "stack": dbx.CleanText(pe.stack, maxStackBytes)})
 		r.logFinish(log, ferr)
 	case errors.Is(err, ErrLeaseLost):
 		log.Info("revenant: run stopped: lease lost", slog.Any("error", err))
@@ -644,7 +785,7 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 			return e
 		})
 		if rerr != nil && !errors.Is(rerr, ErrLeaseLost) && !errors.Is(rerr, episodes.ErrIllegalTransition) {
-			log.Error("revenant: handing the episode back failed", slog.Any("error", rerr))
+			log.Error("revenant: handing the episode back failed; retried at the next heartbeat", slog.Any("error", rerr))
 		}
 	case err != nil:
 		class := "error"
@@ -652,7 +793,10 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 		if errors.As(err, &ce) && ce.ErrorClass() != "" {
 			class = ce.ErrorClass()
 		}
-		ferr := r.fail(fctx, ep, class, map[string]string{"message": err.Error()})
+		if dbx.CheckName("error class", class, true) != nil {
+			class = "error" // what the actor's error named cannot be stored
+		}
+		ferr := r.fail(fctx, ep, class, map[string]string{"message": dbx.CleanText(err.Error(), maxMessageBytes)})
 		r.logFinish(log, ferr)
 	default:
 		ferr := r.finish(fctx, bus.EpisodeCompleted, func(tx revenant.Executor) (*episodes.Episode, error) {
@@ -688,13 +832,21 @@ func (r *Runner) fail(ctx context.Context, ep *episodes.Episode, class string, d
 // finishTimeout bounds the retries of a run's finishing write.
 const finishTimeout = 2 * time.Minute
 
+// Caps on what a failed run records of the actor's error and of a panic's
+// stack: the detail must always fit the episode's JSON cap.
+const (
+	maxMessageBytes = 8 << 10
+	maxStackBytes   = 64 << 10
+)
+
 // retryTransient runs write until it succeeds, fails for good, or ctx
-// ends, backing off while the error is a transient database one.
+// ends, backing off while the error is a transient database one or a lock
+// or statement timeout (another transaction held the row for a while).
 func retryTransient(ctx context.Context, write func() error) error {
 	wait := 50 * time.Millisecond
 	for {
 		err := write()
-		if err == nil || !dbx.IsRetryable(err) {
+		if err == nil || !(dbx.IsRetryable(err) || isTimeout(err)) {
 			return err
 		}
 		select {
@@ -763,13 +915,21 @@ func EventOf(eventType string, ep *episodes.Episode) bus.Event {
 		WorkflowStepID: ep.WorkflowStepID, Status: string(ep.Status), ErrorClass: ep.ErrorClass}
 }
 
+// isTimeout reports lock_timeout (55P03) and statement_timeout (57014).
+func isTimeout(err error) bool {
+	code := dbx.SQLState(err)
+	return code == "55P03" || code == "57014"
+}
+
 func (r *Runner) logFinish(log *slog.Logger, err error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrLeaseLost), errors.Is(err, episodes.ErrIllegalTransition):
 		log.Info("revenant: finishing refused; another node owns the episode now", slog.Any("error", err))
 	default:
-		log.Error("revenant: finishing episode failed; recovery will pick it up", slog.Any("error", err))
+		// Still running under this live node in the database: the
+		// heartbeat finds it untracked and hands it back for another run.
+		log.Error("revenant: finishing episode failed; this node hands it back at its next heartbeat", slog.Any("error", err))
 	}
 }
 
@@ -852,6 +1012,8 @@ func (r *Runner) Running() int {
 // and hands their episodes back to pending at once (so no sweep has to find
 // them), marks the node stopped and releases its lock.
 func (r *Runner) Stop(ctx context.Context) error {
+	r.lifecycle.Lock()
+	defer r.lifecycle.Unlock()
 	r.mu.Lock()
 	if !r.started {
 		r.mu.Unlock()
@@ -895,16 +1057,18 @@ func (r *Runner) Stop(ctx context.Context) error {
 	}
 	// On the pool: the lock connection may have been lost to a heartbeat
 	// canceled by this very Stop.
-	if _, err := r.db.ExecContext(ctx, dialect.Of(r.db).Rewrite(stopNodeSQL), r.NodeID()); err != nil {
+	if _, err := r.db.ExecContext(ctx, r.q.stopNode, r.NodeID()); err != nil {
 		errs = append(errs, fmt.Errorf("marking node stopped: %w", err))
 	}
 	r.livenessMu.Lock()
 	defer r.livenessMu.Unlock()
 	if r.lockConn != nil {
 		if _, err := r.lockConn.ExecContext(ctx, unlockSQL, r.lockKey); err != nil {
-			_ = r.lockConn.Raw(func(any) error { return errBadConn })
+			r.dropLockConn()
+		} else {
+			r.lockConn.Release()
+			r.lockConn = nil
 		}
-		_ = r.lockConn.Close()
 	}
 	r.logger.InfoContext(ctx, "revenant: node stopped", slog.String("node", r.NodeID()), slog.Int("released_late", len(stuck)))
 	return errors.Join(errs...)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
 )
 
 // Errors.
@@ -28,6 +29,11 @@ var (
 	// ErrCorruptRow: a stored instance or step holds a value this version
 	// cannot read. It is skipped and reported, never guessed at.
 	ErrCorruptRow = errors.New("revenant: corrupt workflow row")
+	// ErrDefinitionChanged: an instance's steps no longer match its
+	// registered definition (a step was renamed, removed or added between
+	// deploys). The instance is blocked with the reason, never advanced by
+	// guesswork; deploy the old definition and Resume it, or Cancel it.
+	ErrDefinitionChanged = errors.New("revenant: workflow definition changed under an instance in flight")
 )
 
 // PolicyKind is what happens when a step's episode fails.
@@ -136,8 +142,8 @@ type Definition struct {
 
 // Validate checks ids, dependencies and acyclicity; errors name the step.
 func (d *Definition) Validate() error {
-	if d.ID == "" {
-		return fmt.Errorf("%w: Definition.ID is required", ErrInvalidDefinition)
+	if err := dbx.CheckName("Definition.ID", d.ID, true); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidDefinition, err)
 	}
 	if len(d.Steps) == 0 {
 		return fmt.Errorf("%w: workflow %q has no steps", ErrInvalidDefinition, d.ID)
@@ -158,6 +164,17 @@ func (d *Definition) Validate() error {
 			return fmt.Errorf("%w: workflow %q: step %q has an unknown failure policy %d", ErrInvalidDefinition, d.ID, s.ID, s.OnFailure.Kind)
 		case s.OnFailure.MaxAttempts < 0 || s.OnFailure.Backoff < 0 || s.OnFailure.MaxBackoff < 0:
 			return fmt.Errorf("%w: workflow %q: step %q: negative retry settings", ErrInvalidDefinition, d.ID, s.ID)
+		}
+		for _, f := range []struct{ name, value string }{
+			{"ID", s.ID}, {"Actor", s.Actor}, {"Expectation", s.Expectation}, {"Compensate", s.Compensate},
+		} {
+			// Leave room for the compensation prefix in stored step ids.
+			if err := dbx.CheckText(fmt.Sprintf("workflow %q step %q: %s", d.ID, s.ID, f.name), f.value, dbx.MaxNameBytes-len(compensationPrefix)); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalidDefinition, err)
+			}
+		}
+		if s.MaxEpisodeAttempts < 0 || s.MaxEpisodeAttempts > dbx.MaxMaxAttempts || s.OnFailure.MaxAttempts > dbx.MaxMaxAttempts {
+			return fmt.Errorf("%w: workflow %q: step %q: MaxEpisodeAttempts and OnFailure.MaxAttempts must be 0..%d", ErrInvalidDefinition, d.ID, s.ID, dbx.MaxMaxAttempts)
 		}
 		byID[s.ID] = s
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/safe"
 )
 
 // Instance statuses.
@@ -87,11 +88,17 @@ func NewEngine(db *sqlx.DB, config *Config) (*Engine, error) {
 	if config != nil {
 		c = *config
 	}
-	if c.RetryPollInterval < 0 {
-		return nil, fmt.Errorf("%w: workflow Config.RetryPollInterval must not be negative", revenant.ErrInvalidInput)
-	}
 	if c.RetryPollInterval == 0 {
 		c.RetryPollInterval = RetryPollIntervalDefault
+	}
+	if err := dbx.CheckDuration("workflow Config.RetryPollInterval", c.RetryPollInterval, 10*time.Millisecond, time.Hour, RetryPollIntervalDefault); err != nil {
+		return nil, err
+	}
+	if err := dbx.CheckName("workflow Config.Stack", c.Stack, false); err != nil {
+		return nil, err
+	}
+	if err := dbx.CheckName("workflow Config.Env", c.Env, false); err != nil {
+		return nil, err
 	}
 	if c.Logger == nil {
 		c.Logger = dbx.DiscardLogger()
@@ -127,8 +134,20 @@ func (e *Engine) def(id string) (*Definition, bool) {
 }
 
 // Launch subscribes the engine to episode events and starts the durable
-// retry loop. Register definitions first.
+// retry loop. Register definitions first. It checks the database first: a
+// database that is down or was never migrated fails Launch, which leaves
+// nothing running and may be called again.
 func (e *Engine) Launch(ctx context.Context) error {
+	e.mu.Lock()
+	launched := e.stop != nil
+	e.mu.Unlock()
+	if launched {
+		return fmt.Errorf("%w: engine already launched", revenant.ErrInvalidInput)
+	}
+	var n int
+	if err := e.db.QueryRowContext(ctx, probeSQL).Scan(&n); err != nil {
+		return fmt.Errorf("workflow engine: %w", dbx.Explain(err))
+	}
 	e.mu.Lock()
 	if e.stop != nil {
 		e.mu.Unlock()
@@ -178,7 +197,8 @@ func (e *Engine) retryLoop() {
 		case <-e.stop:
 			return
 		case <-t.C:
-			if _, err := e.RunDueRetries(ctx); err != nil && ctx.Err() == nil {
+			err := safe.Pass(ctx, e.logger, "workflow retries", func() error { _, err := e.RunDueRetries(ctx); return err })
+			if err != nil && ctx.Err() == nil {
 				e.logger.Warn("revenant: running due retries failed", slog.Any("error", err))
 			}
 		}
@@ -194,7 +214,17 @@ func (e *Engine) RunDueRetries(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, id := range ids {
-		changed, err := e.withInstance(ctx, id, true, func(t *txn) error { return t.advance() })
+		var changed bool
+		err := safe.Call(func() error {
+			var err error
+			changed, err = e.withInstance(ctx, id, true, func(t *txn) error {
+				if err := t.checkDefinition(); err != nil {
+					return err
+				}
+				return t.advance()
+			})
+			return err
+		})
 		if err != nil {
 			e.logger.Warn("revenant: advancing instance failed", slog.String("instance", id.String()), slog.Any("error", err))
 			continue
@@ -233,6 +263,9 @@ func (e *Engine) Start(ctx context.Context, workflowID string, trigger any, opts
 // write in the transaction (the in-process bus), its events are published
 // before the caller commits.
 func (e *Engine) StartTx(ctx context.Context, tx *sqlx.Tx, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
+	if tx == nil {
+		return uuid.Nil, fmt.Errorf("%w: workflow StartTx: tx is nil; pass the *sqlx.Tx to start the instance in (or use Start)", revenant.ErrInvalidInput)
+	}
 	id, after, err := e.startTx(ctx, tx, workflowID, trigger, opts)
 	if err == nil {
 		e.publishAfter(ctx, after)
@@ -253,6 +286,9 @@ func (e *Engine) startTx(ctx context.Context, tx *sqlx.Tx, workflowID string, tr
 	if opts != nil {
 		subject = opts.Subject
 	}
+	if err := dbx.CheckText("StartOptions.Subject", subject, dbx.MaxKeyBytes); err != nil {
+		return uuid.Nil, nil, err
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return uuid.Nil, nil, err
@@ -266,7 +302,7 @@ func (e *Engine) startTx(ctx context.Context, tx *sqlx.Tx, workflowID string, tr
 		if dbx.IsUniqueViolation(err) {
 			return uuid.Nil, nil, fmt.Errorf("%w: workflow %q subject %q", ErrDuplicateInFlight, workflowID, subject)
 		}
-		return uuid.Nil, nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
+		return uuid.Nil, nil, fmt.Errorf("starting workflow %q: %w", workflowID, dbx.Explain(err))
 	}
 	ids := make([]string, len(def.Steps))
 	for i, s := range def.Steps {
@@ -301,11 +337,18 @@ func (e *Engine) HandleEvent(ctx context.Context, ev bus.Event) error {
 		return nil
 	}
 	_, err := e.withInstance(ctx, ev.WorkflowInstanceID, false, func(t *txn) error {
+		if err := t.checkDefinition(); err != nil {
+			return err
+		}
 		if _, err := t.applyTerminal(ev.WorkflowStepID, ev.EpisodeID); err != nil {
 			return err
 		}
 		return t.advance()
 	})
+	if errors.Is(err, ErrDefinitionChanged) {
+		e.logger.Error("revenant: workflow instance blocked: its definition changed", slog.String("instance", ev.WorkflowInstanceID.String()), slog.Any("error", err))
+		return nil // handled: the instance is blocked with the reason
+	}
 	if errors.Is(err, ErrUnknownWorkflow) {
 		e.logger.Warn("revenant: event for an unregistered workflow ignored", slog.String("instance", ev.WorkflowInstanceID.String()), slog.Any("error", err))
 		return nil
@@ -330,12 +373,17 @@ func (e *Engine) Cancel(ctx context.Context, id uuid.UUID, reason string) error 
 	return err
 }
 
-// Resume unblocks an instance paused by a step's Pause policy: the paused
-// steps run again.
+// Resume unblocks an instance paused by a step's Pause policy (the paused
+// steps run again) or blocked because its definition changed (once the
+// definition it started with is registered again); outcomes of steps that
+// finished meanwhile are applied.
 func (e *Engine) Resume(ctx context.Context, id uuid.UUID) error {
 	_, err := e.withInstance(ctx, id, false, func(t *txn) error {
 		if t.inst.Status != StatusBlocked {
 			return fmt.Errorf("%w: instance %s is %s, not blocked", ErrIllegalTransition, id, t.inst.Status)
+		}
+		if t.drift != nil {
+			return t.drift // still differs: stays blocked
 		}
 		for _, s := range t.steps {
 			if s.Status == StepPaused {
@@ -343,7 +391,8 @@ func (e *Engine) Resume(ctx context.Context, id uuid.UUID) error {
 			}
 		}
 		t.setInstance(StatusRunning, nil)
-		return t.advance()
+		// Outcomes that arrived while it was blocked are applied now.
+		return reconcileOne(t)
 	})
 	return err
 }
@@ -445,6 +494,7 @@ func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 // It reports whether anything changed.
 func (e *Engine) withInstance(ctx context.Context, id uuid.UUID, skipLocked bool, fn func(t *txn) error) (bool, error) {
 	changed := false
+	var keptErr error // see keptError
 	var after []bus.Event
 	defer func() { e.publishAfter(ctx, after) }()
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
@@ -455,7 +505,10 @@ func (e *Engine) withInstance(ctx context.Context, id uuid.UUID, skipLocked bool
 		if err != nil {
 			return err
 		}
-		if err := fn(t); err != nil {
+		var kept *keptError
+		if err := fn(t); errors.As(err, &kept) {
+			keptErr = kept.err
+		} else if err != nil {
 			return err
 		}
 		changed = t.changed()
@@ -467,8 +520,9 @@ func (e *Engine) withInstance(ctx context.Context, id uuid.UUID, skipLocked bool
 	})
 	if err != nil {
 		after = nil
+		return false, err
 	}
-	return changed, err
+	return changed, keptErr
 }
 
 // publishAfter publishes, after commit, the events of a bus that cannot
@@ -522,6 +576,7 @@ func (e *Engine) loadOnce(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, q stri
 		t.steps[s.ID] = s
 		t.order = append(t.order, s.ID)
 	}
+	t.drift = t.definitionDrift()
 	return t, stale, nil
 }
 

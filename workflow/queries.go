@@ -4,6 +4,9 @@ import "github.com/revenant-go/revenant/internal/schema"
 
 // All of the package's SQL lives here.
 
+// probeSQL checks at Launch that the database answers and is migrated.
+const probeSQL = `SELECT count(*) FROM revenant_workflow_instances WHERE false`
+
 const insertInstanceSQL = `INSERT INTO revenant_workflow_instances (id, workflow_id, subject, trigger, source_stack, source_env)
 VALUES ($1, $2, $3, $4, $5, $6)`
 

@@ -2,11 +2,13 @@ package workflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/google/uuid"
 
+	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/recovery"
 )
 
@@ -15,8 +17,10 @@ import (
 // is already terminal (the event was lost, or the engine was down), starts
 // pending steps whose dependencies are all done and retries that are due,
 // and finishes instances with nothing left to do. Replayed counts the
-// instances it changed; Skipped those it could not handle (unregistered
-// workflow, corrupt row), each reported in Errors. Running it twice in a
+// instances it changed; Blocked those whose steps no longer match their
+// registered definition (blocked with the reason, ErrDefinitionChanged);
+// Skipped those it could not handle (unregistered workflow, corrupt row, a
+// panic), each reported in Errors. Running it twice in a
 // row changes nothing the second time.
 //
 // Call it through recovery.ReconcileWorkflows, after recovery.Sweep and
@@ -33,18 +37,21 @@ func (e *Engine) ReconcileWorkflows(ctx context.Context, scope recovery.Scope) (
 			return res, fmt.Errorf("reconcile: listing open instances: %w", err)
 		}
 		for _, id := range ids {
-			changed, err := e.withInstance(ctx, id, false, func(t *txn) error {
-				for _, sid := range t.order {
-					s := t.steps[sid]
-					if s.Status == StepRunning {
-						if _, err := t.applyTerminal(s.ID, s.EpisodeID); err != nil {
-							return err
-						}
-					}
-				}
-				return t.advance()
+			// One instance's panic (a step's Input function, a bad row) is
+			// that instance's error; the others go on.
+			var changed bool
+			err := safe.Call(func() error {
+				var err error
+				changed, err = e.withInstance(ctx, id, false, func(t *txn) error {
+					return reconcileOne(t)
+				})
+				return err
 			})
 			switch {
+			case errors.Is(err, ErrDefinitionChanged):
+				res.Blocked++
+				res.Errors = append(res.Errors, fmt.Errorf("instance %s: %w", id, err))
+				e.logger.ErrorContext(ctx, "revenant: workflow instance blocked: its definition changed", slog.String("instance", id.String()), slog.Any("error", err))
 			case err != nil:
 				if ctx.Err() != nil {
 					return res, ctx.Err()
@@ -61,6 +68,23 @@ func (e *Engine) ReconcileWorkflows(ctx context.Context, scope recovery.Scope) (
 		}
 		after = ids[len(ids)-1]
 	}
+}
+
+// reconcileOne replays missed terminal outcomes of one locked instance and
+// advances it, unless its definition changed.
+func reconcileOne(t *txn) error {
+	if err := t.checkDefinition(); err != nil {
+		return err
+	}
+	for _, sid := range t.order {
+		s := t.steps[sid]
+		if s.Status == StepRunning {
+			if _, err := t.applyTerminal(s.ID, s.EpisodeID); err != nil {
+				return err
+			}
+		}
+	}
+	return t.advance()
 }
 
 var _ recovery.WorkflowReconciler = (*Engine)(nil)

@@ -33,6 +33,11 @@ type txn struct {
 	steps map[string]*StepState
 	order []string
 
+	// drift says how the instance's steps differ from the registered
+	// definition (a step renamed or removed between deploys); nil when they
+	// match. Only checkDefinition acts on it.
+	drift error
+
 	instDirty   bool
 	errDetail   any
 	newEpisodes []newEpisode
@@ -42,6 +47,58 @@ type txn struct {
 }
 
 func (t *txn) changed() bool { return t.mutations > 0 }
+
+// definitionDrift compares the instance's step rows with the registered
+// definition and says, in words an operator can act on, how they differ.
+func (t *txn) definitionDrift() error {
+	var diffs []string
+	for _, id := range t.order {
+		s := t.steps[id]
+		switch s.Kind {
+		case kindStep:
+			if t.def.step(s.ID) == nil {
+				diffs = append(diffs, fmt.Sprintf("step %q is not in the registered definition", s.ID))
+			}
+		case kindCompensation:
+			orig := strings.TrimPrefix(s.ID, compensationPrefix)
+			if st := t.def.step(orig); (st == nil || st.Compensate == "") && s.Status == StepPending {
+				diffs = append(diffs, fmt.Sprintf("step %q has no compensating actor in the registered definition", orig))
+			}
+		}
+	}
+	for _, st := range t.def.Steps {
+		if t.steps[st.ID] == nil {
+			diffs = append(diffs, fmt.Sprintf("step %q of the registered definition was not in it when the instance started", st.ID))
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: workflow %q instance %s: %s; deploy the definition it started with to resume it (Engine.Resume), or cancel it",
+		ErrDefinitionChanged, t.inst.WorkflowID, t.inst.ID, strings.Join(diffs, "; "))
+}
+
+// checkDefinition stops an instance whose steps no longer match the
+// registered definition before anything advances it: a running one is
+// blocked with the reason, which is committed, and the drift is returned
+// (as a keptError) for the caller to report.
+func (t *txn) checkDefinition() error {
+	if t.drift == nil {
+		return nil
+	}
+	if t.inst.Status == StatusRunning {
+		t.setInstance(StatusBlocked, map[string]string{"reason": "definition_changed", "message": t.drift.Error()})
+		t.publish(bus.Event{Type: bus.WorkflowBlocked, Status: StatusBlocked, ErrorClass: "definition_changed"})
+	}
+	return &keptError{t.drift}
+}
+
+// keptError is returned by a transition whose writes must commit although
+// it reports an error.
+type keptError struct{ err error }
+
+func (k *keptError) Error() string { return k.err.Error() }
+func (k *keptError) Unwrap() error { return k.err }
 
 func (t *txn) publish(ev bus.Event) {
 	if ev.WorkflowInstanceID == uuid.Nil {
@@ -93,7 +150,11 @@ func (t *txn) applyTerminal(stepID string, episodeID uuid.UUID) (bool, error) {
 		s.Status = StepFailed
 		return true, nil
 	}
-	pol := t.def.step(s.ID).OnFailure
+	st := t.def.step(s.ID)
+	if st == nil { // checkDefinition runs first; never guess a policy
+		return false, fmt.Errorf("%w: step %q is not in the registered definition", ErrDefinitionChanged, s.ID)
+	}
+	pol := st.OnFailure
 	switch {
 	case pol.Kind == PolicyRetry && ep.Status != episodes.StatusCanceled && s.Attempts < pol.maxAttempts() &&
 		!slices.Contains(pol.SkipRetryOn, ep.ErrorClass):
@@ -131,7 +192,10 @@ func (t *txn) abort(failed *StepState) error {
 	var done []*StepState
 	for _, id := range t.order {
 		s := t.steps[id]
-		if s.Kind == kindStep && s.Status == StepDone && t.def.step(s.ID).Compensate != "" {
+		if s.Kind != kindStep || s.Status != StepDone {
+			continue
+		}
+		if st := t.def.step(s.ID); st != nil && st.Compensate != "" {
 			done = append(done, s)
 		}
 	}
@@ -245,8 +309,8 @@ func (t *txn) advanceCompensation() error {
 		case StepPending:
 			orig := strings.TrimPrefix(c.ID, compensationPrefix)
 			st := t.def.step(orig)
-			if st == nil || st.Compensate == "" {
-				return fmt.Errorf("%w: compensation %q has no compensating actor in the definition", ErrCorruptRow, c.ID)
+			if st == nil || st.Compensate == "" || t.steps[orig] == nil {
+				return fmt.Errorf("%w: compensation %q has no compensating actor in the registered definition", ErrDefinitionChanged, c.ID)
 			}
 			input := map[string]json.RawMessage{"step": mustJSON(orig), "result": t.steps[orig].Result, "trigger": t.inst.Trigger}
 			return t.createEpisode(c, st.Compensate, "", input, st.MaxEpisodeAttempts)
