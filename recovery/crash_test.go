@@ -239,7 +239,16 @@ func TestPausedWorkerIsFencedAfterResume(t *testing.T) {
 	}
 	byA, journal := snapshot()
 	require.NoError(t, a.cmd.Process.Signal(syscall.SIGCONT))
-	time.Sleep(3 * time.Second) // A wakes, heartbeats, finds itself declared dead
+	// A wakes, heartbeats, finds itself declared dead and re-registers under
+	// a new id; by the time that node has beaten for a second, the steps A
+	// was inside when paused (150 ms each) have tried their writes.
+	require.Eventually(t, func() bool {
+		var beating bool
+		err := s.DB.Get(&beating, `SELECT EXISTS (SELECT 1 FROM revenant_nodes
+			WHERE node_id LIKE 'paused-%' AND node_id <> $1 AND stopped_at IS NULL
+			AND heartbeat_at > started_at + interval '1 second')`, aNode)
+		return err == nil && beating
+	}, 30*time.Second, 20*time.Millisecond, "A never came back as a new node: %s", a.out)
 	byA2, journal2 := snapshot()
 	require.Equal(t, byA, byA2, "the resumed zombie's side effects did not land")
 	require.Equal(t, journal, journal2, "nor did its journal writes")

@@ -333,7 +333,13 @@ func TestEpisodesOfUnregisteredActorsStayPendingAndAreReported(t *testing.T) {
 		ctx := context.Background()
 		res, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "unknown"})
 		require.NoError(t, err)
-		time.Sleep(300 * time.Millisecond) // several poll intervals
+		// Claim passes ran after the enqueue: later episodes of the known
+		// actor were claimed and finished.
+		for range 3 {
+			probe, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "known"})
+			require.NoError(t, err)
+			waitStatus(t, r, probe.Episode.ID, episodes.StatusDone)
+		}
 		require.Equal(t, episodes.StatusPending, status(t, r, res.Episode.ID))
 		backlog, err := recovery.Unclaimable(ctx, s.DB, &recovery.Options{Node: r})
 		require.NoError(t, err)
@@ -384,7 +390,8 @@ func TestClaimsNeverExceedMaxConcurrent(t *testing.T) {
 		var peak atomic.Int32
 		var now atomic.Int32
 		release := make(chan struct{})
-		r := start(t, s, fastConfig(s, "a"), runner.Actor{ID: "capped", MaxConcurrent: 3,
+		probe := runner.Actor{ID: "probe", Run: func(context.Context, *episodes.Episode, *journal.Journal) (any, error) { return nil, nil }}
+		r := start(t, s, fastConfig(s, "a"), probe, runner.Actor{ID: "capped", MaxConcurrent: 3,
 			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
 				n := now.Add(1)
 				defer now.Add(-1)
@@ -398,14 +405,20 @@ func TestClaimsNeverExceedMaxConcurrent(t *testing.T) {
 				return nil, nil
 			}})
 		require.Eventually(t, func() bool { return r.Running() == 3 }, 5*time.Second, 10*time.Millisecond)
-		time.Sleep(300 * time.Millisecond) // several claim polls
+		// Several claim passes run while the three are held: each probe
+		// episode is claimed and finished by a later pass.
+		for range 3 {
+			res, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "probe"})
+			require.NoError(t, err)
+			waitStatus(t, r, res.Episode.ID, episodes.StatusDone)
+		}
 		var running int
 		require.NoError(t, s.DB.Get(&running, `SELECT count(*) FROM revenant_episodes WHERE status = 'running'`))
 		require.Equal(t, 3, running, "claimed in the database: exactly MaxConcurrent")
 		close(release)
 		require.Eventually(t, func() bool {
 			var done int
-			require.NoError(t, s.DB.Get(&done, `SELECT count(*) FROM revenant_episodes WHERE status = 'done'`))
+			require.NoError(t, s.DB.Get(&done, `SELECT count(*) FROM revenant_episodes WHERE status = 'done' AND actor_id = 'capped'`))
 			return done == 60
 		}, 20*time.Second, 20*time.Millisecond)
 		require.Equal(t, int32(3), peak.Load())

@@ -359,19 +359,17 @@ func TestReconcileAdvancesInstancesThatMissedEvents(t *testing.T) {
 		n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)},
 			defs: []workflow.Definition{fanOutFanIn("media")}, noEngineSub: true})
 		ctx := context.Background()
+		var completed atomic.Int32
+		n.bus.Subscribe(bus.EpisodeCompleted, func(context.Context, bus.Event) error { completed.Add(1); return nil })
 		var ids []uuid.UUID
 		for i := range 10 {
 			id, err := n.engine.Start(ctx, "media", i, nil)
 			require.NoError(t, err)
 			ids = append(ids, id)
 		}
-		// The root steps' episodes finish, but nobody advances the instances.
-		require.Eventually(t, func() bool {
-			var done int
-			require.NoError(t, s.DB.Get(&done, `SELECT count(*) FROM revenant_episodes WHERE status = 'done'`))
-			return done == 10
-		}, 10*time.Second, 20*time.Millisecond)
-		time.Sleep(200 * time.Millisecond)
+		// The root steps' episodes finish and their events are delivered,
+		// but nobody advances the instances.
+		require.Eventually(t, func() bool { return completed.Load() == 10 }, 10*time.Second, 20*time.Millisecond)
 		inst, err := n.engine.Get(ctx, ids[0])
 		require.NoError(t, err)
 		require.Equal(t, workflow.StepRunning, inst.Step("fetch").Status, "stuck: the completion was missed")

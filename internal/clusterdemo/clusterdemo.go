@@ -91,22 +91,25 @@ func Open(ctx context.Context, o Options) (*sqlx.DB, error) {
 // done), then stops it gracefully.
 func Run(ctx context.Context, o Options) (Summary, error) {
 	start := time.Now()
+	// Stopped while starting (a signal arrived while the file or the
+	// database was being opened, migrated, registered with): whatever
+	// failed because of it, that is a clean stop, not an error.
+	startErr := func(sum Summary, err error) (Summary, error) {
+		if ctx.Err() != nil {
+			return sum, nil
+		}
+		return sum, err
+	}
 	db, err := Open(ctx, o)
 	if err != nil {
-		return Summary{}, err
+		return startErr(Summary{}, err)
 	}
 	defer db.Close()
 	if _, err := migrations.Migrate(ctx, db); err != nil {
-		if ctx.Err() != nil {
-			return Summary{}, nil // stopped while starting: a clean stop
-		}
-		return Summary{}, err
+		return startErr(Summary{}, err)
 	}
 	if err := createSchema(ctx, db, o.SQLite); err != nil {
-		if ctx.Err() != nil {
-			return Summary{}, nil
-		}
-		return Summary{}, err
+		return startErr(Summary{}, err)
 	}
 	if o.Steps == 0 {
 		o.Steps = 5
@@ -154,22 +157,31 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		return sum, err
 	}
 	if err := r.Start(ctx); err != nil {
-		return sum, err
+		return startErr(sum, err)
 	}
 	sum.Node = r.NodeID()
+	stopRunner := func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = r.Stop(stopCtx)
+	}
 	sweeper, err := recovery.NewSweeper(db, &recovery.SweeperConfig{
 		Options:  recovery.Options{Node: r, Logger: o.Logger},
 		Interval: o.SweepInterval,
 	})
 	if err != nil {
+		stopRunner()
 		return sum, err
 	}
 	if err := sweeper.Start(ctx); err != nil {
-		return sum, err
+		stopRunner()
+		return startErr(sum, err)
 	}
 	for i := range o.Enqueue {
 		if _, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: ActorID, Input: i, MaxAttempts: o.MaxAttempts}); err != nil {
-			return sum, err
+			sweeper.Stop()
+			stopRunner()
+			return startErr(sum, err)
 		}
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
