@@ -320,7 +320,7 @@ func TestCreateTxJoinsCallerTransaction(t *testing.T) {
 		require.ErrorIs(t, err, episodes.ErrNotFound)
 
 		// A plain *sql.Tx works too.
-		sqlTx, err := b.schema.DB.DB.BeginTx(ctx, nil)
+		sqlTx, err := b.schema.DB.BeginTx(ctx, nil)
 		require.NoError(t, err)
 		res, err = b.store.CreateTx(ctx, sqlTx, episodes.CreateParams{ActorID: "a"})
 		require.NoError(t, err)

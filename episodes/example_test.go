@@ -18,7 +18,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer cleanup()
+	defer func() { _ = cleanup() }()
 	ctx := context.Background()
 
 	store, err := episodes.New(schema.DB, &episodes.Config{Stack: "billing", Env: "prod"})

@@ -104,7 +104,7 @@ func TestValidationIsTheSameOnEveryBackend(t *testing.T) {
 		// The limits themselves are accepted.
 		ok := create(t, b.store, episodes.CreateParams{ActorID: strings.Repeat("a", revenant.MaxNameBytes),
 			DedupeKey: strings.Repeat("k", revenant.MaxKeyBytes), MaxAttempts: revenant.MaxMaxAttempts,
-			Input: json.RawMessage(strings.Repeat("[", revenant.MaxJSONDepth) + strings.Repeat("]", revenant.MaxJSONDepth)),
+			Input:    json.RawMessage(strings.Repeat("[", revenant.MaxJSONDepth) + strings.Repeat("]", revenant.MaxJSONDepth)),
 			Metadata: map[string]string{"escaped": `\u0000 is only text here`}})
 		require.Equal(t, revenant.MaxMaxAttempts, ok.MaxAttempts)
 

@@ -17,7 +17,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer cleanup()
+	defer func() { _ = cleanup() }()
 	ctx := context.Background()
 	db := schema.DB
 

@@ -25,17 +25,18 @@ const MaxOutputBytesDefault = 1 << 20
 const maxErrorBytes = 8 << 10
 
 var (
-	// ErrLeaseLost: the journal's claim token is stale, or the episode is no
-	// longer running. Nothing was written; the run must stop.
+	// ErrLeaseLost means the journal's claim token is stale, or the episode
+	// is no longer running. Nothing was written; the run must stop.
 	ErrLeaseLost = revenant.ErrLeaseLost
-	// ErrInvalidInput: a bad argument; the message says which.
+	// ErrInvalidInput means a bad argument; the message says which.
 	ErrInvalidInput = revenant.ErrInvalidInput
-	// ErrStepMismatch: a restarted run asked for steps in a different order
-	// (or with different names) than the journal recorded. The run is not
-	// deterministic; it never receives another step's output.
+	// ErrStepMismatch means a restarted run asked for steps in a different
+	// order (or with different names) than the journal recorded. The run is
+	// not deterministic; it never receives another step's output.
 	ErrStepMismatch = errors.New("revenant: step does not match the journal")
-	// ErrNotJSON and ErrTooLarge: a step's output cannot be recorded.
-	ErrNotJSON  = revenant.ErrNotJSON
+	// ErrNotJSON means a step's output cannot be encoded as JSON.
+	ErrNotJSON = revenant.ErrNotJSON
+	// ErrTooLarge means a step's output is over MaxOutputBytes.
 	ErrTooLarge = revenant.ErrTooLarge
 )
 
@@ -73,7 +74,7 @@ func (c *Config) validate() error {
 	// Postgres takes the timeout in whole milliseconds, as a 32-bit
 	// integer: under 1 ms would switch it off, over ~24.8 days fails.
 	if c.TxIdleTimeout != 0 {
-		if err := dbx.CheckDuration("journal Config.TxIdleTimeout", c.TxIdleTimeout, time.Millisecond, dbx.MaxDBMillis, 0); err != nil {
+		if err := dbx.CheckDuration("journal Config.TxIdleTimeout", c.TxIdleTimeout, time.Millisecond, dbx.MaxDBTimeout, 0); err != nil {
 			return err
 		}
 	}

@@ -15,7 +15,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer cleanup()
+	defer func() { _ = cleanup() }()
 	ctx := context.Background()
 
 	res, err := migrations.Migrate(ctx, schema.DB)

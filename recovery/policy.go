@@ -23,7 +23,7 @@ const (
 	Fail Policy = "fail"
 )
 
-// ErrBadPolicy: a policy value is neither "restart" nor "fail".
+// ErrBadPolicy means a policy value is neither "restart" nor "fail".
 var ErrBadPolicy = errors.New("revenant: malformed recovery policy")
 
 // ParsePolicy accepts "restart" or "fail".
@@ -112,7 +112,7 @@ func loadDefinitions(ctx context.Context, ex revenant.Executor, sqlite bool, act
 		d.policy = policy
 		if len(exps) > 0 {
 			if err := json.Unmarshal(exps, &d.expectations); err != nil {
-				d.decodeErr = fmt.Errorf("%w: expectation_policies of actor %q is not a JSON object: %v", ErrBadPolicy, actor, err)
+				d.decodeErr = fmt.Errorf("%w: expectation_policies of actor %q is not a JSON object: %w", ErrBadPolicy, actor, err)
 			}
 		}
 		defs[actor] = d

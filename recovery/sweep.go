@@ -3,7 +3,6 @@ package recovery
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,11 +49,18 @@ const NotifyChannel = "revenant_pending"
 // Action is what recovery does (or would do) with one orphan.
 type Action string
 
+// The actions.
 const (
-	ActionRestart    Action = "restart"
-	ActionFail       Action = "fail"
+	// ActionRestart puts the orphan back to pending.
+	ActionRestart Action = "restart"
+	// ActionFail fails it with error class "orphaned".
+	ActionFail Action = "fail"
+	// ActionDeadLetter fails it with "max_attempts_exceeded" (a restart
+	// past its max attempts).
 	ActionDeadLetter Action = "dead_letter"
-	ActionSkip       Action = "skip"
+	// ActionSkip leaves it untouched (its policy could not be resolved, or
+	// its counters are at their maximum).
+	ActionSkip Action = "skip"
 )
 
 // Options configures Sweep. A nil *Options is valid.
@@ -509,8 +515,8 @@ func (c *config) emit(ctx context.Context, events []Event) {
 	for _, ev := range events {
 		// The recovery is committed; a panicking hook must not undo the
 		// pass's bookkeeping or take the Sweeper down.
-		if err := safe.Call(func() error { c.OnEvent(ctx, ev); return nil }); err != nil {
-			pe, _ := err.(*safe.PanicError)
+		var pe *safe.PanicError
+		if err := safe.Call(func() error { c.OnEvent(ctx, ev); return nil }); errors.As(err, &pe) {
 			c.Logger.ErrorContext(ctx, "revenant: OnEvent panicked", slog.String("episode", ev.EpisodeID.String()),
 				slog.Any("panic", pe.Value), slog.String("stack", pe.Stack))
 		}
@@ -704,7 +710,7 @@ func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 	return nil
 }
 
-// ErrExhausted: an orphan's claim token or attempt count is at its
+// ErrExhausted means an orphan's claim token or attempt count is at its
 // maximum, so recovering it (which bumps both) is impossible. It is left
 // as it is and reported; fail or fix it by hand.
 var ErrExhausted = errors.New("revenant: the episode's claim token or attempt count is at its maximum; recovery cannot bump it: fail the episode or fix its row by hand")
@@ -848,8 +854,6 @@ func PruneNodes(ctx context.Context, db *sqlx.DB) (int64, error) {
 	}
 	return res.RowsAffected()
 }
-
-var errBadConn = driver.ErrBadConn
 
 func deadOwnersExistQuery(sqlite bool) string {
 	if sqlite {

@@ -104,7 +104,7 @@ func NewSweeper(db *sqlx.DB, cfg *SweeperConfig) (*Sweeper, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	opts, err := c.Options.withDefaults()
+	opts, err := c.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (c *SweeperConfig) validate() error {
 	}
 	// Postgres takes whole milliseconds as a 32-bit integer: under 1 ms
 	// would be 0, which turns the timeout off.
-	return dbx.CheckDuration("SweeperConfig.StatementTimeout", c.StatementTimeout, time.Millisecond, dbx.MaxDBMillis, StatementTimeoutDefault)
+	return dbx.CheckDuration("SweeperConfig.StatementTimeout", c.StatementTimeout, time.Millisecond, dbx.MaxDBTimeout, StatementTimeoutDefault)
 }
 
 // Start reserves the Sweeper's connection (so a database that is down, a
@@ -186,7 +186,7 @@ func (s *Sweeper) Stats() Stats {
 
 func (s *Sweeper) jittered() time.Duration {
 	d := s.config.Interval
-	return d - d/5 + time.Duration(rand.Int64N(int64(d/5)*2+1))
+	return d - d/5 + time.Duration(rand.Int64N(int64(d/5)*2+1)) //nolint:gosec // G404: jitter needs no cryptographic randomness
 }
 
 func (s *Sweeper) loop() {

@@ -137,7 +137,7 @@ func (c *Config) validate() error {
 		hi             time.Duration
 	}{
 		{"HeartbeatInterval", c.HeartbeatInterval, minInterval, HeartbeatIntervalDefault, maxInterval},
-		{"NodeTTL", c.NodeTTL, 3 * minInterval, NodeTTLDefault, dbx.MaxDBMillis},
+		{"NodeTTL", c.NodeTTL, 3 * minInterval, NodeTTLDefault, dbx.MaxDBTimeout},
 		{"PollInterval", c.PollInterval, minInterval, PollIntervalDefault, maxInterval},
 		{"ShutdownTimeout", c.ShutdownTimeout, time.Millisecond, ShutdownTimeoutDefault, 24 * time.Hour},
 	} {

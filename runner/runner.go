@@ -518,7 +518,7 @@ func (r *Runner) reincarnate(cause error) error {
 	r.unregistered = true
 	r.mu.Unlock()
 	if err := r.reregister(); err != nil {
-		return fmt.Errorf("re-registering after %v (retried at the next heartbeat): %w", cause, err)
+		return fmt.Errorf("re-registering after %w (retried at the next heartbeat): %w", cause, err)
 	}
 	return cause
 }
@@ -846,7 +846,7 @@ func retryTransient(ctx context.Context, write func() error) error {
 	wait := 50 * time.Millisecond
 	for {
 		err := write()
-		if err == nil || !(dbx.IsRetryable(err) || isTimeout(err)) {
+		if err == nil || !dbx.IsRetryable(err) && !isTimeout(err) {
 			return err
 		}
 		select {

@@ -21,7 +21,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer cleanup()
+	defer func() { _ = cleanup() }()
 	ctx := context.Background()
 	db := schema.DB
 	b := bus.NewInProcess(nil)

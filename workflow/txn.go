@@ -488,13 +488,6 @@ func jsonPtr(b json.RawMessage) *string {
 	return &s
 }
 
-func jsonArg(b json.RawMessage) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return string(b)
-}
-
 func mustJSON(v any) json.RawMessage {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -95,7 +95,7 @@ func unreserve(db *sql.DB, holder string) {
 // Release returns the connection to the pool and the reservation.
 func (r *Reserved) Release() {
 	r.once.Do(func() {
-		_ = r.Conn.Close()
+		_ = r.Close()
 		unreserve(r.db, r.holder)
 	})
 }
@@ -104,8 +104,8 @@ func (r *Reserved) Release() {
 // hold session state such as an advisory lock or a statement_timeout).
 func (r *Reserved) Discard() {
 	r.once.Do(func() {
-		_ = r.Conn.Raw(func(any) error { return driver.ErrBadConn })
-		_ = r.Conn.Close()
+		_ = r.Raw(func(any) error { return driver.ErrBadConn })
+		_ = r.Close()
 		unreserve(r.db, r.holder)
 	})
 }

@@ -62,7 +62,7 @@ func EncodeJSON(v any, maxBytes int) (any, error) {
 		var err error
 		b, err = json.Marshal(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
+			return nil, fmt.Errorf("%w: %w", ErrNotJSON, err)
 		}
 	}
 	if maxBytes > 0 && len(b) > maxBytes {
@@ -190,7 +190,7 @@ func Explain(err error) error {
 	return err
 }
 
-// ErrNotMigrated: a revenant table is missing.
+// ErrNotMigrated is returned (wrapped) when a revenant table is missing.
 var ErrNotMigrated = errors.New("revenant: the revenant schema is missing (run migrations.Migrate at boot, on a connection whose search_path selects the schema this pool uses)")
 
 // isMissingTable reports "relation revenant_… does not exist" (42P01) and

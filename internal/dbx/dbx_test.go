@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -20,7 +21,7 @@ func TestIsRetryable(t *testing.T) {
 		"40001": true, "40P01": true, "23505": false, "42P01": false, "22P02": false,
 	}
 	for code, want := range cases {
-		libpq := fmt.Errorf("wrapped: %w", &pq.Error{Code: pq.ErrorCode(code)})
+		libpq := fmt.Errorf("wrapped: %w", &pq.Error{Code: pqerror.Code(code)})
 		require.Equal(t, want, dbx.IsRetryable(libpq), "lib/pq %s", code)
 		pgx := fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: code})
 		require.Equal(t, want, dbx.IsRetryable(pgx), "pgx %s", code)

@@ -86,9 +86,9 @@ func CheckDuration(field string, d, lo, hi, def time.Duration) error {
 	return nil
 }
 
-// MaxDBMillis is the longest duration Postgres accepts for millisecond
+// MaxDBTimeout is the longest duration Postgres accepts for millisecond
 // settings such as statement_timeout (a 32-bit integer): about 24.8 days.
-const MaxDBMillis = time.Duration(1<<31-1) * time.Millisecond
+const MaxDBTimeout = time.Duration(1<<31-1) * time.Millisecond
 
 // IsNil reports whether v is nil or a nil pointer (or other nil-able kind)
 // inside an interface, such as a (*sql.Tx)(nil) passed as an Executor.

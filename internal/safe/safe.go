@@ -5,6 +5,7 @@ package safe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -33,7 +34,8 @@ func Call(fn func() error) (err error) {
 // can go on to its next pass.
 func Pass(ctx context.Context, logger *slog.Logger, what string, fn func() error) error {
 	err := Call(fn)
-	if p, ok := err.(*PanicError); ok {
+	var p *PanicError
+	if errors.As(err, &p) {
 		logger.ErrorContext(ctx, "revenant: a pass of a background loop panicked; the loop goes on",
 			slog.String("loop", what), slog.Any("panic", p.Value), slog.String("stack", p.Stack))
 	}

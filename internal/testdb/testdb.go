@@ -178,7 +178,7 @@ func Open(opts *Options) (*Schema, func() error, error) {
 	}
 	adm, err := admin()
 	if err != nil {
-		return nil, nil, fmt.Errorf("Postgres not reachable at %s: %w", redact(URL()), err)
+		return nil, nil, fmt.Errorf("postgres not reachable at %s: %w", redact(URL()), err)
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
