@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -176,6 +177,7 @@ type InProcess struct {
 	logger *slog.Logger
 	mu     sync.Mutex
 	queue  []Event
+	closed bool
 	wake   chan struct{}
 	once   sync.Once
 }
@@ -191,23 +193,37 @@ func NewInProcess(logger *slog.Logger) *InProcess {
 // Subscribe implements Bus.
 func (b *InProcess) Subscribe(eventType string, h Handler) func() { return b.subs.add(eventType, h) }
 
-// Publish implements Publisher.
+// Publish implements Publisher. After Close it returns an error.
 func (b *InProcess) Publish(ctx context.Context, evs ...Event) error {
 	prepare(evs)
-	b.once.Do(func() { go b.loop() })
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("%w: the in-process bus is closed", revenant.ErrInvalidInput)
+	}
+	b.once.Do(func() { go b.loop() })
 	for i := range evs {
 		if evs[i].CreatedAt.IsZero() {
 			evs[i].CreatedAt = time.Now()
 		}
 	}
 	b.queue = append(b.queue, evs...)
-	b.mu.Unlock()
-	select {
+	select { // under mu, so that Close cannot close wake in between
 	case b.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// Close stops the delivery goroutine once it has delivered what is queued.
+// It is safe to call more than once.
+func (b *InProcess) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		close(b.wake)
+	}
 }
 
 // PublishTx implements Publisher; see the type's note on transactions.
@@ -216,7 +232,7 @@ func (b *InProcess) PublishTx(ctx context.Context, _ revenant.Executor, evs ...E
 }
 
 func (b *InProcess) loop() {
-	for range b.wake {
+	for range b.wake { // ends after Close, once the last wake-up is handled
 		for {
 			b.mu.Lock()
 			q := b.queue

@@ -16,6 +16,7 @@ import (
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/notify"
 )
 
 // Channel is the NOTIFY channel announcing new outbox rows (payload: seq).
@@ -37,7 +38,10 @@ const (
 type OutboxConfig struct {
 	// ListenDSN is used by lib/pq's Listener for LISTEN (Postgres only).
 	// Without it the bus polls every PollInterval; on SQLite it always
-	// polls.
+	// polls. A DSN that does not parse is an error from NewOutbox; one that
+	// cannot connect is not: Start returns once the first attempt fails (or
+	// its ctx ends), the bus polls, logs one warning, and keeps trying to
+	// LISTEN in the background.
 	ListenDSN string
 	// PollInterval is the catch-up poll period. Defaults to
 	// PollIntervalDefault.
@@ -45,7 +49,14 @@ type OutboxConfig struct {
 	// Retention is how long outbox rows are kept. Defaults to
 	// RetentionDefault.
 	Retention time.Duration
-	// GapWait defaults to GapWaitDefault.
+	// GapWait is how long the reader waits for the events of a sequence
+	// gap (seqs taken by transactions that had not committed when later
+	// ones were read) before it gives the gap up. An event that commits
+	// inside a given-up gap may never be delivered to this node's
+	// subscribers; the workflow reconciler repairs what it would have done.
+	// At most maxGapRanges gaps are tracked (the oldest is given up past
+	// that), so memory stays bounded whatever the gap. Defaults to
+	// GapWaitDefault.
 	GapWait time.Duration
 	// Logger defaults to discarding.
 	Logger *slog.Logger
@@ -66,16 +77,20 @@ type Outbox struct {
 	subs   subscribers
 	logger *slog.Logger
 
+	// The reader's position (see reader.go). Every seq in (low, high] is
+	// either delivered or inside one of gaps.
 	mu        sync.Mutex
-	low       int64               // every seq <= low has been handled
-	high      int64               // the highest seq read
-	delivered map[int64]bool      // seqs above low already delivered
-	gaps      map[int64]time.Time // seqs above low not seen yet, since when
+	low       int64              // every seq <= low has been handled
+	high      int64              // the highest seq read
+	delivered map[int64]struct{} // seqs in (low, high] already delivered
+	gaps      []gapRange         // seqs in (low, high] not read yet, in order
+	gapsShed  bool               // the gap cap was hit (logged once)
+
+	lifecycle sync.Mutex // serialises Start and Stop
 	started   bool
 	stop      chan struct{}
 	done      chan struct{}
-	wake      chan struct{}
-	listener  *pq.Listener
+	listener  *notify.Listener
 }
 
 // NewOutbox returns an outbox bus on db (Postgres or SQLite; never closed
@@ -92,8 +107,10 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	if sqlite && c.ListenDSN != "" {
 		return nil, fmt.Errorf("%w: bus OutboxConfig.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (the bus polls every PollInterval)", revenant.ErrInvalidInput)
 	}
-	if c.PollInterval < 0 || c.Retention < 0 || c.GapWait < 0 {
-		return nil, fmt.Errorf("%w: bus OutboxConfig durations must not be negative (0 means the default)", revenant.ErrInvalidInput)
+	if c.ListenDSN != "" {
+		if err := notify.CheckDSN("bus OutboxConfig.ListenDSN", c.ListenDSN); err != nil {
+			return nil, err
+		}
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = PollIntervalDefault
@@ -104,11 +121,24 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	if c.GapWait == 0 {
 		c.GapWait = GapWaitDefault
 	}
+	for _, d := range []struct {
+		name          string
+		value, lo, hi time.Duration
+		def           time.Duration
+	}{
+		{"PollInterval", c.PollInterval, 10 * time.Millisecond, time.Hour, PollIntervalDefault},
+		{"Retention", c.Retention, time.Second, 365 * 24 * time.Hour, RetentionDefault},
+		{"GapWait", c.GapWait, time.Millisecond, 24 * time.Hour, GapWaitDefault},
+	} {
+		if err := dbx.CheckDuration("bus OutboxConfig."+d.name, d.value, d.lo, d.hi, d.def); err != nil {
+			return nil, err
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = dbx.DiscardLogger()
 	}
-	return &Outbox{db: db, sqlite: sqlite, config: c, logger: c.Logger, delivered: map[int64]bool{}, gaps: map[int64]time.Time{},
-		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}, nil
+	return &Outbox{db: db, sqlite: sqlite, config: c, logger: c.Logger, delivered: map[int64]struct{}{},
+		stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Subscribe implements Bus.
@@ -259,218 +289,3 @@ func OutboxCTE(name string, args []any, evs ...Event) (cte, ref string, out []an
 // caller's transaction, so callers may fold it into their own statements
 // with OutboxCTE.
 func (b *Outbox) InTransaction() bool { return true }
-
-const eventColumns = `seq, id, type, episode_id, coalesce(actor_id, ''), workflow_instance_id, coalesce(workflow_step_id, ''),
-	coalesce(status, ''), coalesce(error_class, ''), payload, created_at`
-
-const readBatch = 1000
-
-var readSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq > $1 ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
-
-const readGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq = ANY($1::bigint[]) ORDER BY seq`
-
-const pruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1 * interval '1 millisecond'`
-
-const sqliteReadGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq IN (SELECT value FROM json_each($1)) ORDER BY seq`
-
-var sqlitePruneSQL = `DELETE FROM revenant_events WHERE created_at < ` + dialect.SQLiteNowMinusMillis("$1")
-
-// Start begins delivery from now on (events already in the outbox are not
-// delivered; the reconciler covers what they would have done).
-func (b *Outbox) Start(ctx context.Context) error {
-	b.mu.Lock()
-	if b.started {
-		b.mu.Unlock()
-		return fmt.Errorf("%w: bus already started", revenant.ErrInvalidInput)
-	}
-	b.started = true
-	b.mu.Unlock()
-	if err := b.db.GetContext(ctx, &b.low, `SELECT coalesce(max(seq), 0) FROM revenant_events`); err != nil {
-		return fmt.Errorf("bus: reading the outbox position: %w", err)
-	}
-	b.high = b.low
-	if b.config.ListenDSN != "" {
-		l := pq.NewListener(b.config.ListenDSN, 50*time.Millisecond, 5*time.Second, nil)
-		if err := l.Listen(Channel); err != nil {
-			_ = l.Close()
-			b.logger.WarnContext(ctx, "revenant: bus LISTEN failed; polling only", slog.Any("error", err))
-		} else {
-			b.listener = l
-		}
-	}
-	go b.loop()
-	return nil
-}
-
-// Stop ends delivery.
-func (b *Outbox) Stop() {
-	b.mu.Lock()
-	started := b.started
-	b.mu.Unlock()
-	if !started {
-		return
-	}
-	select {
-	case <-b.stop:
-		return
-	default:
-		close(b.stop)
-	}
-	<-b.done
-	if b.listener != nil {
-		_ = b.listener.Close()
-	}
-}
-
-func (b *Outbox) loop() {
-	defer close(b.done)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { <-b.stop; cancel() }()
-	poll := time.NewTicker(b.config.PollInterval)
-	defer poll.Stop()
-	prune := time.NewTicker(time.Minute)
-	defer prune.Stop()
-	var notes <-chan *pq.Notification
-	if b.listener != nil {
-		notes = b.listener.NotificationChannel()
-	}
-	for {
-		select {
-		case <-b.stop:
-			return
-		case n := <-notes:
-			if n != nil && b.config.DropNotification != nil && b.config.DropNotification() {
-				continue
-			}
-		case <-poll.C:
-		case <-prune.C:
-			q := pruneSQL
-			if b.sqlite {
-				q = sqlitePruneSQL
-			}
-			if _, err := b.db.ExecContext(ctx, q, b.config.Retention.Milliseconds()); err != nil && ctx.Err() == nil {
-				b.logger.WarnContext(ctx, "revenant: pruning the outbox failed", slog.Any("error", err))
-			}
-			continue
-		}
-		if err := b.catchUp(ctx); err != nil && ctx.Err() == nil {
-			b.logger.WarnContext(ctx, "revenant: reading the outbox failed", slog.Any("error", err))
-		}
-	}
-}
-
-// CatchUp delivers every event committed since the last read. The loop
-// calls it on each notification and poll tick; tests call it directly.
-func (b *Outbox) CatchUp(ctx context.Context) error { return b.catchUp(ctx) }
-
-func (b *Outbox) catchUp(ctx context.Context) error {
-	// Sequence numbers that were skipped (taken by transactions not yet
-	// committed) are re-checked by number, so a gap never makes the reader
-	// page over the same rows again.
-	b.mu.Lock()
-	gaps := make([]int64, 0, len(b.gaps))
-	for seq := range b.gaps {
-		gaps = append(gaps, seq)
-	}
-	b.mu.Unlock()
-	if len(gaps) > 0 {
-		q, arg := readGapsSQL, any(pq.Array(gaps))
-		if b.sqlite {
-			gj, _ := json.Marshal(gaps)
-			q, arg = sqliteReadGapsSQL, string(gj)
-		}
-		evs, seqs, err := b.query(ctx, q, arg)
-		if err != nil {
-			return err
-		}
-		b.deliver(ctx, evs, seqs)
-	}
-	for {
-		b.mu.Lock()
-		high := b.high
-		b.mu.Unlock()
-		evs, seqs, err := b.query(ctx, readSQL, high)
-		if err != nil {
-			return err
-		}
-		b.deliver(ctx, evs, seqs)
-		if len(evs) < readBatch {
-			b.advance()
-			return nil
-		}
-	}
-}
-
-// deliver hands new events to subscribers once each and records gaps.
-func (b *Outbox) deliver(ctx context.Context, evs []Event, seqs []int64) {
-	now := time.Now()
-	for i, ev := range evs {
-		b.mu.Lock()
-		seen := b.delivered[seqs[i]] || seqs[i] <= b.low
-		b.delivered[seqs[i]] = true
-		delete(b.gaps, seqs[i])
-		if seqs[i] > b.high {
-			for s := b.high + 1; s < seqs[i]; s++ {
-				if !b.delivered[s] {
-					b.gaps[s] = now
-				}
-			}
-			b.high = seqs[i]
-		}
-		b.mu.Unlock()
-		if !seen {
-			b.subs.deliver(ctx, b.logger, ev)
-		}
-	}
-}
-
-// advance moves low past every seq that is delivered, or that has been a
-// gap for longer than GapWait, forgetting their bookkeeping.
-func (b *Outbox) advance() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	for b.low < b.high {
-		next := b.low + 1
-		if b.delivered[next] {
-			delete(b.delivered, next)
-			b.low = next
-			continue
-		}
-		if since, ok := b.gaps[next]; ok && now.Sub(since) > b.config.GapWait {
-			delete(b.gaps, next)
-			b.low = next
-			continue
-		}
-		return
-	}
-}
-
-func (b *Outbox) query(ctx context.Context, q string, arg any) ([]Event, []int64, error) {
-	rows, err := b.db.QueryContext(ctx, q, arg)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	var evs []Event
-	var seqs []int64
-	for rows.Next() {
-		var (
-			ev      Event
-			seq     int64
-			ep, wf  uuid.NullUUID
-			payload []byte
-		)
-		if err := rows.Scan(&seq, &ev.ID, &ev.Type, &ep, &ev.ActorID, &wf, &ev.WorkflowStepID, &ev.Status, &ev.ErrorClass, &payload, &ev.CreatedAt); err != nil {
-			return nil, nil, err
-		}
-		ev.EpisodeID, ev.WorkflowInstanceID = ep.UUID, wf.UUID
-		if payload != nil {
-			ev.Payload = append([]byte(nil), payload...)
-		}
-		evs = append(evs, ev)
-		seqs = append(seqs, seq)
-	}
-	return evs, seqs, rows.Err()
-}

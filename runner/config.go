@@ -75,7 +75,11 @@ type Config struct {
 	PollInterval time.Duration
 	// ListenDSN, when set, is used by lib/pq's Listener to receive LISTEN/
 	// NOTIFY wake-ups (new work, cancels). Without it runners poll. It may
-	// point at the same database as the pool whatever the pool's driver.
+	// point at the same database as the pool whatever the pool's driver. A
+	// DSN that does not parse is an error from New; one that cannot connect
+	// is not: Start returns once the first attempt fails (or its ctx ends),
+	// the node polls, logs one warning, and keeps trying to LISTEN in the
+	// background.
 	ListenDSN string
 	// DisableLockDetection turns off the session advisory lock that lets
 	// other nodes see this node's death at once. Set it behind a

@@ -257,3 +257,50 @@ func TestConfigRangesAndText(t *testing.T) {
 		require.True(t, errors.Is(err, revenant.ErrInvalidInput))
 	})
 }
+
+// An unreachable ListenDSN neither blocks Start nor stops work: the node
+// polls, logs one warning however many reconnects fail, never logs the
+// password, and Stop returns promptly.
+func TestUnreachableListenDSNFallsBackToPolling(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	down := testdb.NewRefuser(t)
+	logs, logger := testdb.NewLogs()
+	const password = "s3cretPW"
+	cfg := fastConfig(s, "deaf")
+	cfg.ListenDSN = "postgres://rv:" + password + "@" + down.Addr + "/test?sslmode=disable"
+	cfg.Logger = logger
+	r, err := runner.New(s.DB, cfg)
+	require.NoError(t, err)
+	require.NoError(t, r.Register(doneActor("a", nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	began := time.Now()
+	require.NoError(t, r.Start(ctx))
+	require.Less(t, time.Since(began), 2*time.Second)
+	res, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "a"})
+	require.NoError(t, err)
+	waitStatus(t, r, res.Episode.ID, episodes.StatusDone)
+	require.Eventually(t, func() bool { return down.Attempts() >= 4 }, 20*time.Second, 10*time.Millisecond)
+	began = time.Now()
+	require.NoError(t, r.Stop(ctx))
+	require.Less(t, time.Since(began), 2*time.Second)
+	require.Equal(t, 1, logs.Count("LISTEN connection unavailable"), "one warning per outage:\n%s", logs.String())
+	require.NotContains(t, logs.String(), password)
+}
+
+// A ListenDSN that does not parse (a raw % in the password) is refused by
+// New, saying how to fix it, without the password in the error or a log.
+func TestMalformedListenDSNIsRefusedWithoutThePassword(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	logs, logger := testdb.NewLogs()
+	cfg := fastConfig(s, "n")
+	cfg.ListenDSN = "postgres://rv:pa%ss@127.0.0.1:5432/test"
+	cfg.Logger = logger
+	_, err := runner.New(s.DB, cfg)
+	require.ErrorIs(t, err, revenant.ErrInvalidInput)
+	require.Contains(t, err.Error(), "%25")
+	require.NotContains(t, err.Error(), "pa%ss")
+	require.NotContains(t, logs.String(), "pa%ss")
+}

@@ -3,57 +3,43 @@ package runner
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/revenant-go/revenant/internal/notify"
+	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/recovery"
 )
 
-var (
-	errMarkedStopped = errors.New("node row was marked stopped by a sweep")
-	errBadConn       = driver.ErrBadConn // returned from Conn.Raw to discard a connection
-)
+var errMarkedStopped = errors.New("node row was marked stopped by a sweep")
 
-// startListener subscribes to new-work and control notifications with lib/pq's
-// reconnecting Listener. Notifications are only wake-ups: after a reconnect
-// the claim loop is woken to catch up, and polling still runs, so a lost
-// notification delays work by at most PollInterval and never loses it.
-func (r *Runner) startListener() {
-	l := pq.NewListener(r.config.ListenDSN, 50*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
-		if err != nil {
-			r.logger.Warn("revenant: listener", slog.String("event", ev.String()), slog.Any("error", err))
-		}
-	})
-	for _, ch := range []string{recovery.NotifyChannel, ControlChannel} {
-		if err := l.Listen(ch); err != nil {
-			r.logger.Warn("revenant: LISTEN failed; polling only", slog.String("channel", ch), slog.Any("error", err))
-			_ = l.Close()
-			return
-		}
-	}
-	r.listener = l
+// startListener subscribes to new-work and control notifications. It waits
+// only until LISTEN is established or the first connection attempt fails
+// (or ctx ends); LISTEN is then retried in the background (see
+// internal/notify), and until it is up, or while its connection is down,
+// the node polls every PollInterval as it always does. Notifications are only wake-ups: after a
+// reconnect the claim loop is woken to catch up, so a lost notification
+// delays work by at most PollInterval and never loses it.
+func (r *Runner) startListener(ctx context.Context) {
+	r.listener = notify.Start(ctx, notify.Config{DSN: r.config.ListenDSN, Channels: []string{recovery.NotifyChannel, ControlChannel},
+		Owner: "runner", Logger: r.logger})
+	notes := r.listener.Notifications()
 	r.loops.Add(1)
 	go func() {
 		defer r.loops.Done()
-		ping := time.NewTicker(90 * time.Second)
-		defer ping.Stop()
 		for {
 			select {
 			case <-r.stopCh:
 				return
-			case <-ping.C:
-				go func() { _ = l.Ping() }()
-			case n, ok := <-l.NotificationChannel():
+			case n, ok := <-notes:
 				if !ok {
 					return
 				}
-				r.onNotification(n)
+				_ = safe.Pass(r.runCtx, r.logger, "runner notifications", func() error { r.onNotification(n); return nil })
 			}
 		}
 	}()

@@ -27,6 +27,7 @@ import (
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/notify"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
@@ -86,7 +87,7 @@ type Runner struct {
 	stopRuns context.CancelCauseFunc
 	loops    sync.WaitGroup
 	runs     sync.WaitGroup
-	listener *pq.Listener
+	listener *notify.Listener
 }
 
 type activeRun struct {
@@ -107,6 +108,11 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 	sqlite := dialect.Of(db) == dialect.SQLite
 	if sqlite && cfg.ListenDSN != "" {
 		return nil, fmt.Errorf("%w: runner Config.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (runners poll every PollInterval)", revenant.ErrInvalidInput)
+	}
+	if cfg.ListenDSN != "" {
+		if err := notify.CheckDSN("runner Config.ListenDSN", cfg.ListenDSN); err != nil {
+			return nil, err
+		}
 	}
 	store, err := episodes.New(db, &episodes.Config{Stack: cfg.Stack, Env: cfg.Env, Logger: cfg.Logger})
 	if err != nil {
@@ -207,14 +213,14 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.mu.Unlock()
 	r.runCtx, r.stopRuns = context.WithCancelCause(context.Background())
 	if r.config.ListenDSN != "" {
-		r.startListener()
+		r.startListener(ctx)
 	}
 	r.loops.Add(2)
 	go r.heartbeatLoop()
 	go r.claimLoop()
 	r.signal()
 	r.logger.InfoContext(ctx, "revenant: node started", slog.String("node", r.NodeID()),
-		slog.String("stack", r.config.Stack), slog.String("env", r.config.Env), slog.Bool("listening", r.listener != nil))
+		slog.String("stack", r.config.Stack), slog.String("env", r.config.Env), slog.Bool("listen", r.listener != nil))
 	return nil
 }
 
@@ -1030,7 +1036,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 	r.stopRuns(ErrStopping)
 	r.loops.Wait()
 	if r.listener != nil {
-		_ = r.listener.Close()
+		r.listener.Close()
 	}
 
 	done := make(chan struct{})

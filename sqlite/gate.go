@@ -202,7 +202,7 @@ func writes(query string) bool {
 		q = q[:8]
 	}
 	q = strings.ToUpper(q)
-	return !(strings.HasPrefix(q, "SELECT") || strings.HasPrefix(q, "PRAGMA") || strings.HasPrefix(q, "EXPLAIN") || strings.HasPrefix(q, "VALUES"))
+	return !strings.HasPrefix(q, "SELECT") && !strings.HasPrefix(q, "PRAGMA") && !strings.HasPrefix(q, "EXPLAIN") && !strings.HasPrefix(q, "VALUES")
 }
 
 func (c *gatedConn) Prepare(query string) (driver.Stmt, error) {

@@ -88,7 +88,14 @@ func DSN(path string, config *Config) (string, error) {
 		q.Add("_pragma", "journal_mode(WAL)")
 	}
 	q.Set("mode", mode)
-	return "file:" + path + "?" + q.Encode(), nil
+	return "file:" + uriPath(path) + "?" + q.Encode(), nil
+}
+
+// uriPath escapes what SQLite's URI parser would otherwise take for
+// syntax: a '#' starts a fragment, a '?' the query, and "%41" would open
+// "A". Cleaning the path keeps "//x" from reading as an authority.
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "#", "%23", "?", "%3F").Replace(filepath.Clean(path))
 }
 
 // Open opens (creating if needed) the SQLite file at path with the
@@ -140,7 +147,7 @@ func checkWritable(path string) error {
 		if fi.IsDir() {
 			return fmt.Errorf("%w: sqlite: %s is a directory; pass a file name", revenant.ErrInvalidInput, path)
 		}
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		f, err := os.OpenFile(path, os.O_RDWR, 0) //nolint:gosec // G304: opening the caller's database file is the point
 		if err != nil {
 			return fmt.Errorf("sqlite: %s is not writable by this process (%w); revenant writes to it, and to its -wal and -shm files beside it", path, err)
 		}

@@ -171,3 +171,27 @@ func TestHandlesAndFilesRevenantCannotUse(t *testing.T) {
 	_, err = sqlite.Open(ctx, filepath.Join(dir, "x.db"), &sqlite.Config{BusyTimeout: -1})
 	require.ErrorIs(t, err, revenant.ErrInvalidInput)
 }
+
+// The file opened is exactly the path given, whatever characters it holds
+// ('#' would start a URI fragment, "%41" would decode to "A").
+func TestOpenEscapesThePath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, name := range []string{"a#b.db", "c%41d.db", "50%.db", "with space.db", "ünïcode.db", "x%2Fy.db"} {
+		path := filepath.Join(dir, name)
+		db, err := sqlite.Open(context.Background(), path, nil)
+		require.NoError(t, err, name)
+		_, err = db.Exec(`CREATE TABLE t (x integer)`)
+		require.NoError(t, err, name)
+		require.NoError(t, db.Close())
+		_, err = os.Stat(path)
+		require.NoError(t, err, "%s was created under its own name", name)
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		for _, wrong := range []string{"a", "cAd.db", "x"} {
+			require.NotEqual(t, wrong, e.Name(), "a file named after a mis-parsed path")
+		}
+	}
+}

@@ -1,0 +1,338 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/notify"
+	"github.com/revenant-go/revenant/internal/safe"
+)
+
+// The outbox reader: it follows revenant_events by sequence number and
+// hands each event to this node's subscribers once.
+
+const eventColumns = `seq, id, type, episode_id, coalesce(actor_id, ''), workflow_instance_id, coalesce(workflow_step_id, ''),
+	coalesce(status, ''), coalesce(error_class, ''), payload, created_at`
+
+const readBatch = 1000
+
+// maxGapRanges caps the gaps the reader tracks; past it the oldest is given
+// up (see OutboxConfig.GapWait).
+const maxGapRanges = 1000
+
+var readSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq > $1 ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
+
+// readGapsSQL re-reads the gap ranges (lo and hi arrays): an index range
+// scan per range, whatever its width.
+var readGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events
+JOIN unnest($1::bigint[], $2::bigint[]) AS g(lo, hi) ON seq BETWEEN g.lo AND g.hi
+ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
+
+// sqliteReadGapsSQL takes the ranges as a JSON array of [lo, hi] pairs.
+var sqliteReadGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events
+WHERE seq IN (SELECT e.seq FROM json_each($1) AS g
+	JOIN revenant_events e ON e.seq BETWEEN json_extract(g.value, '$[0]') AND json_extract(g.value, '$[1]'))
+ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
+
+const positionSQL = `SELECT coalesce(max(seq), 0) FROM revenant_events`
+
+const pruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1 * interval '1 millisecond'`
+
+var sqlitePruneSQL = `DELETE FROM revenant_events WHERE created_at < ` + dialect.SQLiteNowMinusMillis("$1")
+
+// gapRange is a run of sequence numbers the reader has not read, since
+// when it first saw later ones.
+type gapRange struct {
+	from, to int64
+	since    time.Time
+}
+
+// Start begins delivery from now on (events already in the outbox are not
+// delivered; the reconciler covers what they would have done). It reads
+// the outbox position first: a database that is down or was never
+// migrated fails Start, which then holds nothing and may be called again.
+// With ListenDSN it also waits until LISTEN is established or the first
+// connection attempt fails (or ctx ends); LISTEN is retried in the
+// background meanwhile.
+func (b *Outbox) Start(ctx context.Context) error {
+	b.lifecycle.Lock()
+	defer b.lifecycle.Unlock()
+	if b.started {
+		return fmt.Errorf("%w: bus already started", revenant.ErrInvalidInput)
+	}
+	select {
+	case <-b.stop:
+		return fmt.Errorf("%w: bus was stopped; create a new one to start again", revenant.ErrInvalidInput)
+	default:
+	}
+	var low int64
+	if err := b.db.GetContext(ctx, &low, positionSQL); err != nil {
+		return fmt.Errorf("bus: reading the outbox position: %w", dbx.Explain(err))
+	}
+	b.mu.Lock()
+	b.low, b.high = low, low
+	b.mu.Unlock()
+	if b.config.ListenDSN != "" {
+		b.listener = notify.Start(ctx, notify.Config{DSN: b.config.ListenDSN, Channels: []string{Channel}, Owner: "bus", Logger: b.logger})
+	}
+	b.started = true
+	go b.loop()
+	return nil
+}
+
+// Stop ends delivery. It returns at once if the bus never started (or its
+// Start failed).
+func (b *Outbox) Stop() {
+	b.lifecycle.Lock()
+	defer b.lifecycle.Unlock()
+	select {
+	case <-b.stop:
+		return
+	default:
+		close(b.stop)
+	}
+	if !b.started {
+		return
+	}
+	<-b.done
+	if b.listener != nil {
+		b.listener.Close()
+	}
+}
+
+func (b *Outbox) loop() {
+	defer close(b.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-b.stop; cancel() }()
+	poll := time.NewTicker(b.config.PollInterval)
+	defer poll.Stop()
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	var notes <-chan *pq.Notification
+	if b.listener != nil {
+		notes = b.listener.Notifications()
+	}
+	for {
+		select {
+		case <-b.stop:
+			return
+		case n := <-notes:
+			if n != nil && b.config.DropNotification != nil && b.config.DropNotification() {
+				continue
+			}
+		case <-poll.C:
+		case <-prune.C:
+			err := safe.Pass(ctx, b.logger, "outbox prune", func() error {
+				q := pruneSQL
+				if b.sqlite {
+					q = sqlitePruneSQL
+				}
+				_, err := b.db.ExecContext(ctx, q, b.config.Retention.Milliseconds())
+				return err
+			})
+			if err != nil && ctx.Err() == nil {
+				b.logger.WarnContext(ctx, "revenant: pruning the outbox failed", slog.Any("error", err))
+			}
+			continue
+		}
+		err := safe.Pass(ctx, b.logger, "outbox read", func() error { return b.catchUp(ctx) })
+		if err != nil && ctx.Err() == nil {
+			b.logger.WarnContext(ctx, "revenant: reading the outbox failed", slog.Any("error", err))
+		}
+	}
+}
+
+// CatchUp delivers every event committed since the last read. The loop
+// calls it on each notification and poll tick; tests call it directly.
+func (b *Outbox) CatchUp(ctx context.Context) error { return b.catchUp(ctx) }
+
+func (b *Outbox) catchUp(ctx context.Context) error {
+	// Gaps are re-read by range, so a gap never makes the reader page over
+	// the same rows again, and a wide one costs one index range scan.
+	for {
+		q, args := b.gapQuery()
+		if q == "" {
+			break
+		}
+		evs, seqs, err := b.query(ctx, q, args...)
+		if err != nil {
+			return dbx.Explain(err)
+		}
+		b.deliver(ctx, evs, seqs)
+		if len(evs) < readBatch {
+			break
+		}
+	}
+	for {
+		b.mu.Lock()
+		high := b.high
+		b.mu.Unlock()
+		evs, seqs, err := b.query(ctx, readSQL, high)
+		if err != nil {
+			return dbx.Explain(err)
+		}
+		b.deliver(ctx, evs, seqs)
+		if len(evs) < readBatch {
+			b.mu.Lock()
+			b.advance(time.Now())
+			b.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// gapQuery returns the statement re-reading the current gaps, or "".
+func (b *Outbox) gapQuery() (string, []any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.gaps) == 0 {
+		return "", nil
+	}
+	if b.sqlite {
+		pairs := make([][2]int64, len(b.gaps))
+		for i, g := range b.gaps {
+			pairs[i] = [2]int64{g.from, g.to}
+		}
+		j, _ := json.Marshal(pairs)
+		return sqliteReadGapsSQL, []any{string(j)}
+	}
+	lo, hi := make([]int64, len(b.gaps)), make([]int64, len(b.gaps))
+	for i, g := range b.gaps {
+		lo[i], hi[i] = g.from, g.to
+	}
+	return readGapsSQL, []any{pq.Array(lo), pq.Array(hi)}
+}
+
+// deliver hands new events to subscribers once each, and records the gaps
+// the events' sequence numbers reveal.
+func (b *Outbox) deliver(ctx context.Context, evs []Event, seqs []int64) {
+	now := time.Now()
+	for i, ev := range evs {
+		seq := seqs[i]
+		b.mu.Lock()
+		_, done := b.delivered[seq]
+		seen := done || seq <= b.low
+		if !seen {
+			b.delivered[seq] = struct{}{}
+			if seq > b.high {
+				if seq > b.high+1 {
+					b.addGap(gapRange{from: b.high + 1, to: seq - 1, since: now}, now)
+				}
+				b.high = seq
+			} else {
+				b.fillGap(seq, now)
+			}
+		}
+		b.mu.Unlock()
+		if !seen {
+			b.subs.deliver(ctx, b.logger, ev)
+		}
+	}
+}
+
+// addGap appends a gap above every known one. The caller holds mu.
+func (b *Outbox) addGap(g gapRange, now time.Time) {
+	b.gaps = append(b.gaps, g)
+	b.shed(now)
+}
+
+// shed gives up the oldest gaps past maxGapRanges, so that memory stays
+// bounded whatever the sequence does. The caller holds mu.
+func (b *Outbox) shed(now time.Time) {
+	for len(b.gaps) > maxGapRanges {
+		if !b.gapsShed {
+			b.gapsShed = true
+			b.logger.Warn("revenant: the outbox reader is tracking too many sequence gaps; giving up the oldest (events committed inside them may be missed; the reconciler repairs what they would have done)",
+				slog.Int("max_gaps", maxGapRanges))
+		}
+		// Expired now: advance passes the delivered seqs below it, then it.
+		b.gaps[0].since = time.Time{}
+		before := len(b.gaps)
+		b.advance(now)
+		if len(b.gaps) == before { // cannot happen (see Outbox.mu); never spin
+			b.gaps = b.gaps[1:]
+		}
+	}
+}
+
+// fillGap removes seq, read late, from the gap holding it. The caller
+// holds mu.
+func (b *Outbox) fillGap(seq int64, now time.Time) {
+	i := sort.Search(len(b.gaps), func(i int) bool { return b.gaps[i].to >= seq })
+	if i == len(b.gaps) || b.gaps[i].from > seq {
+		return
+	}
+	g := b.gaps[i]
+	switch {
+	case g.from == seq && g.to == seq:
+		b.gaps = append(b.gaps[:i], b.gaps[i+1:]...)
+	case g.from == seq:
+		b.gaps[i].from++
+	case g.to == seq:
+		b.gaps[i].to--
+	default:
+		right := gapRange{from: seq + 1, to: g.to, since: g.since}
+		b.gaps[i].to = seq - 1
+		b.gaps = append(b.gaps[:i+1], append([]gapRange{right}, b.gaps[i+1:]...)...)
+		b.shed(now)
+	}
+}
+
+// advance moves low past every delivered seq, and past a whole gap once it
+// has waited GapWait, forgetting their bookkeeping. The caller holds mu.
+func (b *Outbox) advance(now time.Time) {
+	for b.low < b.high {
+		next := b.low + 1
+		if _, ok := b.delivered[next]; ok {
+			delete(b.delivered, next)
+			b.low = next
+			continue
+		}
+		if len(b.gaps) > 0 && b.gaps[0].from == next && now.Sub(b.gaps[0].since) > b.config.GapWait {
+			b.low = b.gaps[0].to
+			b.gaps = b.gaps[1:]
+			continue
+		}
+		return
+	}
+}
+
+func (b *Outbox) query(ctx context.Context, q string, args ...any) ([]Event, []int64, error) {
+	rows, err := b.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var evs []Event
+	var seqs []int64
+	for rows.Next() {
+		var (
+			ev      Event
+			seq     int64
+			ep, wf  uuid.NullUUID
+			payload []byte
+		)
+		if err := rows.Scan(&seq, &ev.ID, &ev.Type, &ep, &ev.ActorID, &wf, &ev.WorkflowStepID, &ev.Status, &ev.ErrorClass, &payload, &ev.CreatedAt); err != nil {
+			return nil, nil, err
+		}
+		ev.EpisodeID, ev.WorkflowInstanceID = ep.UUID, wf.UUID
+		if payload != nil {
+			ev.Payload = append([]byte(nil), payload...)
+		}
+		evs = append(evs, ev)
+		seqs = append(seqs, seq)
+	}
+	return evs, seqs, rows.Err()
+}
