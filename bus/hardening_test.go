@@ -130,3 +130,17 @@ func TestMalformedListenDSNIsRefusedWithoutThePassword(t *testing.T) {
 	require.NotContains(t, err.Error(), "pa%ss")
 	require.NotContains(t, err.Error(), "rv:")
 }
+
+// A nil transaction is an error, not a panic.
+func TestOutboxPublishTxNil(t *testing.T) {
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		b, err := bus.NewOutbox(s.DB, nil)
+		require.NoError(t, err)
+		var tx *sqlx.Tx
+		require.NotPanics(t, func() {
+			err = b.PublishTx(context.Background(), tx, bus.Event{Type: bus.EpisodeStarted})
+		})
+		require.ErrorIs(t, err, revenant.ErrInvalidInput)
+	})
+}

@@ -152,6 +152,9 @@ func (b *Outbox) Publish(ctx context.Context, evs ...Event) error {
 // PublishTx writes events to the outbox in the caller's transaction, with
 // one NOTIFY delivered on commit (Postgres).
 func (b *Outbox) PublishTx(ctx context.Context, tx revenant.Executor, evs ...Event) error {
+	if err := dbx.CheckExecutor("bus PublishTx", tx); err != nil {
+		return err
+	}
 	if b.sqlite {
 		return publishSQLite(ctx, tx, evs...)
 	}

@@ -96,7 +96,7 @@ func (c *Config) withDefaults() *Config {
 
 func (c *Config) validate() error {
 	if c.LockTimeout < 0 {
-		return fmt.Errorf("migrations: Config.LockTimeout is %s; use a positive duration or 0 for the default (%s)", c.LockTimeout, LockTimeoutDefault)
+		return fmt.Errorf("%w: migrations Config.LockTimeout is %s; use a positive duration or 0 for the default (%s)", dbx.ErrInvalidInput, c.LockTimeout, LockTimeoutDefault)
 	}
 	return nil
 }

@@ -47,8 +47,10 @@ func (c *Config) withDefaults() (*Config, error) {
 	if c != nil {
 		out = *c
 	}
-	if out.BusyTimeout < 0 {
-		return nil, fmt.Errorf("%w: sqlite Config.BusyTimeout is %s; use a positive duration or 0 for the default (%s)", revenant.ErrInvalidInput, out.BusyTimeout, BusyTimeoutDefault)
+	// SQLite takes whole milliseconds: under 1 ms would be 0, no wait at
+	// all, and every concurrent write would fail at once.
+	if out.BusyTimeout != 0 && (out.BusyTimeout < time.Millisecond || out.BusyTimeout > 24*time.Hour) {
+		return nil, fmt.Errorf("%w: sqlite Config.BusyTimeout is %s; use a duration from 1ms to 24h, or 0 for the default (%s)", revenant.ErrInvalidInput, out.BusyTimeout, BusyTimeoutDefault)
 	}
 	if out.MaxOpenConns < 0 {
 		return nil, fmt.Errorf("%w: sqlite Config.MaxOpenConns is %d; use a positive number or 0 for the default (%d)", revenant.ErrInvalidInput, out.MaxOpenConns, MaxOpenConnsDefault)

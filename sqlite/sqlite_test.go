@@ -195,3 +195,13 @@ func TestOpenEscapesThePath(t *testing.T) {
 		}
 	}
 }
+
+// A busy timeout under a millisecond would be 0: no wait at all.
+func TestBusyTimeoutRange(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "x.db")
+	for _, d := range []time.Duration{-time.Second, 500 * time.Microsecond, 48 * time.Hour} {
+		_, err := sqlite.Open(context.Background(), path, &sqlite.Config{BusyTimeout: d})
+		require.ErrorIs(t, err, revenant.ErrInvalidInput, "%s", d)
+	}
+}
