@@ -17,9 +17,10 @@ import (
 	"github.com/revenant-go/revenant/runner"
 )
 
-// Postgres goes away mid-run (every connection of the node cut, new ones
-// refused) and comes back: what the drivers report is retryable, no
-// episode fails for it, and every transactional effect happens once.
+// Postgres drops every connection (a blip), then goes away for a while
+// (connections cut, new ones refused) and comes back: what the drivers
+// report is retryable, no episode fails for it, and every transactional
+// effect happens once.
 func TestPostgresOutageFailsNoEpisode(t *testing.T) {
 	testdb.Each(t, []string{"postgres", "pgx"}, func(t *testing.T, driver string) {
 		s := testdb.New(t, &testdb.Options{Driver: driver})
@@ -69,7 +70,7 @@ func TestPostgresOutageFailsNoEpisode(t *testing.T) {
 		require.NoError(t, sw.Start(ctx))
 		t.Cleanup(sw.Stop)
 
-		const n = 30
+		const n = 60
 		for range n {
 			_, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "work"})
 			require.NoError(t, err)
@@ -81,6 +82,16 @@ func TestPostgresOutageFailsNoEpisode(t *testing.T) {
 		}
 		require.Eventually(t, func() bool { return count("done") >= 3 }, 20*time.Second, 10*time.Millisecond)
 
+		// A blip: every connection drops, new ones succeed at once. Runs
+		// caught mid-step get a dropped-connection error while the database
+		// is there to record a failure.
+		for range 3 {
+			before := count("done")
+			proxy.Drop()
+			require.Eventually(t, func() bool { return count("done") > before }, 20*time.Second, 10*time.Millisecond)
+		}
+
+		// An outage: connections drop and new ones are refused for a while.
 		proxy.Cut()
 		// Held down until the node has felt it (a heartbeat and a sweep
 		// pass or check failed).

@@ -116,6 +116,17 @@ func (p *Proxy) Cut() {
 	}
 }
 
+// Drop drops every proxied connection but keeps accepting new ones: a
+// blip, such as a backend terminated by an administrator or a failover
+// that is over by the time clients reconnect.
+func (p *Proxy) Drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
 // Restore accepts connections again on the same port.
 func (p *Proxy) Restore() {
 	p.t.Helper()
