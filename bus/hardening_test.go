@@ -3,7 +3,9 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,15 +122,81 @@ func TestUnreachableListenDSNFallsBackToPolling(t *testing.T) {
 }
 
 // A ListenDSN that does not parse is refused by NewOutbox, saying how to
-// fix it and without quoting the password.
+// fix it and without quoting the password, in the error or in a log line.
 func TestMalformedListenDSNIsRefusedWithoutThePassword(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, nil)
-	_, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: "postgres://rv:pa%ss@127.0.0.1:5432/test"})
+	logs, logger := testdb.NewLogs()
+	_, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: "postgres://rv:pa%ss@127.0.0.1:5432/test", Logger: logger})
 	require.ErrorIs(t, err, revenant.ErrInvalidInput)
 	require.Contains(t, err.Error(), "%25")
-	require.NotContains(t, err.Error(), "pa%ss")
-	require.NotContains(t, err.Error(), "rv:")
+	for _, text := range []string{err.Error(), logs.String()} {
+		require.NotContains(t, text, "pa%ss")
+		require.NotContains(t, text, "%ss")
+		require.NotContains(t, text, "rv:")
+	}
+}
+
+// A ListenDSN whose server accepts connections and never answers (a
+// firewall, a port that is not Postgres) does not hold Start, even with a
+// ctx that never ends: the bus polls, warns once, and Stop returns at once.
+func TestSilentListenDSNDoesNotHoldStart(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, nil)
+	silent := newSilentServer(t)
+	logs, logger := testdb.NewLogs()
+	const password = "s1lentPW"
+	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: fmt.Sprintf("postgres://rv:%s@%s/test?sslmode=disable", password, silent),
+		PollInterval: 20 * time.Millisecond, Logger: logger})
+	require.NoError(t, err)
+	c := &collector{}
+	b.Subscribe("", c.handle)
+	started := make(chan error, 1)
+	go func() { started <- b.Start(context.Background()) }()
+	select {
+	case err := <-started:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("Start is still waiting on a LISTEN server that never answers")
+	}
+	ev := bus.Event{ID: uuid.New(), Type: bus.EpisodeStarted}
+	require.NoError(t, b.Publish(context.Background(), ev))
+	require.Eventually(t, func() bool { return c.ids()[ev.ID] == 1 }, 5*time.Second, 10*time.Millisecond, "delivered by polling")
+	require.Eventually(t, func() bool { return logs.Count("LISTEN connection unavailable") == 1 }, 15*time.Second, 10*time.Millisecond)
+	began := time.Now()
+	b.Stop()
+	require.Less(t, time.Since(began), time.Second)
+	require.NotContains(t, logs.String(), password)
+}
+
+// newSilentServer accepts connections and never answers; it returns its
+// address.
+func newSilentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
 }
 
 // A nil transaction is an error, not a panic.

@@ -28,9 +28,7 @@ const (
 	RetentionDefault    = time.Hour
 	// GapWaitDefault is how long a reader waits for a sequence gap (a
 	// transaction that took its seq but has not committed yet) before
-	// moving on. Events that commit later than that are still delivered if
-	// seen, since reads dedupe by id, but may be missed; the reconciler
-	// repairs what they would have done.
+	// moving on; see OutboxConfig.GapWait.
 	GapWaitDefault = 10 * time.Second
 )
 
@@ -39,9 +37,10 @@ type OutboxConfig struct {
 	// ListenDSN is used by lib/pq's Listener for LISTEN (Postgres only).
 	// Without it the bus polls every PollInterval; on SQLite it always
 	// polls. A DSN that does not parse is an error from NewOutbox; one that
-	// cannot connect is not: Start returns once the first attempt fails (or
-	// its ctx ends), the bus polls, logs one warning, and keeps trying to
-	// LISTEN in the background.
+	// cannot connect is not: Start returns once the first attempt fails
+	// (each is bounded by the DSN's connect_timeout, 5 s if unset), its ctx
+	// ends or 5 s pass; the bus then polls, logs one warning per outage,
+	// and keeps trying to LISTEN in the background.
 	ListenDSN string
 	// PollInterval is the catch-up poll period. Defaults to
 	// PollIntervalDefault.
@@ -51,11 +50,12 @@ type OutboxConfig struct {
 	Retention time.Duration
 	// GapWait is how long the reader waits for the events of a sequence
 	// gap (seqs taken by transactions that had not committed when later
-	// ones were read) before it gives the gap up. An event that commits
-	// inside a given-up gap may never be delivered to this node's
-	// subscribers; the workflow reconciler repairs what it would have done.
-	// At most maxGapRanges gaps are tracked (the oldest is given up past
-	// that), so memory stays bounded whatever the gap. Defaults to
+	// ones were read, or skipped by a rollback or a setval) before it gives
+	// the gap up. An event that commits inside a given-up gap is not
+	// delivered to this node's subscribers; the workflow reconciler repairs
+	// what it would have done. Gaps are tracked as ranges, at most 1,000 of
+	// them (past that the oldest is given up early, with one warning), so
+	// memory stays bounded whatever the sequence does. Defaults to
 	// GapWaitDefault.
 	GapWait time.Duration
 	// Logger defaults to discarding.
@@ -77,14 +77,13 @@ type Outbox struct {
 	subs   subscribers
 	logger *slog.Logger
 
-	// The reader's position (see reader.go). Every seq in (low, high] is
-	// either delivered or inside one of gaps.
-	mu        sync.Mutex
-	low       int64              // every seq <= low has been handled
-	high      int64              // the highest seq read
-	delivered map[int64]struct{} // seqs in (low, high] already delivered
-	gaps      []gapRange         // seqs in (low, high] not read yet, in order
-	gapsShed  bool               // the gap cap was hit (logged once)
+	// The reader's position (see reader.go): every seq up to high has been
+	// delivered or given up, except those inside gaps. Its size is bounded
+	// by maxGapRanges, whatever the sequence does.
+	mu       sync.Mutex
+	high     int64      // the highest seq read
+	gaps     []gapRange // seqs below high not read yet, in order
+	gapsShed bool       // the gap cap was hit (logged once)
 
 	lifecycle sync.Mutex // serialises Start and Stop
 	started   bool
@@ -137,8 +136,7 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	if c.Logger == nil {
 		c.Logger = dbx.DiscardLogger()
 	}
-	return &Outbox{db: db, sqlite: sqlite, config: c, logger: c.Logger, delivered: map[int64]struct{}{},
-		stop: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Outbox{db: db, sqlite: sqlite, config: c, logger: c.Logger, stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Subscribe implements Bus.

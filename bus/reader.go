@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -33,11 +34,13 @@ const maxGapRanges = 1000
 
 var readSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq > $1 ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
 
-// readGapsSQL re-reads the gap ranges (lo and hi arrays): an index range
-// scan per range, whatever its width.
-var readGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events
-JOIN unnest($1::bigint[], $2::bigint[]) AS g(lo, hi) ON seq BETWEEN g.lo AND g.hi
-ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
+// readGapsSQL re-reads the gap ranges (lo and hi arrays): one index range
+// scan per range, whatever its width. LATERAL keeps it so; a plain join on
+// BETWEEN is planned as a walk of the whole table in seq order.
+var readGapsSQL = `SELECT e.* FROM unnest($1::bigint[], $2::bigint[]) AS g(lo, hi)
+CROSS JOIN LATERAL (SELECT ` + eventColumns + ` FROM revenant_events
+	WHERE seq BETWEEN g.lo AND g.hi ORDER BY seq LIMIT ` + strconv.Itoa(readBatch) + `) AS e
+ORDER BY e.seq LIMIT ` + strconv.Itoa(readBatch)
 
 // sqliteReadGapsSQL takes the ranges as a JSON array of [lo, hi] pairs.
 var sqliteReadGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events
@@ -62,8 +65,8 @@ type gapRange struct {
 // delivered; the reconciler covers what they would have done). It reads
 // the outbox position first: a database that is down or was never
 // migrated fails Start, which then holds nothing and may be called again.
-// With ListenDSN it also waits until LISTEN is established or the first
-// connection attempt fails (or ctx ends); LISTEN is retried in the
+// With ListenDSN it also waits until LISTEN is established, the first
+// connection attempt fails, ctx ends or 5 s pass; LISTEN is retried in the
 // background meanwhile.
 func (b *Outbox) Start(ctx context.Context) error {
 	b.lifecycle.Lock()
@@ -76,12 +79,12 @@ func (b *Outbox) Start(ctx context.Context) error {
 		return fmt.Errorf("%w: bus was stopped; create a new one to start again", revenant.ErrInvalidInput)
 	default:
 	}
-	var low int64
-	if err := b.db.GetContext(ctx, &low, positionSQL); err != nil {
+	var high int64
+	if err := b.db.GetContext(ctx, &high, positionSQL); err != nil {
 		return fmt.Errorf("bus: reading the outbox position: %w", dbx.Explain(err))
 	}
 	b.mu.Lock()
-	b.low, b.high = low, low
+	b.high, b.gaps = high, nil
 	b.mu.Unlock()
 	if b.config.ListenDSN != "" {
 		b.listener = notify.Start(ctx, notify.Config{DSN: b.config.ListenDSN, Channels: []string{Channel}, Owner: "bus", Logger: b.logger})
@@ -220,92 +223,74 @@ func (b *Outbox) gapQuery() (string, []any) {
 func (b *Outbox) deliver(ctx context.Context, evs []Event, seqs []int64) {
 	now := time.Now()
 	for i, ev := range evs {
-		seq := seqs[i]
 		b.mu.Lock()
-		_, done := b.delivered[seq]
-		seen := done || seq <= b.low
-		if !seen {
-			b.delivered[seq] = struct{}{}
-			if seq > b.high {
-				if seq > b.high+1 {
-					b.addGap(gapRange{from: b.high + 1, to: seq - 1, since: now}, now)
-				}
-				b.high = seq
-			} else {
-				b.fillGap(seq, now)
-			}
-		}
+		fresh := b.take(seqs[i], now)
 		b.mu.Unlock()
-		if !seen {
+		if fresh {
 			b.subs.deliver(ctx, b.logger, ev)
 		}
 	}
 }
 
-// addGap appends a gap above every known one. The caller holds mu.
-func (b *Outbox) addGap(g gapRange, now time.Time) {
-	b.gaps = append(b.gaps, g)
-	b.shed(now)
+// take records seq as read and reports whether it was not read before. The
+// caller holds mu.
+func (b *Outbox) take(seq int64, now time.Time) bool {
+	if seq > b.high {
+		if seq > b.high+1 {
+			b.gaps = append(b.gaps, gapRange{from: b.high + 1, to: seq - 1, since: now})
+			b.shed()
+		}
+		b.high = seq
+		return true
+	}
+	return b.fillGap(seq)
 }
 
 // shed gives up the oldest gaps past maxGapRanges, so that memory stays
 // bounded whatever the sequence does. The caller holds mu.
-func (b *Outbox) shed(now time.Time) {
+func (b *Outbox) shed() {
 	for len(b.gaps) > maxGapRanges {
 		if !b.gapsShed {
 			b.gapsShed = true
 			b.logger.Warn("revenant: the outbox reader is tracking too many sequence gaps; giving up the oldest (events committed inside them may be missed; the reconciler repairs what they would have done)",
 				slog.Int("max_gaps", maxGapRanges))
 		}
-		// Expired now: advance passes the delivered seqs below it, then it.
-		b.gaps[0].since = time.Time{}
-		before := len(b.gaps)
-		b.advance(now)
-		if len(b.gaps) == before { // cannot happen (see Outbox.mu); never spin
-			b.gaps = b.gaps[1:]
-		}
+		b.gaps = b.gaps[1:]
 	}
 }
 
-// fillGap removes seq, read late, from the gap holding it. The caller
-// holds mu.
-func (b *Outbox) fillGap(seq int64, now time.Time) {
+// fillGap removes seq, read late, from the gap holding it, and reports
+// whether one did. The caller holds mu.
+func (b *Outbox) fillGap(seq int64) bool {
 	i := sort.Search(len(b.gaps), func(i int) bool { return b.gaps[i].to >= seq })
 	if i == len(b.gaps) || b.gaps[i].from > seq {
-		return
+		return false
 	}
 	g := b.gaps[i]
 	switch {
 	case g.from == seq && g.to == seq:
-		b.gaps = append(b.gaps[:i], b.gaps[i+1:]...)
+		b.gaps = slices.Delete(b.gaps, i, i+1)
 	case g.from == seq:
 		b.gaps[i].from++
 	case g.to == seq:
 		b.gaps[i].to--
 	default:
-		right := gapRange{from: seq + 1, to: g.to, since: g.since}
 		b.gaps[i].to = seq - 1
-		b.gaps = append(b.gaps[:i+1], append([]gapRange{right}, b.gaps[i+1:]...)...)
-		b.shed(now)
+		b.gaps = slices.Insert(b.gaps, i+1, gapRange{from: seq + 1, to: g.to, since: g.since})
+		b.shed()
 	}
+	return true
 }
 
-// advance moves low past every delivered seq, and past a whole gap once it
-// has waited GapWait, forgetting their bookkeeping. The caller holds mu.
+// advance gives up each gap that has waited GapWait, whole, in one step.
+// Gaps are ordered by when they were seen, so the expired ones lead. The
+// caller holds mu.
 func (b *Outbox) advance(now time.Time) {
-	for b.low < b.high {
-		next := b.low + 1
-		if _, ok := b.delivered[next]; ok {
-			delete(b.delivered, next)
-			b.low = next
-			continue
-		}
-		if len(b.gaps) > 0 && b.gaps[0].from == next && now.Sub(b.gaps[0].since) > b.config.GapWait {
-			b.low = b.gaps[0].to
-			b.gaps = b.gaps[1:]
-			continue
-		}
-		return
+	for len(b.gaps) > 0 && now.Sub(b.gaps[0].since) > b.config.GapWait {
+		b.gaps = b.gaps[1:]
+	}
+	if len(b.gaps) == 0 {
+		b.gaps = nil // release the backing array
 	}
 }
 

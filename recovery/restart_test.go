@@ -3,10 +3,12 @@ package recovery_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant"
@@ -70,10 +72,28 @@ func TestPostgresOutageFailsNoEpisode(t *testing.T) {
 		require.NoError(t, sw.Start(ctx))
 		t.Cleanup(sw.Stop)
 
-		const n = 60
+		const n = 100
 		for range n {
 			_, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "work"})
 			require.NoError(t, err)
+		}
+		state := func() string {
+			var rows []struct {
+				Status, Owner string
+				N             int
+			}
+			_ = s.DB.Select(&rows, `SELECT status, coalesce(owner_node, '') AS owner, count(*) AS n FROM revenant_episodes GROUP BY 1, 2 ORDER BY 1, 2`)
+			var nodes []struct {
+				ID      string `db:"node_id"`
+				Stopped bool
+				Lock    *int64 `db:"lock_key"`
+			}
+			_ = s.DB.Select(&nodes, `SELECT node_id, stopped_at IS NOT NULL AS stopped, lock_key FROM revenant_nodes ORDER BY started_at`)
+			ls := strings.Split(logs.String(), "\n")
+			if len(ls) > 60 {
+				ls = ls[len(ls)-60:]
+			}
+			return fmt.Sprintf("episodes %+v\nnodes %+v\n%s", rows, nodes, strings.Join(ls, "\n"))
 		}
 		count := func(status string) int {
 			var c int
@@ -88,7 +108,9 @@ func TestPostgresOutageFailsNoEpisode(t *testing.T) {
 		for range 3 {
 			before := count("done")
 			proxy.Drop()
-			require.Eventually(t, func() bool { return count("done") > before }, 20*time.Second, 10*time.Millisecond)
+			if !assert.Eventually(t, func() bool { d := count("done"); return d > before || d == n }, 20*time.Second, 10*time.Millisecond) {
+				t.Fatalf("no progress after a blip: %s", state())
+			}
 		}
 
 		// An outage: connections drop and new ones are refused for a while.
@@ -102,8 +124,9 @@ func TestPostgresOutageFailsNoEpisode(t *testing.T) {
 			20*time.Second, 10*time.Millisecond)
 		proxy.Restore()
 
-		require.Eventually(t, func() bool { return count("done")+count("failed") == n }, 60*time.Second, 50*time.Millisecond,
-			"logs:\n%s", logs.String())
+		if !assert.Eventually(t, func() bool { return count("done")+count("failed") == n }, 60*time.Second, 50*time.Millisecond) {
+			t.Fatalf("not finished after the outage: %s", state())
+		}
 		require.Zero(t, count("failed"), "no episode failed for a transient cause; logs:\n%s", logs.String())
 		var effects int
 		require.NoError(t, s.DB.Get(&effects, `SELECT count(*) FROM outage_effects`))

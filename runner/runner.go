@@ -225,7 +225,8 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 // register takes the advisory lock on a dedicated connection (unless
-// disabled) and inserts the node row.
+// disabled) and inserts the node row. The caller holds livenessMu (or owns
+// r alone, in Start).
 func (r *Runner) register(ctx context.Context) error {
 	var lockKey any
 	if !r.config.DisableLockDetection && !r.sqlite {
@@ -257,7 +258,17 @@ func (r *Runner) register(ctx context.Context) error {
 	}
 	if _, err := r.execLiveness(ctx, query, r.NodeID(), r.config.Name, nullString(r.config.Stack),
 		nullString(r.config.Env), lockKey, actorsArg, r.config.NodeTTL.Milliseconds()); err != nil {
-		return fmt.Errorf("runner: registering node %s: %w", r.NodeID(), dbx.Explain(err))
+		// Start the next attempt afresh: the lock connection may be the
+		// one that broke (reusing it would fail the same way for ever),
+		// a lock without a node row protects nothing, and the insert may
+		// have committed before the error reached us (the same id again
+		// would be a duplicate for ever), so the next attempt uses a new id.
+		r.dropLockConn()
+		r.mu.Lock()
+		failed := r.nodeID
+		r.nodeID = newNodeID(r.config.Name)
+		r.mu.Unlock()
+		return fmt.Errorf("runner: registering node %s: %w", failed, dbx.Explain(err))
 	}
 	return nil
 }

@@ -66,7 +66,8 @@ func (c *Config) withDefaults() (*Config, error) {
 
 // DSN returns the modernc.org/sqlite data source name Open uses for path,
 // for programs that call sql.Open themselves (or hand the DSN to a child
-// process).
+// process). The path is escaped, so the file opened is exactly path; a path
+// containing '?' is refused.
 func DSN(path string, config *Config) (string, error) {
 	cfg, err := config.withDefaults()
 	if err != nil {
@@ -75,8 +76,10 @@ func DSN(path string, config *Config) (string, error) {
 	if path == "" {
 		return "", fmt.Errorf("%w: sqlite: path is empty; pass a file name such as \"revenant.db\"", revenant.ErrInvalidInput)
 	}
+	// A '?' could be escaped like '#', but a path holding one is far more
+	// often a DSN passed by mistake, which would silently become a file name.
 	if strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
-		return "", fmt.Errorf("%w: sqlite: pass a plain file path, not a DSN (%q); use sql.Open for custom DSNs", revenant.ErrInvalidInput, path)
+		return "", fmt.Errorf("%w: sqlite: pass a plain file path, not a DSN, and without '?' (%q); use sql.Open for custom DSNs", revenant.ErrInvalidInput, path)
 	}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds()))

@@ -187,10 +187,15 @@ func TestOpenEscapesThePath(t *testing.T) {
 		_, err = os.Stat(path)
 		require.NoError(t, err, "%s was created under its own name", name)
 	}
+	// A '?' is refused rather than read as the start of a query.
+	_, err := sqlite.Open(context.Background(), filepath.Join(dir, "q?mode=ro.db"), nil)
+	require.ErrorIs(t, err, revenant.ErrInvalidInput)
+	require.ErrorContains(t, err, "'?'")
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
+	require.Len(t, entries, 6*3, "each file with its -wal and -shm, nothing else") // not closed: WAL files remain? see below
 	for _, e := range entries {
-		for _, wrong := range []string{"a", "cAd.db", "x"} {
+		for _, wrong := range []string{"a", "cAd.db", "x", "q"} {
 			require.NotEqual(t, wrong, e.Name(), "a file named after a mis-parsed path")
 		}
 	}

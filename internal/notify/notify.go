@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,9 +27,11 @@ import (
 const (
 	minReconnect = 50 * time.Millisecond
 	maxReconnect = 5 * time.Second
-	dialTimeout  = 5 * time.Second
 	pingEvery    = 90 * time.Second
 )
+
+// ConnectTimeoutDefault is Config.ConnectTimeout's default.
+const ConnectTimeoutDefault = 5 * time.Second
 
 // CheckDSN refuses a DSN lib/pq cannot parse, with a message that says how
 // to fix it and never quotes the DSN or its password. field names the
@@ -50,8 +54,14 @@ type Config struct {
 	// Channels to LISTEN on.
 	Channels []string
 	// Owner names the service in log lines ("runner", "bus").
-	Owner  string
+	Owner string
+	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// ConnectTimeout bounds each connection attempt (dial, TLS and startup,
+	// as lib/pq's connect_timeout, in whole seconds) unless the DSN or
+	// PGCONNECT_TIMEOUT sets one, and how long Start waits. Defaults to
+	// ConnectTimeoutDefault.
+	ConnectTimeout time.Duration
 }
 
 // Listener is a LISTEN connection that reconnects by itself.
@@ -74,24 +84,57 @@ type Listener struct {
 }
 
 // Start issues LISTEN in the background and waits until it is established,
-// the first connection attempt fails, or ctx ends, whichever comes first:
-// with Postgres reachable the caller listens from the start; otherwise it
-// goes on polling at once while LISTEN is retried. LISTEN is re-issued
-// after every reconnect; an outage is logged once when it starts (one
-// warning, not one per attempt) and once when it ends.
+// the first connection attempt fails, ctx ends or ConnectTimeout passes,
+// whichever comes first: with Postgres reachable the caller listens from
+// the start; otherwise it goes on polling while LISTEN is retried. LISTEN
+// is re-issued after every reconnect; an outage is logged once when it
+// starts (one warning, not one per attempt) and once when it ends.
 func Start(ctx context.Context, c Config) *Listener {
-	l := &Listener{logger: c.Logger, owner: c.Owner, secrets: secretsOf(c.DSN), stop: make(chan struct{}), settled: make(chan struct{})}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = ConnectTimeoutDefault
+	}
+	dsn := withConnectTimeout(c.DSN, c.ConnectTimeout)
+	l := &Listener{logger: c.Logger, owner: c.Owner, secrets: secretsOf(c.DSN, dsn), stop: make(chan struct{}), settled: make(chan struct{})}
 	if l.logger == nil {
 		l.logger = dbx.DiscardLogger()
 	}
-	l.pq = pq.NewDialListener(dialer{}, c.DSN, minReconnect, maxReconnect, l.event)
+	p := pq.NewDialListener(dialer{c.ConnectTimeout}, dsn, minReconnect, maxReconnect, l.event)
+	l.mu.Lock() // event reads it, from lib/pq's goroutine
+	l.pq = p
+	l.mu.Unlock()
 	go l.listen(c.Channels)
 	go l.ping()
+	wait := time.NewTimer(c.ConnectTimeout)
+	defer wait.Stop()
 	select {
 	case <-l.settled:
 	case <-ctx.Done():
+	case <-wait.C:
 	}
 	return l
+}
+
+// withConnectTimeout sets lib/pq's connect_timeout when neither the DSN nor
+// the environment does: without one, a server that accepts the connection
+// and never answers holds the attempt, Close and every retry forever.
+func withConnectTimeout(dsn string, d time.Duration) string {
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil || cfg.ConnectTimeout > 0 {
+		return dsn
+	}
+	secs := strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return dsn
+		}
+		q := u.Query()
+		q.Set("connect_timeout", secs)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	// In front: a trailing "key=" would take a value appended after it.
+	return "connect_timeout=" + secs + " " + dsn
 }
 
 func (l *Listener) settle() { l.settledOnce.Do(func() { close(l.settled) }) }
@@ -108,8 +151,8 @@ func (l *Listener) Listening() bool {
 }
 
 // Close stops listening and returns at once, even while a connection
-// attempt is under way (lib/pq finishes it in the background, bounded by
-// the dial timeout).
+// attempt is under way (lib/pq finishes it in the background, within
+// ConnectTimeout).
 func (l *Listener) Close() {
 	l.mu.Lock()
 	if l.closed {
@@ -168,10 +211,26 @@ func (l *Listener) ping() {
 // event turns lib/pq's connection events into one warning per outage and
 // one line when it ends.
 func (l *Listener) event(ev pq.ListenerEventType, err error) {
+	if notify := l.eventLocked(ev, err); notify != nil {
+		// lib/pq sends a nil after a reconnect but not after a first
+		// connection that followed failed attempts; send it, so that the
+		// caller catches up on what it missed meanwhile. Not blocking: a
+		// full channel wakes the caller anyway. This runs on lib/pq's
+		// sending goroutine, so Notify is not closed under it.
+		select {
+		case notify <- nil:
+		default:
+		}
+	}
+}
+
+// eventLocked logs ev and returns the channel to send a catch-up nil on, if
+// one is due.
+func (l *Listener) eventLocked(ev pq.ListenerEventType, err error) chan<- *pq.Notification {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return
+		return nil
 	}
 	switch ev {
 	case pq.ListenerEventConnectionAttemptFailed, pq.ListenerEventDisconnected:
@@ -189,8 +248,12 @@ func (l *Listener) event(ev pq.ListenerEventType, err error) {
 		if l.down {
 			l.down = false
 			l.logger.Info("revenant: LISTEN connection established", slog.String("service", l.owner))
+			if ev == pq.ListenerEventConnected && l.pq != nil {
+				return l.pq.Notify
+			}
 		}
 	}
+	return nil
 }
 
 // scrub removes the DSN and its password from driver error text.
@@ -203,30 +266,37 @@ func (l *Listener) scrub(s string) string {
 	return s
 }
 
-// secretsOf returns the DSN and its password (URL or key=value form).
-func secretsOf(dsn string) []string {
-	out := []string{dsn}
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok {
-			out = append(out, p, url.QueryEscape(p), url.PathEscape(p))
+// secretsOf returns the DSNs and the password they carry, as written and
+// as decoded.
+func secretsOf(dsns ...string) []string {
+	out := append([]string(nil), dsns...)
+	for _, dsn := range dsns {
+		if cfg, err := pq.NewConfig(dsn); err == nil && cfg.Password != "" {
+			out = append(out, cfg.Password, url.QueryEscape(cfg.Password), url.PathEscape(cfg.Password))
+		}
+		if u, err := url.Parse(dsn); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				out = append(out, p)
+			}
+			if _, raw, ok := strings.Cut(u.User.String(), ":"); ok {
+				out = append(out, raw)
+			}
 		}
 	}
-	for _, field := range strings.Fields(dsn) {
-		if p, ok := strings.CutPrefix(field, "password="); ok {
-			out = append(out, strings.Trim(p, "'"))
-		}
-	}
+	// Longest first, so that a password inside a DSN does not break the
+	// DSN's own replacement.
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }
 
 // dialer bounds connection attempts, so that Close never waits long on an
 // unreachable host.
-type dialer struct{}
+type dialer struct{ timeout time.Duration }
 
-func (dialer) Dial(network, address string) (net.Conn, error) {
-	return net.DialTimeout(network, address, dialTimeout)
+func (d dialer) Dial(network, address string) (net.Conn, error) {
+	return net.DialTimeout(network, address, d.timeout)
 }
 
-func (dialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout(network, address, min(timeout, dialTimeout))
+func (d dialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout(network, address, min(timeout, d.timeout))
 }

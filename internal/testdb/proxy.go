@@ -1,7 +1,9 @@
 package testdb
 
 import (
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"sync"
@@ -31,7 +33,7 @@ func NewProxy(t testing.TB) *Proxy {
 	if err != nil {
 		t.Fatalf("testdb: proxy: parsing the test URL: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenOutsideEphemeralRange()
 	if err != nil {
 		t.Fatalf("testdb: proxy: %v", err)
 	}
@@ -42,6 +44,22 @@ func NewProxy(t testing.TB) *Proxy {
 		p.wg.Wait()
 	})
 	return p
+}
+
+// listenOutsideEphemeralRange listens on a loopback port below Linux's
+// ephemeral range (32768 and up). While the proxy is cut its port is free,
+// and a client dialing it could be given that very port as its own source
+// port: a TCP connection to itself, which hangs in the startup handshake.
+func listenOutsideEphemeralRange() (net.Listener, error) {
+	var err error
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			return ln, nil
+		}
+	}
+	return nil, err
 }
 
 // DSN rewrites a postgres:// DSN (such as Schema.DSN) to go through the
