@@ -23,8 +23,13 @@ import (
 // The outbox reader: it follows revenant_events by sequence number and
 // hands each event to this node's subscribers once.
 
-const eventColumns = `seq, id, type, episode_id, coalesce(actor_id, ''), workflow_instance_id, coalesce(workflow_step_id, ''),
-	coalesce(status, ''), coalesce(error_class, ''), payload, created_at`
+const eventColumns = `seq, id, type, episode_id, coalesce(actor_id, '') AS actor_id, workflow_instance_id,
+	coalesce(workflow_step_id, '') AS workflow_step_id, coalesce(status, '') AS status,
+	coalesce(error_class, '') AS error_class, payload, created_at`
+
+// eventColumnsOfE names eventColumns' columns on a subquery aliased e.
+const eventColumnsOfE = `e.seq, e.id, e.type, e.episode_id, e.actor_id, e.workflow_instance_id, e.workflow_step_id,
+	e.status, e.error_class, e.payload, e.created_at`
 
 const readBatch = 1000
 
@@ -37,7 +42,7 @@ var readSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq > $1 O
 // readGapsSQL re-reads the gap ranges (lo and hi arrays): one index range
 // scan per range, whatever its width. LATERAL keeps it so; a plain join on
 // BETWEEN is planned as a walk of the whole table in seq order.
-var readGapsSQL = `SELECT e.* FROM unnest($1::bigint[], $2::bigint[]) AS g(lo, hi)
+var readGapsSQL = `SELECT ` + eventColumnsOfE + ` FROM unnest($1::bigint[], $2::bigint[]) AS g(lo, hi)
 CROSS JOIN LATERAL (SELECT ` + eventColumns + ` FROM revenant_events
 	WHERE seq BETWEEN g.lo AND g.hi ORDER BY seq LIMIT ` + strconv.Itoa(readBatch) + `) AS e
 ORDER BY e.seq LIMIT ` + strconv.Itoa(readBatch)

@@ -177,7 +177,8 @@ func TestHandlesAndFilesRevenantCannotUse(t *testing.T) {
 func TestOpenEscapesThePath(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	for _, name := range []string{"a#b.db", "c%41d.db", "50%.db", "with space.db", "ünïcode.db", "x%2Fy.db"} {
+	names := []string{"a#b.db", "c%41d.db", "50%.db", "with space.db", "ünïcode.db", "x%2Fy.db"}
+	for _, name := range names {
 		path := filepath.Join(dir, name)
 		db, err := sqlite.Open(context.Background(), path, nil)
 		require.NoError(t, err, name)
@@ -191,14 +192,14 @@ func TestOpenEscapesThePath(t *testing.T) {
 	_, err := sqlite.Open(context.Background(), filepath.Join(dir, "q?mode=ro.db"), nil)
 	require.ErrorIs(t, err, revenant.ErrInvalidInput)
 	require.ErrorContains(t, err, "'?'")
+	// Nothing else was created (no "a", "cAd.db", "x", "q"...).
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	require.Len(t, entries, 6*3, "each file with its -wal and -shm, nothing else") // not closed: WAL files remain? see below
+	var got []string
 	for _, e := range entries {
-		for _, wrong := range []string{"a", "cAd.db", "x", "q"} {
-			require.NotEqual(t, wrong, e.Name(), "a file named after a mis-parsed path")
-		}
+		got = append(got, e.Name())
 	}
+	require.ElementsMatch(t, names, got)
 }
 
 // A busy timeout under a millisecond would be 0: no wait at all.

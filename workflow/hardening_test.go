@@ -48,6 +48,22 @@ func finishStep(t *testing.T, s *testdb.Schema, e *workflow.Engine, id uuid.UUID
 	require.NoError(t, err)
 }
 
+// failStep fails the episode a step is running, as a runner would.
+func failStep(t *testing.T, s *testdb.Schema, e *workflow.Engine, id uuid.UUID, step string) {
+	t.Helper()
+	ctx := context.Background()
+	inst, err := e.Get(ctx, id)
+	require.NoError(t, err)
+	st := inst.Step(step)
+	require.Equal(t, workflow.StepRunning, st.Status, step)
+	store, err := episodes.New(s.DB, nil)
+	require.NoError(t, err)
+	ep, err := store.Claim(ctx, st.EpisodeID, "n")
+	require.NoError(t, err)
+	_, err = store.Fail(ctx, ep.ID, ep.ClaimToken, "boom", nil)
+	require.NoError(t, err)
+}
+
 // A step renamed between deploys while instances are in flight: the
 // instance is blocked with the reason, reported, and the others go on; the
 // old definition deployed again resumes it.
@@ -65,6 +81,17 @@ func TestDefinitionChangedBetweenDeploysBlocksTheInstance(t *testing.T) {
 			{ID: "x", Actor: "work"}, {ID: "y", Actor: "work", DependsOn: []string{"x"}},
 		}}
 		deploy1 := engineWith(t, s, v1, other)
+		// One instance further on: b runs, and its episode fails after the
+		// deploy (the old code looked up b's failure policy in the new
+		// definition and dereferenced nil).
+		further, err := deploy1.Start(ctx, "order", 3, nil)
+		require.NoError(t, err)
+		finishStep(t, s, deploy1, further, "a")
+		_, err = deploy1.ReconcileWorkflows(ctx, recovery.Scope{})
+		require.NoError(t, err)
+		failStep(t, s, deploy1, further, "b")
+		// One whose a finished but was not applied yet, and one of an
+		// unchanged workflow.
 		changed, err := deploy1.Start(ctx, "order", 1, nil)
 		require.NoError(t, err)
 		fine, err := deploy1.Start(ctx, "other", 2, nil)
@@ -78,14 +105,18 @@ func TestDefinitionChangedBetweenDeploysBlocksTheInstance(t *testing.T) {
 			res, err = recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: deploy2})
 		})
 		require.NoError(t, err)
-		require.Equal(t, 1, res.Blocked)
+		require.Equal(t, 2, res.Blocked)
 		require.Equal(t, 1, res.Replayed, "the other instance advanced")
-		require.Len(t, res.Errors, 1)
-		require.ErrorIs(t, res.Errors[0], workflow.ErrDefinitionChanged)
-		require.ErrorContains(t, res.Errors[0], `step "b" is not in the registered definition`)
-		require.ErrorContains(t, res.Errors[0], `step "c" of the registered definition`)
-
-		inst, err := deploy2.Get(ctx, changed)
+		require.Len(t, res.Errors, 2)
+		for _, e := range res.Errors {
+			require.ErrorIs(t, e, workflow.ErrDefinitionChanged)
+			require.ErrorContains(t, e, `step "b" is not in the registered definition`)
+			require.ErrorContains(t, e, `step "c" of the registered definition`)
+		}
+		inst, err := deploy2.Get(ctx, further)
+		require.NoError(t, err)
+		require.Equal(t, workflow.StatusBlocked, inst.Status)
+		inst, err = deploy2.Get(ctx, changed)
 		require.NoError(t, err)
 		require.Equal(t, workflow.StatusBlocked, inst.Status)
 		var detail map[string]string
@@ -99,7 +130,7 @@ func TestDefinitionChangedBetweenDeploysBlocksTheInstance(t *testing.T) {
 		// nothing changes.
 		res, err = recovery.ReconcileWorkflows(ctx, s.DB, &recovery.ReconcileOptions{Engine: deploy2})
 		require.NoError(t, err)
-		require.Equal(t, 1, res.Blocked)
+		require.Equal(t, 2, res.Blocked)
 		require.NoError(t, deploy2.HandleEvent(ctx, bus.Event{Type: bus.EpisodeCompleted, WorkflowInstanceID: changed, WorkflowStepID: "a"}))
 		sw, err := recovery.NewSweeper(s.DB, &recovery.SweeperConfig{Interval: 20 * time.Millisecond, Workflows: deploy2})
 		require.NoError(t, err)
