@@ -1,0 +1,337 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/safe"
+)
+
+// The node's liveness: registration, the heartbeat with its lease check,
+// and what happens when others declare the node dead.
+
+// register takes the advisory lock on a dedicated connection (unless
+// disabled) and inserts the node row. The caller holds livenessMu (or owns
+// r alone, in Start).
+func (r *Runner) register(ctx context.Context) error {
+	var lockKey any
+	if !r.config.DisableLockDetection && !r.sqlite {
+		if r.lockConn == nil {
+			conn, err := dbx.ReserveConn(ctx, r.db.DB, "runner liveness lock")
+			if err != nil {
+				return fmt.Errorf("runner: %w", err)
+			}
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			key := int64(binary.BigEndian.Uint64(b[:]) >> 1) // positive
+			var ok bool
+			if err := conn.QueryRowContext(ctx, lockSQL, key).Scan(&ok); err != nil || !ok {
+				conn.Discard()
+				if err == nil {
+					err = errors.New("pg_try_advisory_lock returned false")
+				}
+				return fmt.Errorf("runner: taking the node's advisory lock: %w", dbx.Explain(err))
+			}
+			r.lockConn, r.lockKey = conn, key
+		}
+		lockKey = r.lockKey
+	}
+	actors := r.actorIDs()
+	query, actorsArg := registerNodeSQL, any(pq.Array(actors))
+	if r.sqlite {
+		b, _ := json.Marshal(actors)
+		query, actorsArg = sqliteRegisterNodeSQL, string(b)
+	}
+	if _, err := r.execLiveness(ctx, query, r.NodeID(), r.config.Name, nullString(r.config.Stack),
+		nullString(r.config.Env), lockKey, actorsArg, r.config.NodeTTL.Milliseconds()); err != nil {
+		// Start the next attempt afresh: the lock connection may be the
+		// one that broke (reusing it would fail the same way for ever),
+		// a lock without a node row protects nothing, and the insert may
+		// have committed before the error reached us (the same id again
+		// would be a duplicate for ever), so the next attempt uses a new id.
+		r.dropLockConn()
+		r.mu.Lock()
+		failed := r.nodeID
+		r.nodeID = newNodeID(r.config.Name)
+		r.mu.Unlock()
+		return fmt.Errorf("runner: registering node %s: %w", failed, dbx.Explain(err))
+	}
+	return nil
+}
+
+// dropLockConn closes the lock connection's session (and the lock with
+// it) instead of pooling it. The caller holds livenessMu or owns r alone.
+func (r *Runner) dropLockConn() {
+	if r.lockConn != nil {
+		r.lockConn.Discard()
+		r.lockConn = nil
+	}
+}
+
+// execLiveness runs liveness statements on the lock connection, so a dead
+// lock connection shows up as a failed heartbeat.
+func (r *Runner) execLiveness(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if r.lockConn != nil {
+		return r.lockConn.ExecContext(ctx, query, args...)
+	}
+	return r.db.ExecContext(ctx, query, args...)
+}
+
+func (r *Runner) heartbeatLoop() {
+	defer r.loops.Done()
+	t := time.NewTicker(r.config.HeartbeatInterval)
+	defer t.Stop()
+	// No per-beat deadline: lib/pq loses the connection when a statement is
+	// canceled, and with it the node's lock. A heartbeat stuck on a slow
+	// database simply lets the TTL lapse, which is the right outcome.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-r.stopCh; cancel() }()
+	for {
+		select {
+		case <-r.stopCh:
+			return
+		case <-t.C:
+			start := time.Now()
+			err := safe.Pass(ctx, r.logger, "runner heartbeat", func() error { return r.Heartbeat(ctx) })
+			if took := time.Since(start); took > r.config.HeartbeatInterval {
+				r.logger.Warn("revenant: heartbeat slower than its interval", slog.Duration("took", took))
+			}
+			if err != nil && ctx.Err() == nil {
+				r.logger.Warn("revenant: heartbeat failed", slog.String("node", r.NodeID()), slog.Any("error", err))
+			}
+		}
+	}
+}
+
+// connBroken reports errors after which a connection (and a session lock
+// on it) must be presumed gone.
+func connBroken(err error) bool {
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || strings.HasPrefix(dbx.SQLState(err), "08") ||
+		dbx.SQLState(err) == "57P01" || dbx.SQLState(err) == "57P02" || dbx.SQLState(err) == "57P03"
+}
+
+// Heartbeat renews the node's liveness and checks its runs' leases in one
+// statement; runs whose lease is gone are canceled, and episodes the
+// database says the node runs but it does not track are handed back. If
+// the node was declared dead (or its lock connection broke), it cancels
+// every run and re-registers under a new id. The heartbeat loop calls it
+// every HeartbeatInterval; it is exported for tests and tools.
+func (r *Runner) Heartbeat(ctx context.Context) error {
+	r.livenessMu.Lock()
+	defer r.livenessMu.Unlock()
+	r.mu.Lock()
+	if r.unregistered {
+		r.mu.Unlock()
+		if err := r.reregister(); err != nil {
+			return fmt.Errorf("re-registering node: %w", err)
+		}
+		r.signal()
+		return nil
+	}
+	ids := make([]string, 0, len(r.active))
+	tokens := make([]int64, 0, len(r.active))
+	for id, a := range r.active {
+		ids = append(ids, id.String())
+		tokens = append(tokens, a.ep.ClaimToken)
+	}
+	nodeID := r.nodeID
+	r.mu.Unlock()
+
+	var alive bool
+	var found []leaseState
+	var err error
+	if r.sqlite {
+		alive, found, err = r.heartbeatSQLite(ctx, nodeID, ids, tokens)
+	} else {
+		alive, found, err = r.heartbeatPostgres(ctx, nodeID, ids, tokens)
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	// A claim under way may have made episodes running under this node
+	// that it has not started yet: judge them at the next beat. (The query
+	// only returns episodes claimed over an interval ago, so this is about
+	// a claim stuck that long, not the usual microseconds.)
+	claimUnderWay := r.claiming > 0
+	r.mu.Unlock()
+	var untracked []leaseState
+	for _, f := range found {
+		switch f.kind {
+		case "canceled":
+			r.cancelRun(f.id, ErrCanceled)
+		case "lost":
+			// A cancel reads the same whether it arrives by notification or
+			// is found here; anything else is a lost lease.
+			r.cancelRun(f.id, ErrLeaseLost)
+		case "untracked":
+			if !claimUnderWay && !r.tracks(f.id) {
+				untracked = append(untracked, f)
+			}
+		}
+	}
+	r.handBack(ctx, nodeID, untracked)
+	if !alive {
+		return r.reincarnate(errMarkedStopped)
+	}
+	return nil
+}
+
+// leaseState is one row of the heartbeat's lease check.
+type leaseState struct {
+	id    uuid.UUID
+	token int64
+	kind  string // canceled, lost or untracked
+}
+
+func (r *Runner) heartbeatPostgres(ctx context.Context, nodeID string, ids []string, tokens []int64) (bool, []leaseState, error) {
+	q := r.db.QueryContext
+	if r.lockConn != nil {
+		q = r.lockConn.QueryContext
+	}
+	rows, err := q(ctx, heartbeatSQL, nodeID, r.config.NodeTTL.Milliseconds(), pq.Array(ids), pq.Array(tokens),
+		r.config.HeartbeatInterval.Milliseconds())
+	if err != nil {
+		// A heartbeat canceled by Stop is not a lost lock.
+		if r.lockConn != nil && connBroken(err) && ctx.Err() == nil {
+			// The lock connection is gone, and the lock with it.
+			return false, nil, r.reincarnate(fmt.Errorf("heartbeat on lock connection: %w", err))
+		}
+		return false, nil, dbx.Explain(err)
+	}
+	defer rows.Close()
+	alive := false
+	var found []leaseState
+	for rows.Next() {
+		var n int64
+		var id uuid.NullUUID
+		var token sql.NullInt64
+		var kind sql.NullString
+		if err := rows.Scan(&n, &id, &token, &kind); err != nil {
+			return false, nil, err
+		}
+		alive = n != 0
+		if id.Valid {
+			found = append(found, leaseState{id: id.UUID, token: token.Int64, kind: kind.String})
+		}
+	}
+	return alive, found, rows.Err()
+}
+
+// heartbeatSQLite is Heartbeat on SQLite: the node row renewal and the
+// lease check are two statements (in-process round trips cost little).
+func (r *Runner) heartbeatSQLite(ctx context.Context, nodeID string, ids []string, tokens []int64) (bool, []leaseState, error) {
+	res, err := r.db.ExecContext(ctx, sqliteHeartbeatNodeSQL, nodeID, r.config.NodeTTL.Milliseconds())
+	if err != nil {
+		return false, nil, dbx.Explain(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, nil, err
+	}
+	pairs := make([][2]any, len(ids))
+	for i := range ids {
+		pairs[i] = [2]any{ids[i], tokens[i]}
+	}
+	b, _ := json.Marshal(pairs)
+	rows, err := r.db.QueryContext(ctx, sqliteLostLeasesSQL, nodeID, string(b), r.config.HeartbeatInterval.Milliseconds())
+	if err != nil {
+		return false, nil, dbx.Explain(err)
+	}
+	defer rows.Close()
+	var found []leaseState
+	for rows.Next() {
+		var f leaseState
+		var id string
+		var token any // an unreadable token must not stop the heartbeat
+		if err := rows.Scan(&id, &token, &f.kind); err != nil {
+			return false, nil, err
+		}
+		var ok bool
+		f.id, err = uuid.Parse(id)
+		f.token, ok = token.(int64)
+		if err != nil || !ok {
+			r.logger.Error("revenant: an episode this node owns has an unreadable id or token; leaving it to an operator",
+				slog.String("episode", dbx.CleanText(id, 64)))
+			continue
+		}
+		found = append(found, f)
+	}
+	return n == 1, found, rows.Err()
+}
+
+func (r *Runner) tracks(id uuid.UUID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.active[id]
+	return ok
+}
+
+// handBack returns episodes this node owns but does not run to pending,
+// each fenced by its token: a run that ended without its finishing write
+// (the write failed for good), or one that never started.
+func (r *Runner) handBack(ctx context.Context, nodeID string, eps []leaseState) {
+	for _, f := range eps {
+		res, err := r.db.ExecContext(ctx, r.q.handBack, f.id, f.token, nodeID)
+		if err != nil {
+			r.logger.Warn("revenant: handing back an episode this node owns but does not run failed; retried at the next heartbeat",
+				slog.String("episode", f.id.String()), slog.Any("error", dbx.Explain(err)))
+			continue
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			r.logger.Warn("revenant: handed back an episode this node owned but was not running",
+				slog.String("episode", f.id.String()), slog.Int64("token", f.token))
+		}
+	}
+}
+
+// reincarnate handles a node that others consider dead: its runs are
+// fenced off already, so cancel them, and register again under a new id.
+func (r *Runner) reincarnate(cause error) error {
+	r.logger.Warn("revenant: node lost its identity; canceling runs and re-registering",
+		slog.String("node", r.NodeID()), slog.Any("cause", cause))
+	r.mu.Lock()
+	for _, a := range r.active {
+		a.cancel(ErrIdentityLost)
+	}
+	if !errors.Is(cause, errMarkedStopped) {
+		r.dropLockConn()
+	}
+	r.nodeID = newNodeID(r.config.Name)
+	r.unregistered = true
+	r.mu.Unlock()
+	if err := r.reregister(); err != nil {
+		return fmt.Errorf("re-registering after %w (retried at the next heartbeat): %w", cause, err)
+	}
+	return cause
+}
+
+// reregister inserts the row of the node's current id; once it exists the
+// node claims again.
+func (r *Runner) reregister() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.config.HeartbeatInterval*2)
+	defer cancel()
+	if err := r.register(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.unregistered = false
+	r.mu.Unlock()
+	return nil
+}
