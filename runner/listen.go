@@ -77,7 +77,8 @@ func (r *Runner) checkCancel(id uuid.UUID) {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.runCtx, r.config.HeartbeatInterval)
+	// Bounded by the TTL: past it the heartbeat has settled the question.
+	ctx, cancel := context.WithTimeout(r.runCtx, r.config.NodeTTL)
 	defer cancel()
 	var status string
 	var token int64

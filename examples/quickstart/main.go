@@ -173,6 +173,11 @@ func run(reset bool, file string) error {
 	switch {
 	case !created.Duplicate:
 		fmt.Println("run 1: started a new episode")
+	case ep.Status == episodes.StatusDone && res.Restarted > 0:
+		// Restarted by this run's sweep and finished by the runner before
+		// the enqueue above even looked.
+		fmt.Printf("episode %s: %s after %d attempts; result %s\n", ep.ID, ep.Status, ep.Attempts, ep.Result)
+		return nil
 	case ep.Status == episodes.StatusDone:
 		fmt.Printf("the demo episode is already done (result %s); run with -reset to start over\n", ep.Result)
 		return nil
