@@ -404,7 +404,9 @@ func TestClaimsNeverExceedMaxConcurrent(t *testing.T) {
 				<-release
 				return nil, nil
 			}})
-		require.Eventually(t, func() bool { return r.Running() == 3 }, 5*time.Second, 10*time.Millisecond)
+		// All three are inside Run (Running counts them from the claim,
+		// before the journal is open).
+		require.Eventually(t, func() bool { return r.Running() == 3 && now.Load() == 3 }, 5*time.Second, 10*time.Millisecond)
 		// Several claim passes run while the three are held: each probe
 		// episode is claimed and finished by a later pass.
 		for range 3 {
