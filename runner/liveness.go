@@ -138,7 +138,7 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 	r.mu.Lock()
 	if r.unregistered {
 		r.mu.Unlock()
-		if err := r.reregister(); err != nil {
+		if err := r.reregister(ctx); err != nil {
 			return fmt.Errorf("re-registering node: %w", err)
 		}
 		r.signal()
@@ -188,7 +188,7 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 	}
 	r.handBack(ctx, nodeID, untracked)
 	if !alive {
-		return r.reincarnate(errMarkedStopped)
+		return r.reincarnate(ctx, errMarkedStopped)
 	}
 	return nil
 }
@@ -211,7 +211,7 @@ func (r *Runner) heartbeatPostgres(ctx context.Context, nodeID string, ids []str
 		// A heartbeat canceled by Stop is not a lost lock.
 		if r.lockConn != nil && connBroken(err) && ctx.Err() == nil {
 			// The lock connection is gone, and the lock with it.
-			return false, nil, r.reincarnate(fmt.Errorf("heartbeat on lock connection: %w", err))
+			return false, nil, r.reincarnate(ctx, fmt.Errorf("heartbeat on lock connection: %w", err))
 		}
 		return false, nil, dbx.Explain(err)
 	}
@@ -303,7 +303,7 @@ func (r *Runner) handBack(ctx context.Context, nodeID string, eps []leaseState) 
 
 // reincarnate handles a node that others consider dead: its runs are
 // fenced off already, so cancel them, and register again under a new id.
-func (r *Runner) reincarnate(cause error) error {
+func (r *Runner) reincarnate(ctx context.Context, cause error) error {
 	r.logger.Warn("revenant: node lost its identity; canceling runs and re-registering",
 		slog.String("node", r.NodeID()), slog.Any("cause", cause))
 	r.mu.Lock()
@@ -316,7 +316,7 @@ func (r *Runner) reincarnate(cause error) error {
 	r.nodeID = newNodeID(r.config.Name)
 	r.unregistered = true
 	r.mu.Unlock()
-	if err := r.reregister(); err != nil {
+	if err := r.reregister(ctx); err != nil {
 		return fmt.Errorf("re-registering after %w (retried at the next heartbeat): %w", cause, err)
 	}
 	return cause
@@ -324,8 +324,10 @@ func (r *Runner) reincarnate(cause error) error {
 
 // reregister inserts the row of the node's current id; once it exists the
 // node claims again.
-func (r *Runner) reregister() error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.config.HeartbeatInterval*2)
+func (r *Runner) reregister(ctx context.Context) error {
+	// Up to a TTL: the node claims nothing until it is registered, so a
+	// slow database must not make every attempt time out.
+	ctx, cancel := context.WithTimeout(ctx, r.config.NodeTTL)
 	defer cancel()
 	if err := r.register(ctx); err != nil {
 		return err

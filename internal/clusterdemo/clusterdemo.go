@@ -141,7 +141,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 						}
 					}
 					_, err := tx.ExecContext(ctx, `INSERT INTO cluster_effects (episode_id, step, claim_token, node_id) VALUES ($1, $2, $3, $4)`,
-						ep.ID, i, j.ClaimToken(), r.NodeID())
+						ep.ID, i, j.ClaimToken(), ep.OwnerNode)
 					steps++
 					return i, err
 				})
