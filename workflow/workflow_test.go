@@ -207,6 +207,14 @@ func TestAbortCancelsRunningStepsAndCompensatesInReverse(t *testing.T) {
 		actors := []runner.Actor{
 			effectActor("work", nil),
 			{ID: "boom", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+				// Fail only once the other branch runs, so that the abort
+				// has a running step to cancel (under load the abort could
+				// otherwise come before "watch" was ever claimed).
+				select {
+				case <-slowStarted:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
 				return nil, classed{"card_declined"}
 			}},
 			{ID: "slow", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
@@ -232,7 +240,6 @@ func TestAbortCancelsRunningStepsAndCompensatesInReverse(t *testing.T) {
 		n := startNode(t, s, nodeOpts{actors: actors, defs: []workflow.Definition{def}})
 		id, err := n.engine.Start(context.Background(), "saga", nil, nil)
 		require.NoError(t, err)
-		<-slowStarted
 		inst := waitInstance(t, n.engine, id, workflow.StatusFailed)
 		require.False(t, inst.Compensating)
 		require.Equal(t, workflow.StepFailed, inst.Step("charge").Status)
