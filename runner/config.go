@@ -77,8 +77,9 @@ type Config struct {
 	// NOTIFY wake-ups (new work, cancels). Without it runners poll. It may
 	// point at the same database as the pool whatever the pool's driver. A
 	// DSN that does not parse is an error from New; one that cannot connect
-	// is not: Start returns once the first attempt fails (or its ctx ends),
-	// the node polls, logs one warning, and keeps trying to LISTEN in the
+	// is not: Start returns once the first attempt fails, its ctx ends or
+	// 5 s pass (connect_timeout is 5 s unless the DSN sets one), the node
+	// polls, logs one warning per outage, and keeps trying to LISTEN in the
 	// background.
 	ListenDSN string
 	// DisableLockDetection turns off the session advisory lock that lets
