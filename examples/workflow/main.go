@@ -128,6 +128,18 @@ func run(reset bool) error {
 		return err
 	}
 	defer func() { _ = r.Stop(context.Background()) }()
+	// The Sweeper recovers what the startup sweep could not see yet (a
+	// process that died a moment ago may still hold its lock for a while)
+	// and nodes that die later; it also reconciles workflows.
+	sweeper, err := recovery.NewSweeper(db, &recovery.SweeperConfig{Workflows: eng, Options: recovery.Options{Node: r, Bus: b,
+		OnEvent: func(_ context.Context, ev recovery.Event) { fmt.Printf("sweeper: %s %s\n", ev.Type, ev.WorkflowStepID) }}})
+	if err != nil {
+		return err
+	}
+	if err := sweeper.Start(ctx); err != nil {
+		return err
+	}
+	defer sweeper.Stop()
 
 	id, err := eng.Start(ctx, "photo", map[string]string{"photo": subject}, &workflow.StartOptions{Subject: subject})
 	switch {
