@@ -19,7 +19,7 @@ type Executor = dbx.Executor
 // returned errors wrap them with the episode id, statuses and so on.
 var (
 	// ErrNotFound: no episode (or other record) has that id.
-	ErrNotFound = errors.New("revenant: not found")
+	ErrNotFound = dbx.ErrNotFound
 	// ErrIllegalTransition: the episode's status does not allow the
 	// requested move, e.g. done → running.
 	ErrIllegalTransition = errors.New("revenant: illegal status transition")
@@ -34,6 +34,10 @@ var (
 	ErrNotJSON = dbx.ErrNotJSON
 	// ErrTooLarge: a JSON value is over its configured size cap.
 	ErrTooLarge = dbx.ErrTooLarge
+	// ErrCorruptRow: a stored row holds a value this version cannot read
+	// (for example an unknown status). It is skipped and reported with its
+	// id, never guessed at, and left as it is.
+	ErrCorruptRow = dbx.ErrCorruptRow
 	// ErrNotMigrated: a revenant table does not exist; run
 	// migrations.Migrate at boot (with the pool's search_path).
 	ErrNotMigrated = dbx.ErrNotMigrated

@@ -2,7 +2,6 @@ package episodes
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,35 +14,24 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/store/backend"
 )
 
-// Status is an episode's lifecycle state.
-type Status string
+// Status is an episode's lifecycle state: one of the constants below.
+// It has two methods: Valid reports whether it is one of them, and
+// Terminal whether it is done, failed or canceled.
+type Status = store.Status
 
 // The statuses. done, failed and canceled are terminal.
 const (
-	StatusPending  Status = "pending"
-	StatusRunning  Status = "running"
-	StatusBlocked  Status = "blocked"
-	StatusDone     Status = "done"
-	StatusFailed   Status = "failed"
-	StatusCanceled Status = "canceled"
+	StatusPending  Status = store.StatusPending
+	StatusRunning  Status = store.StatusRunning
+	StatusBlocked  Status = store.StatusBlocked
+	StatusDone     Status = store.StatusDone
+	StatusFailed   Status = store.StatusFailed
+	StatusCanceled Status = store.StatusCanceled
 )
-
-// Valid reports whether s is one of the known statuses.
-func (s Status) Valid() bool {
-	switch s {
-	case StatusPending, StatusRunning, StatusBlocked, StatusDone, StatusFailed, StatusCanceled:
-		return true
-	}
-	return false
-}
-
-// Terminal reports whether s is done, failed or canceled.
-func (s Status) Terminal() bool {
-	return s == StatusDone || s == StatusFailed || s == StatusCanceled
-}
 
 // Re-exported sentinels; see package revenant for their meaning.
 var (
@@ -51,9 +39,7 @@ var (
 	ErrIllegalTransition = revenant.ErrIllegalTransition
 	ErrLeaseLost         = revenant.ErrLeaseLost
 	ErrInvalidInput      = revenant.ErrInvalidInput
-	// ErrCorruptRow: a stored row holds a value this version cannot read
-	// (for example an unknown status). The row is left as it is.
-	ErrCorruptRow = errors.New("revenant: corrupt episode row")
+	ErrCorruptRow        = revenant.ErrCorruptRow
 )
 
 // Episode is one run of an actor.
@@ -157,7 +143,7 @@ func (c *Config) validate() error {
 type Store struct {
 	db     *sqlx.DB
 	config *Config
-	q      *queries
+	st     store.Store
 }
 
 // New returns a Store on db. db is the caller's and is never closed.
@@ -169,7 +155,7 @@ func New(db *sqlx.DB, config *Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, config: cfg, q: queriesFor(dialect.Of(db))}, nil
+	return &Store{db: db, config: cfg, st: backend.For(db)}, nil
 }
 
 // DB returns the handle the store was built with.
@@ -255,25 +241,26 @@ func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreatePara
 	if env == "" {
 		env = s.config.Env
 	}
-	args := []any{id, p.ActorID, nullString(p.Expectation), input, maxAttempts, nullString(p.DedupeKey),
-		nullString(stack), nullString(env), nullUUID(p.WorkflowInstanceID), nullString(p.WorkflowStepID), meta}
+	row := &store.EpisodeInsertParams{ID: id, ActorID: p.ActorID, Expectation: p.Expectation, Input: input,
+		MaxAttempts: maxAttempts, DedupeKey: p.DedupeKey, SourceStack: stack, SourceEnv: env,
+		WorkflowInstanceID: p.WorkflowInstanceID, WorkflowStepID: p.WorkflowStepID, Metadata: meta}
 
-	// A dedupe conflict returns no row; the existing episode is then read.
+	// A dedupe conflict inserts nothing; the existing episode is then read.
 	// If it was archived in between, the insert is simply tried again.
 	for range 3 {
-		ep, err := scanEpisode(tx.QueryRowContext(ctx, s.q.insert, args...))
-		if err == nil {
-			return &CreateResult{Episode: ep}, nil
-		}
-		if !errors.Is(err, ErrNotFound) {
+		ep, err := s.st.EpisodeInsert(ctx, tx, row)
+		if err != nil {
 			return nil, fmt.Errorf("creating episode for actor %q: %w", p.ActorID, dbx.Explain(err))
+		}
+		if ep != nil {
+			return &CreateResult{Episode: (*Episode)(ep)}, nil
 		}
 		if p.DedupeKey == "" { // cannot happen: no conflict target without a key
 			return nil, fmt.Errorf("creating episode for actor %q: insert returned no row", p.ActorID)
 		}
-		ep, err = scanEpisode(tx.QueryRowContext(ctx, s.q.getByDedupeKey, p.ActorID, nullString(stack), nullString(env), p.DedupeKey))
+		ep, err = s.st.EpisodeGetByDedupeKey(ctx, tx, p.ActorID, stack, env, p.DedupeKey)
 		if err == nil {
-			return &CreateResult{Episode: ep, Duplicate: true}, nil
+			return &CreateResult{Episode: (*Episode)(ep), Duplicate: true}, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("reading the episode holding a dedupe key of actor %q: %w", p.ActorID, dbx.Explain(err))
@@ -319,97 +306,9 @@ func (s *Store) GetTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (
 	if err := dbx.CheckExecutor("episodes.GetTx", tx); err != nil {
 		return nil, err
 	}
-	ep, err := scanEpisode(tx.QueryRowContext(ctx, s.q.get, id))
+	ep, err := s.st.EpisodeGet(ctx, tx, id)
 	if err != nil {
 		return nil, fmt.Errorf("getting episode %s: %w", id, dbx.Explain(err))
 	}
-	return ep, nil
-}
-
-type rowScanner interface{ Scan(dest ...any) error }
-
-// scanEpisode reads one row in episodeColumns order. sql.ErrNoRows becomes
-// ErrNotFound; unreadable values become ErrCorruptRow.
-func scanEpisode(row rowScanner) (*Episode, error) {
-	var (
-		ep                                                      Episode
-		status                                                  string
-		expectation, phase, errClass, owner, dedupe, stack, env sql.NullString
-		stepID                                                  sql.NullString
-		wfID                                                    uuid.NullUUID
-		input, result, errDetail, meta                          []byte
-		cancelAt, startedAt, lastAt, finishedAt, archivedAt     sql.NullTime
-	)
-	err := row.Scan(&ep.ID, &ep.ActorID, &expectation, &status, &phase, &input, &result, &errClass, &errDetail,
-		&ep.Attempts, &ep.MaxAttempts, &owner, &ep.ClaimToken, &cancelAt, &ep.CreatedAt, &startedAt,
-		&lastAt, &finishedAt, &archivedAt, &dedupe, &stack, &env, &wfID, &stepID, &meta)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if dbx.IsScanError(err) {
-		return nil, fmt.Errorf("%w: %w", ErrCorruptRow, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	ep.Status = Status(status)
-	if !ep.Status.Valid() {
-		return nil, fmt.Errorf("%w: episode %s has unknown status %q", ErrCorruptRow, ep.ID, status)
-	}
-	ep.Expectation, ep.Phase, ep.ErrorClass = expectation.String, phase.String, errClass.String
-	ep.OwnerNode, ep.DedupeKey, ep.SourceStack, ep.SourceEnv = owner.String, dedupe.String, stack.String, env.String
-	ep.WorkflowStepID = stepID.String
-	if wfID.Valid {
-		ep.WorkflowInstanceID = wfID.UUID
-	}
-	ep.Input, ep.Result, ep.ErrorDetail, ep.Metadata = rawJSON(input), rawJSON(result), rawJSON(errDetail), rawJSON(meta)
-	ep.CancelRequestedAt, ep.StartedAt, ep.LastActivityAt = timePtr(cancelAt), timePtr(startedAt), timePtr(lastAt)
-	ep.FinishedAt, ep.ArchivedAt = timePtr(finishedAt), timePtr(archivedAt)
-	return &ep, nil
-}
-
-// ScanEpisode reads a row selected with Columns, for packages (recovery,
-// workflow) that run their own queries over episodes.
-func ScanEpisode(row interface{ Scan(dest ...any) error }) (*Episode, error) { return scanEpisode(row) }
-
-// Columns is the column list ScanEpisode expects, in order.
-const Columns = episodeColumns
-
-// QualifiedColumns is Columns with each column prefixed by alias and a dot,
-// for queries that join revenant_episodes under an alias.
-func QualifiedColumns(alias string) string {
-	parts := strings.Split(episodeColumns, ",")
-	for i, p := range parts {
-		parts[i] = alias + "." + strings.TrimSpace(p)
-	}
-	return strings.Join(parts, ", ")
-}
-
-func rawJSON(b []byte) json.RawMessage {
-	if b == nil {
-		return nil
-	}
-	return json.RawMessage(append([]byte(nil), b...))
-}
-
-func timePtr(t sql.NullTime) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	v := t.Time
-	return &v
-}
-
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullUUID(id uuid.UUID) any {
-	if id == uuid.Nil {
-		return nil
-	}
-	return id
+	return (*Episode)(ep), nil
 }

@@ -2,15 +2,13 @@ package episodes
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/google/uuid"
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // ListParams filters and pages List. Empty fields do not filter.
@@ -68,78 +66,32 @@ func (s *Store) ListTx(ctx context.Context, tx revenant.Executor, p ListParams) 
 	case limit < 0 || limit > ListLimitMax:
 		return nil, fmt.Errorf("%w: ListParams.Limit is %d; use 1..%d or 0 for the default (%d)", ErrInvalidInput, limit, ListLimitMax, ListLimitDefault)
 	}
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if len(p.Statuses) > 0 {
-		ph := make([]string, len(p.Statuses))
-		for i, st := range p.Statuses {
-			if !st.Valid() {
-				return nil, fmt.Errorf("%w: ListParams.Statuses has unknown status %q", ErrInvalidInput, st)
-			}
-			ph[i] = arg(string(st))
+	for _, st := range p.Statuses {
+		if !st.Valid() {
+			return nil, fmt.Errorf("%w: ListParams.Statuses has unknown status %q", ErrInvalidInput, st)
 		}
-		where = append(where, "status IN ("+strings.Join(ph, ", ")+")")
-	}
-	if p.ActorID != "" {
-		where = append(where, "actor_id = "+arg(p.ActorID))
-	}
-	if p.Stack != "" {
-		where = append(where, "source_stack = "+arg(p.Stack))
-	}
-	if p.Env != "" {
-		where = append(where, "source_env = "+arg(p.Env))
-	}
-	if p.WorkflowInstanceID != uuid.Nil {
-		where = append(where, "workflow_instance_id = "+arg(p.WorkflowInstanceID))
-	}
-	if !p.IncludeArchived {
-		where = append(where, "archived_at IS NULL")
-	}
-	if p.After != uuid.Nil {
-		where = append(where, "id > "+arg(p.After))
-	}
-	if len(where) == 0 {
-		where = append(where, "true")
 	}
 	// One extra row tells whether another page follows.
-	query := s.q.listPrefix + strings.Join(where, " AND ") + " ORDER BY id LIMIT " + arg(limit+1)
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rows, err := s.st.EpisodeList(ctx, tx, &store.EpisodeListParams{Statuses: p.Statuses, ActorID: p.ActorID,
+		Stack: p.Stack, Env: p.Env, WorkflowInstanceID: p.WorkflowInstanceID, IncludeArchived: p.IncludeArchived,
+		After: p.After, Limit: limit + 1})
 	if err != nil {
 		return nil, fmt.Errorf("listing episodes: %w", dbx.Explain(err))
 	}
-	defer rows.Close()
 	res := &ListResult{}
-	// ids holds every row's id in order, readable or not, for the cursor.
-	var ids []uuid.UUID
-	for rows.Next() {
-		ep, err := scanEpisode(rows)
-		if errors.Is(err, ErrCorruptRow) {
-			id := dbx.RowUUID(rows)
-			ids = append(ids, id)
-			if len(ids) <= limit {
-				res.Skipped = append(res.Skipped, RowError{ID: id, Err: err})
-			}
+	for i, row := range rows {
+		if i == limit {
+			break
+		}
+		if row.Err != nil {
+			res.Skipped = append(res.Skipped, RowError{ID: row.ID, Err: row.Err})
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("listing episodes: %w", err)
-		}
-		ids = append(ids, ep.ID)
-		if len(ids) <= limit {
-			res.Episodes = append(res.Episodes, ep)
-		}
+		res.Episodes = append(res.Episodes, (*Episode)(row.Episode))
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing episodes: %w", dbx.Explain(err))
-	}
+	ids := rows
 	if len(ids) > limit {
-		res.Next = ids[limit-1]
+		res.Next = ids[limit-1].ID
 	}
 	return res, nil
 }

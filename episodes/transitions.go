@@ -2,7 +2,6 @@ package episodes
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // TransitionError explains a refused compare-and-set. It matches
@@ -54,29 +54,28 @@ func (e *TransitionError) Is(target error) bool {
 
 // move runs one compare-and-set statement. On zero rows it reads the
 // episode's state once, only to say why the move was refused.
-func move(ctx context.Context, ex revenant.Executor, op string, from []Status, fenced bool, token int64,
-	query string, args ...any) (*Episode, error) {
+func (s *Store) move(ctx context.Context, ex revenant.Executor, op string, from []Status, p *store.TransitionParams) (*Episode, error) {
 	if err := dbx.CheckExecutor(op+" episode", ex); err != nil {
 		return nil, err
 	}
-	ep, err := scanEpisode(ex.QueryRowContext(ctx, query, args...))
+	ep, err := s.st.EpisodeTransition(ctx, ex, p)
 	if err == nil {
-		return ep, nil
+		return (*Episode)(ep), nil
 	}
-	id := args[0].(uuid.UUID)
 	if !errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%s episode %s: %w", op, id, dbx.Explain(err))
+		return nil, fmt.Errorf("%s episode %s: %w", op, p.ID, dbx.Explain(err))
 	}
-	var status string
-	var current int64
-	if err := ex.QueryRowContext(ctx, stateSQL, id).Scan(&status, &current); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("%s episode %s: %w", op, id, ErrNotFound)
-		}
-		return nil, fmt.Errorf("%s episode %s: reading state after refused update: %w", op, id, err)
+	status, current, err := s.st.EpisodeState(ctx, ex, p.ID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%s episode %s: %w", op, p.ID, ErrNotFound)
 	}
-	return nil, &TransitionError{ID: id, Op: op, From: from, Current: Status(status),
-		Token: token, CurrentToken: current, fenced: fenced}
+	if err != nil {
+		return nil, fmt.Errorf("%s episode %s: reading state after refused update: %w", op, p.ID, err)
+	}
+	fenced := p.Move != store.TransitionClaim && p.Move != store.TransitionResume &&
+		p.Move != store.TransitionCancel && p.Move != store.TransitionArchive
+	return nil, &TransitionError{ID: p.ID, Op: op, From: from, Current: Status(status),
+		Token: p.ClaimToken, CurrentToken: current, fenced: fenced}
 }
 
 // Claim moves a pending episode to running for node: it sets the owner,
@@ -92,7 +91,7 @@ func (s *Store) ClaimTx(ctx context.Context, tx revenant.Executor, id uuid.UUID,
 	if err := dbx.CheckName("Claim: node id", node, true); err != nil {
 		return nil, err
 	}
-	return move(ctx, tx, "claim", []Status{StatusPending}, false, 0, s.q.claim, id, node)
+	return s.move(ctx, tx, "claim", []Status{StatusPending}, &store.TransitionParams{Move: store.TransitionClaim, ID: id, Node: node})
 }
 
 // Complete moves a running episode the caller holds to done with result.
@@ -106,7 +105,7 @@ func (s *Store) CompleteTx(ctx context.Context, tx revenant.Executor, id uuid.UU
 	if err != nil {
 		return nil, fmt.Errorf("%w: complete episode %s: result: %w", ErrInvalidInput, id, err)
 	}
-	return move(ctx, tx, "complete", []Status{StatusRunning}, true, token, s.q.complete, id, token, res)
+	return s.move(ctx, tx, "complete", []Status{StatusRunning}, &store.TransitionParams{Move: store.TransitionComplete, ID: id, ClaimToken: token, Result: res})
 }
 
 // Fail moves a running episode the caller holds to failed, recording an
@@ -124,7 +123,7 @@ func (s *Store) FailTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: fail episode %s: detail: %w", ErrInvalidInput, id, err)
 	}
-	return move(ctx, tx, "fail", []Status{StatusRunning}, true, token, s.q.fail, id, token, errorClass, d)
+	return s.move(ctx, tx, "fail", []Status{StatusRunning}, &store.TransitionParams{Move: store.TransitionFail, ID: id, ClaimToken: token, ErrorClass: errorClass, ErrorDetail: d})
 }
 
 // Block moves a running episode the caller holds to blocked (waiting for
@@ -139,7 +138,7 @@ func (s *Store) BlockTx(ctx context.Context, tx revenant.Executor, id uuid.UUID,
 	if err := dbx.CheckText("Block: phase", phase, dbx.MaxKeyBytes); err != nil {
 		return nil, err
 	}
-	return move(ctx, tx, "block", []Status{StatusRunning}, true, token, s.q.block, id, token, nullString(phase))
+	return s.move(ctx, tx, "block", []Status{StatusRunning}, &store.TransitionParams{Move: store.TransitionBlock, ID: id, ClaimToken: token, Phase: phase})
 }
 
 // Release hands a running episode the caller holds back to pending (graceful
@@ -150,7 +149,7 @@ func (s *Store) Release(ctx context.Context, id uuid.UUID, token int64) (*Episod
 
 // ReleaseTx is Release inside the caller's transaction.
 func (s *Store) ReleaseTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64) (*Episode, error) {
-	return move(ctx, tx, "release", []Status{StatusRunning}, true, token, s.q.release, id, token)
+	return s.move(ctx, tx, "release", []Status{StatusRunning}, &store.TransitionParams{Move: store.TransitionRelease, ID: id, ClaimToken: token})
 }
 
 // SetPhase records free-text progress on a running episode the caller holds.
@@ -163,7 +162,7 @@ func (s *Store) SetPhaseTx(ctx context.Context, tx revenant.Executor, id uuid.UU
 	if err := dbx.CheckText("SetPhase: phase", phase, dbx.MaxKeyBytes); err != nil {
 		return nil, err
 	}
-	return move(ctx, tx, "set phase of", []Status{StatusRunning}, true, token, s.q.setPhase, id, token, nullString(phase))
+	return s.move(ctx, tx, "set phase of", []Status{StatusRunning}, &store.TransitionParams{Move: store.TransitionSetPhase, ID: id, ClaimToken: token, Phase: phase})
 }
 
 // Resume moves a blocked episode back to pending, for any runner to claim.
@@ -173,7 +172,7 @@ func (s *Store) Resume(ctx context.Context, id uuid.UUID) (*Episode, error) {
 
 // ResumeTx is Resume inside the caller's transaction.
 func (s *Store) ResumeTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
-	return move(ctx, tx, "resume", []Status{StatusBlocked}, false, 0, s.q.resume, id)
+	return s.move(ctx, tx, "resume", []Status{StatusBlocked}, &store.TransitionParams{Move: store.TransitionResume, ID: id})
 }
 
 // Cancel moves a pending, running or blocked episode to canceled, from any
@@ -196,7 +195,7 @@ func (s *Store) CancelTx(ctx context.Context, tx revenant.Executor, id uuid.UUID
 		}
 		detail = d
 	}
-	return move(ctx, tx, "cancel", []Status{StatusPending, StatusRunning, StatusBlocked}, false, 0, s.q.cancel, id, detail)
+	return s.move(ctx, tx, "cancel", []Status{StatusPending, StatusRunning, StatusBlocked}, &store.TransitionParams{Move: store.TransitionCancel, ID: id, ErrorDetail: detail})
 }
 
 // Archive hides a terminal episode from recovery and frees its dedupe key.
@@ -206,5 +205,5 @@ func (s *Store) Archive(ctx context.Context, id uuid.UUID) (*Episode, error) {
 
 // ArchiveTx is Archive inside the caller's transaction.
 func (s *Store) ArchiveTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
-	return move(ctx, tx, "archive", []Status{StatusDone, StatusFailed, StatusCanceled}, false, 0, s.q.archive, id)
+	return s.move(ctx, tx, "archive", []Status{StatusDone, StatusFailed, StatusCanceled}, &store.TransitionParams{Move: store.TransitionArchive, ID: id})
 }

@@ -2,7 +2,6 @@ package journal
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +14,8 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/store/backend"
 )
 
 // MaxOutputBytesDefault caps one step's JSON output (1 MiB).
@@ -102,7 +102,7 @@ type Journal struct {
 	episodeID uuid.UUID
 	token     int64
 	config    *Config
-	q         *queries
+	st        store.Store
 
 	mu       sync.Mutex
 	recorded []entry // loaded at Open, appended as steps complete
@@ -122,47 +122,28 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	j := &Journal{db: db, episodeID: id, token: claimToken, config: cfg, q: queriesFor(dialect.Of(db))}
-	rows, err := db.QueryContext(ctx, loadSQL, id)
+	j := &Journal{db: db, episodeID: id, token: claimToken, config: cfg, st: backend.For(db)}
+	loaded, err := j.st.StepLoad(ctx, db, id)
+	if errors.Is(err, revenant.ErrNotFound) {
+		return nil, fmt.Errorf("opening journal of episode %s: %w", id, revenant.ErrNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening journal of episode %s: %w", id, dbx.Explain(err))
 	}
-	defer rows.Close()
-	found := false
-	for rows.Next() {
-		var (
-			status, name, stepStatus sql.NullString
-			token                    int64
-			seq                      sql.NullInt64
-			output, errJSON          []byte
-		)
-		if err := rows.Scan(&status, &token, &seq, &name, &stepStatus, &output, &errJSON); err != nil {
-			return nil, fmt.Errorf("opening journal of episode %s: %w", id, err)
-		}
-		if !found {
-			found = true
-			if status.String != "running" || token != claimToken {
-				return nil, fmt.Errorf("opening journal of episode %s: %w (status %s, token %d, holder token %d)",
-					id, ErrLeaseLost, status.String, token, claimToken)
-			}
-		}
-		if !seq.Valid {
-			continue // the episode has no steps yet
-		}
-		e := entry{seq: int(seq.Int64), name: name.String, status: stepStatus.String, output: output}
+	if loaded.Status != "running" || loaded.ClaimToken != claimToken {
+		return nil, fmt.Errorf("opening journal of episode %s: %w (status %s, token %d, holder token %d)",
+			id, ErrLeaseLost, loaded.Status, loaded.ClaimToken, claimToken)
+	}
+	j.recorded = make([]entry, 0, len(loaded.Steps))
+	for _, row := range loaded.Steps {
+		e := entry{seq: row.Seq, name: row.Name, status: row.Status, output: row.Output}
 		if e.seq != len(j.recorded) {
 			return nil, fmt.Errorf("opening journal of episode %s: step %d missing before step %d", id, len(j.recorded), e.seq)
 		}
 		if e.status == "failed" {
-			e.errMsg = decodeErrMessage(errJSON)
+			e.errMsg = decodeErrMessage(row.Error)
 		}
 		j.recorded = append(j.recorded, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("opening journal of episode %s: %w", id, err)
-	}
-	if !found {
-		return nil, fmt.Errorf("opening journal of episode %s: %w", id, revenant.ErrNotFound)
 	}
 	return j, nil
 }
@@ -340,19 +321,13 @@ func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx con
 			return zero, nil, fmt.Errorf("step %q: beginning transaction: %w", name, err)
 		}
 		defer func() { _ = tx.Rollback() }()
-		// SQLite has no such setting (and no row locks to hold).
-		if ms := j.config.TxIdleTimeout.Milliseconds(); ms > 0 && !j.q.sqlite {
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", ms)); err != nil {
-				return zero, nil, fmt.Errorf("step %q: setting idle timeout: %w", name, err)
-			}
-		}
 		// Lock the episode row under our token first: a sweeper's claim skips
 		// or waits for it, and a zombie stops here before any effect.
-		res, err := tx.ExecContext(ctx, j.q.fence, j.episodeID, j.token)
+		held, err := j.st.StepTxBegin(ctx, tx, j.episodeID, j.token, j.config.TxIdleTimeout.Milliseconds())
 		if err != nil {
-			return zero, nil, fmt.Errorf("step %q: fencing episode %s: %w", name, j.episodeID, err)
+			return zero, nil, fmt.Errorf("step %q: %w", name, err)
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
+		if !held {
 			return zero, nil, j.leaseLost(ctx, tx, name)
 		}
 		out, err := fn(sctx, tx)
@@ -435,20 +410,15 @@ func (j *Journal) insert(ctx context.Context, ex revenant.Executor, seq int, nam
 }
 
 func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, name, status string, output, errJSON any, took time.Duration) error {
-	var outcome int
-	var err error
-	if j.q.sqlite {
-		outcome, err = j.recordSQLite(ctx, ex, seq, name, status, output, errJSON, took)
-	} else {
-		err = ex.QueryRowContext(ctx, recordStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&outcome)
-	}
+	outcome, err := j.st.StepRecord(ctx, ex, &store.StepRecordParams{EpisodeID: j.episodeID, ClaimToken: j.token,
+		Seq: seq, Name: name, Status: status, Output: output, Error: errJSON, Took: took})
 	if err != nil {
-		return fmt.Errorf("step %q: recording in journal of episode %s: %w", name, j.episodeID, err)
+		return fmt.Errorf("step %q: recording in journal of episode %s: %w", name, j.episodeID, dbx.Explain(err))
 	}
 	switch outcome {
-	case 1:
+	case store.StepRecorded:
 		return nil
-	case 0:
+	case store.StepFenced:
 		return j.leaseLost(ctx, ex, name)
 	default:
 		// Same token, same slot: another goroutine of this holder wrote it.
@@ -456,38 +426,9 @@ func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, 
 	}
 }
 
-// recordSQLite returns what revenant_record_step returns on Postgres: 1
-// recorded, 0 fenced off, -1 sequence already taken.
-func (j *Journal) recordSQLite(ctx context.Context, ex revenant.Executor, seq int, name, status string, output, errJSON any, took time.Duration) (int, error) {
-	var one int
-	err := ex.QueryRowContext(ctx, sqliteRecordStepSQL, j.episodeID, j.token, seq, name, status, output, errJSON, took.Microseconds()).Scan(&one)
-	if err == nil {
-		return 1, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, dbx.Explain(err)
-	}
-	var st string
-	var token int64
-	if err := ex.QueryRowContext(ctx, episodeStateSQL, j.episodeID).Scan(&st, &token); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, nil // the episode is gone: fenced off
-		}
-		// A failed read (a locked file, a lost connection, an unreadable
-		// row) says nothing about the lease: report it as it is.
-		return 0, fmt.Errorf("reading the episode's state after the write matched nothing: %w", dbx.Explain(err))
-	}
-	if st == "running" && token == j.token {
-		return -1, nil
-	}
-	return 0, nil
-}
-
 func (j *Journal) leaseLost(ctx context.Context, ex revenant.Executor, name string) error {
-	var status string
-	var token int64
-	err := ex.QueryRowContext(ctx, episodeStateSQL, j.episodeID).Scan(&status, &token)
-	if errors.Is(err, sql.ErrNoRows) {
+	status, token, err := j.st.EpisodeState(ctx, ex, j.episodeID)
+	if errors.Is(err, revenant.ErrNotFound) {
 		return fmt.Errorf("step %q of episode %s: %w (the episode no longer exists)", name, j.episodeID, ErrLeaseLost)
 	}
 	if err != nil {

@@ -3,8 +3,8 @@ package recovery
 import (
 	"strconv"
 
-	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/schema"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // All of the package's SQL lives here.
@@ -133,7 +133,7 @@ GROUP BY 1, 2`
 // ResolvePolicy callback), skipping ids already decided in this pass.
 func lockBatchSQL(scope string, firstArg int) string {
 	return `WITH ` + nodeStateCTE + `
-SELECT ` + episodes.QualifiedColumns("e") + `, o.reason
+SELECT ` + store.QualifiedEpisodeColumns("e") + `, o.reason
 FROM ` + orphanFrom + `
 WHERE ` + orphanWhere + scope + ` AND NOT (e.id = ANY($` + strconv.Itoa(firstArg) + `::uuid[]))
 LIMIT $` + strconv.Itoa(firstArg+1) + `
@@ -143,7 +143,7 @@ FOR UPDATE OF e SKIP LOCKED`
 // listOrphansSQL is the dry run's read: no locks, no writes.
 func listOrphansSQL(scope string, firstArg int) string {
 	return `WITH ` + nodeStateCTE + `
-SELECT ` + episodes.QualifiedColumns("e") + `, o.reason
+SELECT ` + store.QualifiedEpisodeColumns("e") + `, o.reason
 FROM ` + orphanFrom + `
 WHERE ` + orphanWhere + scope + `
 ORDER BY e.id

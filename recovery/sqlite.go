@@ -17,6 +17,7 @@ import (
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/schema"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // The SQLite side of recovery. SQLite has no advisory locks, so a node is
@@ -75,7 +76,7 @@ func sqliteListOrphansSQL(scope string, firstArg int, byID bool) string {
 		order = "\nORDER BY e.id"
 	}
 	return `WITH ` + sqliteNodeStateCTE + `
-SELECT ` + episodes.QualifiedColumns("e") + `, ` + sqliteReasonExpr + `
+SELECT ` + store.QualifiedEpisodeColumns("e") + `, ` + sqliteReasonExpr + `
 FROM ` + sqliteOrphanFromWhere + scope + `
 	AND e.id NOT IN (SELECT value FROM json_each($` + strconv.Itoa(firstArg) + `))` + order + `
 LIMIT $` + strconv.Itoa(firstArg+1)

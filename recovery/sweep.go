@@ -19,6 +19,7 @@ import (
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // Defaults.
@@ -415,11 +416,11 @@ func listOrphans(ctx context.Context, ex revenant.Executor, query string, args .
 	var reasons []string
 	for rows.Next() {
 		var reason string
-		ep, err := episodes.ScanEpisode(scanWithExtra{rows, &reason})
+		ep, err := store.ScanEpisode(rows, &reason)
 		if err != nil {
 			return nil, nil, fmt.Errorf("sweep: listing orphans: %w", err)
 		}
-		eps = append(eps, ep)
+		eps = append(eps, (*episodes.Episode)(ep))
 		reasons = append(reasons, reason)
 	}
 	if err := rows.Err(); err != nil {
@@ -427,14 +428,6 @@ func listOrphans(ctx context.Context, ex revenant.Executor, query string, args .
 	}
 	return eps, reasons, nil
 }
-
-// scanWithExtra appends extra destinations after the episode columns.
-type scanWithExtra struct {
-	rows  *sql.Rows
-	extra *string
-}
-
-func (s scanWithExtra) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.extra)...) }
 
 // applyBatch runs a statement that returns applied rows, counts them,
 // wakes runners and returns the rows' events (published by the caller).

@@ -15,6 +15,7 @@ import (
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/recovery"
 )
 
@@ -124,7 +125,7 @@ func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, acto
 	// Every row returned is claimed already: read them all, whatever one
 	// of them holds, so that none is left running with nobody to run it.
 	for rows.Next() {
-		ep, err := episodes.ScanEpisode(rows)
+		row, err := store.ScanEpisode(rows)
 		if err != nil {
 			id, token := claimedIDAndToken(rows)
 			r.logger.Error("revenant: a claimed episode's row cannot be read; failing it as corrupt_row",
@@ -132,7 +133,7 @@ func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, acto
 			unreadable = append(unreadable, leaseState{id: id, token: token, kind: err.Error()})
 			continue
 		}
-		out = append(out, ep)
+		out = append(out, (*episodes.Episode)(row))
 	}
 	err = rows.Err()
 	rows.Close()
@@ -144,7 +145,7 @@ func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, acto
 
 // claimedIDAndToken reads the id and claim token of a claimed row that
 // could not be scanned whole (they come first and thirteenth in
-// episodes.Columns).
+// store.EpisodeColumns).
 func claimedIDAndToken(rows *sql.Rows) (uuid.UUID, int64) {
 	id := dbx.RowUUID(rows)
 	cols, err := rows.Columns()

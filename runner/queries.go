@@ -1,9 +1,9 @@
 package runner
 
 import (
-	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/schema"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // All of the package's SQL lives here.
@@ -76,7 +76,7 @@ SET status = 'running', owner_node = $1, claim_token = e.claim_token + 1, attemp
 	started_at = now(), last_activity_at = now(), phase = NULL
 FROM c
 WHERE e.id = c.id AND e.status = 'pending'
-RETURNING ` + episodes.QualifiedColumns("e")
+RETURNING ` + store.QualifiedEpisodeColumns("e")
 }
 
 const notifySQL = `SELECT pg_notify($1, $2)`
@@ -125,7 +125,7 @@ WHERE id IN (
 	ORDER BY created_at, id
 	LIMIT $3
 ) AND status = 'pending'
-RETURNING ` + episodes.Columns
+RETURNING ` + store.EpisodeColumns
 }
 
 // queries holds the statements above that run on both backends, in the

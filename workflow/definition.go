@@ -26,9 +26,10 @@ var (
 	// ErrNotFound and ErrIllegalTransition as in package revenant.
 	ErrNotFound          = revenant.ErrNotFound
 	ErrIllegalTransition = revenant.ErrIllegalTransition
-	// ErrCorruptRow: a stored instance or step holds a value this version
-	// cannot read. It is skipped and reported, never guessed at.
-	ErrCorruptRow = errors.New("revenant: corrupt workflow row")
+	// ErrCorruptRow (as in package revenant): a stored instance or step
+	// holds a value this version cannot read. It is skipped and reported,
+	// never guessed at.
+	ErrCorruptRow = revenant.ErrCorruptRow
 	// ErrDefinitionChanged: an instance's steps no longer match its
 	// registered definition (a step was renamed, removed or added between
 	// deploys). The instance is blocked with the reason, never advanced by

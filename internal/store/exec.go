@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// The helpers below run statements whose text a backend supplies, where
+// the Go around them is the same on every backend.
+
+// RunInsert runs an episode insert whose parameters are, in order: id,
+// actor, expectation, input, max attempts, dedupe key, stack, env,
+// workflow instance, workflow step, metadata; and which returns
+// EpisodeColumns, or no row on a dedupe conflict (then (nil, nil)).
+func RunInsert(ctx context.Context, q Querier, query string, p *EpisodeInsertParams) (*Episode, error) {
+	ep, err := ScanEpisode(q.QueryRowContext(ctx, query, p.ID, p.ActorID, NullString(p.Expectation),
+		p.Input, p.MaxAttempts, NullString(p.DedupeKey), NullString(p.SourceStack), NullString(p.SourceEnv),
+		NullUUID(p.WorkflowInstanceID), NullString(p.WorkflowStepID), p.Metadata))
+	if errors.Is(err, dbx.ErrNotFound) {
+		return nil, nil
+	}
+	return ep, err
+}
+
+// EpisodeState runs a (status, claim_token) read of one episode.
+func EpisodeState(ctx context.Context, q Querier, query string, id uuid.UUID) (string, int64, error) {
+	var status string
+	var token int64
+	err := q.QueryRowContext(ctx, query, id).Scan(&status, &token)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, dbx.ErrNotFound
+	}
+	return status, token, err
+}
+
+// RunTransition runs the statement for p.Move from byMove. Parameters:
+// $1 id, then the token for fenced moves ($2) and the move's values.
+func RunTransition(ctx context.Context, q Querier, byMove map[Transition]string, p *TransitionParams) (*Episode, error) {
+	query, ok := byMove[p.Move]
+	if !ok {
+		return nil, errors.New("store: unknown transition")
+	}
+	var args []any
+	switch p.Move {
+	case TransitionClaim:
+		args = []any{p.ID, p.Node}
+	case TransitionComplete:
+		args = []any{p.ID, p.ClaimToken, p.Result}
+	case TransitionFail:
+		args = []any{p.ID, p.ClaimToken, p.ErrorClass, p.ErrorDetail}
+	case TransitionBlock, TransitionSetPhase:
+		args = []any{p.ID, p.ClaimToken, NullString(p.Phase)}
+	case TransitionRelease:
+		args = []any{p.ID, p.ClaimToken}
+	case TransitionCancel:
+		args = []any{p.ID, p.ErrorDetail}
+	default: // resume, archive
+		args = []any{p.ID}
+	}
+	return ScanEpisode(q.QueryRowContext(ctx, query, args...))
+}
+
+// RunList runs a List page: prefix is "SELECT EpisodeColumns FROM
+// revenant_episodes WHERE " in the backend's dialect; the filters are
+// portable.
+func RunList(ctx context.Context, q Querier, prefix string, p *EpisodeListParams) ([]EpisodeListRow, error) {
+	var (
+		where []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if len(p.Statuses) > 0 {
+		ph := make([]string, len(p.Statuses))
+		for i, st := range p.Statuses {
+			ph[i] = arg(string(st))
+		}
+		where = append(where, "status IN ("+strings.Join(ph, ", ")+")")
+	}
+	if p.ActorID != "" {
+		where = append(where, "actor_id = "+arg(p.ActorID))
+	}
+	if p.Stack != "" {
+		where = append(where, "source_stack = "+arg(p.Stack))
+	}
+	if p.Env != "" {
+		where = append(where, "source_env = "+arg(p.Env))
+	}
+	if p.WorkflowInstanceID != uuid.Nil {
+		where = append(where, "workflow_instance_id = "+arg(p.WorkflowInstanceID))
+	}
+	if !p.IncludeArchived {
+		where = append(where, "archived_at IS NULL")
+	}
+	if p.After != uuid.Nil {
+		where = append(where, "id > "+arg(p.After))
+	}
+	if len(where) == 0 {
+		where = append(where, "true")
+	}
+	query := prefix + strings.Join(where, " AND ") + " ORDER BY id LIMIT " + arg(p.Limit)
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []EpisodeListRow
+	for rows.Next() {
+		ep, err := ScanEpisode(rows)
+		if errors.Is(err, dbx.ErrCorruptRow) {
+			out = append(out, EpisodeListRow{ID: dbx.RowUUID(rows), Err: err})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, EpisodeListRow{ID: ep.ID, Episode: ep})
+	}
+	return out, rows.Err()
+}
+
+// NullString stores "" as NULL.
+func NullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// NullUUID stores uuid.Nil as NULL.
+func NullUUID(id uuid.UUID) any {
+	if id == uuid.Nil {
+		return nil
+	}
+	return id
+}
+
+// RunStepLoad runs a journal load whose rows are (episode status, claim
+// token, seq, name, step status, output, error), with NULL step columns
+// on the one row of an episode without steps.
+func RunStepLoad(ctx context.Context, q Querier, query string, episodeID uuid.UUID) (*StepJournal, error) {
+	rows, err := q.QueryContext(ctx, query, episodeID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var j *StepJournal
+	for rows.Next() {
+		var (
+			status, name, stepStatus sql.NullString
+			token                    int64
+			seq                      sql.NullInt64
+			output, errJSON          []byte
+		)
+		if err := rows.Scan(&status, &token, &seq, &name, &stepStatus, &output, &errJSON); err != nil {
+			return nil, err
+		}
+		if j == nil {
+			j = &StepJournal{Status: status.String, ClaimToken: token}
+		}
+		if !seq.Valid {
+			continue // the episode has no steps yet
+		}
+		j.Steps = append(j.Steps, StepRow{Seq: int(seq.Int64), Name: name.String, Status: stepStatus.String, Output: output, Error: errJSON})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if j == nil {
+		return nil, dbx.ErrNotFound
+	}
+	return j, nil
+}

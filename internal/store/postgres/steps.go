@@ -1,0 +1,71 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+// stepLoadSQL returns the episode's fencing state on every row, plus its
+// steps (one row with NULL step columns when there are none).
+const stepLoadSQL = `SELECT e.status, e.claim_token, s.seq, s.name, s.status, s.output, s.error
+FROM revenant_episodes e
+LEFT JOIN revenant_steps s ON s.episode_id = e.id
+WHERE e.id = $1
+ORDER BY s.seq`
+
+// stepRecordSQL records a step and bumps the episode's activity time in
+// one call, whatever the driver (the function's plans are cached). Its
+// UPDATE is the fence: with a stale token or a non-running episode it
+// matches nothing and nothing is inserted. It returns 1 recorded, 0 fenced
+// off, -1 sequence taken (see migrations/sql).
+const stepRecordSQL = `SELECT revenant_record_step($1, $2, $3, $4, $5, $6, $7, $8)`
+
+// stepFenceSQL locks the episode row for a transactional step, under the
+// token.
+const stepFenceSQL = `UPDATE revenant_episodes SET last_activity_at = now()
+WHERE id = $1 AND claim_token = $2 AND status = 'running'`
+
+// StepLoad implements store.Store.
+func (Store) StepLoad(ctx context.Context, q store.Querier, episodeID uuid.UUID) (*store.StepJournal, error) {
+	return store.RunStepLoad(ctx, q, stepLoadSQL, episodeID)
+}
+
+// StepRecord implements store.Store.
+func (Store) StepRecord(ctx context.Context, q store.Querier, p *store.StepRecordParams) (store.StepOutcome, error) {
+	var outcome int
+	err := q.QueryRowContext(ctx, stepRecordSQL, p.EpisodeID, p.ClaimToken, p.Seq, p.Name, p.Status,
+		p.Output, p.Error, p.Took.Microseconds()).Scan(&outcome)
+	if err != nil {
+		return store.StepFenced, err
+	}
+	switch outcome {
+	case 1:
+		return store.StepRecorded, nil
+	case 0:
+		return store.StepFenced, nil
+	default:
+		return store.StepSeqTaken, nil
+	}
+}
+
+// StepTxBegin implements store.Store: the idle timeout keeps a stuck
+// transaction from holding the episode row's lock for ever (a sweeper
+// skips locked rows).
+func (Store) StepTxBegin(ctx context.Context, tx store.Querier, episodeID uuid.UUID, claimToken, idleTimeoutMillis int64) (bool, error) {
+	if idleTimeoutMillis > 0 {
+		// SET takes no parameters; the value is an integer we format.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", idleTimeoutMillis)); err != nil {
+			return false, fmt.Errorf("setting idle timeout: %w", err)
+		}
+	}
+	res, err := tx.ExecContext(ctx, stepFenceSQL, episodeID, claimToken)
+	if err != nil {
+		return false, fmt.Errorf("fencing episode %s: %w", episodeID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

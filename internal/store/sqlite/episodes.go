@@ -1,0 +1,106 @@
+package sqlite
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/internal/schema"
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+const cols = store.EpisodeColumns
+
+const episodeInsertSQL = `INSERT INTO revenant_episodes (id, actor_id, expectation, input, max_attempts, dedupe_key,
+	source_stack, source_env, workflow_instance_id, workflow_step_id, metadata)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, '{}'))
+ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING
+RETURNING ` + cols
+
+const episodeGetSQL = `SELECT ` + cols + ` FROM revenant_episodes WHERE id = $1`
+
+// episodeGetByDedupeKeySQL finds the live episode holding a key in one
+// actor and scope: keys of other actors, stacks or envs are other episodes.
+const episodeGetByDedupeKeySQL = `SELECT ` + cols + `
+FROM revenant_episodes
+WHERE actor_id = $1 AND coalesce(source_stack, '') = coalesce($2, '') AND coalesce(source_env, '') = coalesce($3, '')
+	AND dedupe_key = $4 AND archived_at IS NULL`
+
+const episodeStateSQL = `SELECT status, claim_token FROM revenant_episodes WHERE id = $1`
+
+// Each transition is one compare-and-set: the WHERE clause re-checks the
+// allowed source statuses (and the claim token for a holder's writes).
+var transitionSQL = map[store.Transition]string{
+	store.TransitionClaim: `UPDATE revenant_episodes
+SET status = 'running', owner_node = $2, claim_token = claim_token + 1, attempts = attempts + 1,
+	started_at = ` + now + `, last_activity_at = ` + now + `, phase = NULL
+WHERE id = $1 AND status = 'pending'
+RETURNING ` + cols,
+	store.TransitionComplete: `UPDATE revenant_episodes
+SET status = 'done', result = $3, finished_at = ` + now + `, last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running'
+RETURNING ` + cols,
+	store.TransitionFail: `UPDATE revenant_episodes
+SET status = 'failed', error_class = $3, error_detail = $4, finished_at = ` + now + `, last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running'
+RETURNING ` + cols,
+	store.TransitionBlock: `UPDATE revenant_episodes
+SET status = 'blocked', phase = $3, last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running'
+RETURNING ` + cols,
+	// A release hands a claimed episode back, e.g. on graceful shutdown.
+	// The attempt is given back too: a clean stop is not a crash.
+	store.TransitionRelease: `UPDATE revenant_episodes
+SET status = 'pending', owner_node = NULL, attempts = max(attempts - 1, 0), last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running'
+RETURNING ` + cols,
+	store.TransitionSetPhase: `UPDATE revenant_episodes
+SET phase = $3, last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running'
+RETURNING ` + cols,
+	store.TransitionResume: `UPDATE revenant_episodes
+SET status = 'pending', owner_node = NULL, phase = NULL, last_activity_at = ` + now + `
+WHERE id = $1 AND status = 'blocked'
+RETURNING ` + cols,
+	store.TransitionCancel: `UPDATE revenant_episodes
+SET status = 'canceled', error_class = 'canceled', error_detail = $2,
+	cancel_requested_at = coalesce(cancel_requested_at, ` + now + `), finished_at = ` + now + `
+WHERE id = $1 AND status IN ('pending', 'running', 'blocked')
+RETURNING ` + cols,
+	store.TransitionArchive: `UPDATE revenant_episodes
+SET archived_at = coalesce(archived_at, ` + now + `)
+WHERE id = $1 AND status IN ('done', 'failed', 'canceled')
+RETURNING ` + cols,
+}
+
+const episodeListPrefix = `SELECT ` + cols + ` FROM revenant_episodes WHERE `
+
+// EpisodeInsert implements store.Store.
+func (Store) EpisodeInsert(ctx context.Context, q store.Querier, p *store.EpisodeInsertParams) (*store.Episode, error) {
+	return store.RunInsert(ctx, q, episodeInsertSQL, p)
+}
+
+// EpisodeGet implements store.Store.
+func (Store) EpisodeGet(ctx context.Context, q store.Querier, id uuid.UUID) (*store.Episode, error) {
+	return store.ScanEpisode(q.QueryRowContext(ctx, episodeGetSQL, id))
+}
+
+// EpisodeGetByDedupeKey implements store.Store.
+func (Store) EpisodeGetByDedupeKey(ctx context.Context, q store.Querier, actorID, stack, env, key string) (*store.Episode, error) {
+	return store.ScanEpisode(q.QueryRowContext(ctx, episodeGetByDedupeKeySQL, actorID, store.NullString(stack), store.NullString(env), key))
+}
+
+// EpisodeState implements store.Store.
+func (Store) EpisodeState(ctx context.Context, q store.Querier, id uuid.UUID) (string, int64, error) {
+	return store.EpisodeState(ctx, q, episodeStateSQL, id)
+}
+
+// EpisodeTransition implements store.Store.
+func (Store) EpisodeTransition(ctx context.Context, q store.Querier, p *store.TransitionParams) (*store.Episode, error) {
+	return store.RunTransition(ctx, q, transitionSQL, p)
+}
+
+// EpisodeList implements store.Store.
+func (Store) EpisodeList(ctx context.Context, q store.Querier, p *store.EpisodeListParams) ([]store.EpisodeListRow, error) {
+	return store.RunList(ctx, q, episodeListPrefix, p)
+}

@@ -1,0 +1,79 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+const stepLoadSQL = `SELECT e.status, e.claim_token, s.seq, s.name, s.status, s.output, s.error
+FROM revenant_episodes e
+LEFT JOIN revenant_steps s ON s.episode_id = e.id
+WHERE e.id = $1
+ORDER BY s.seq`
+
+// stepRecordSQL: there is no stored procedure here. The INSERT … SELECT is
+// the fence (it selects the episode row only when running under the
+// token), and a trigger on revenant_steps bumps the episode's activity
+// time in the same statement. No row back means fenced off or sequence
+// taken; StepRecord reads the episode to tell which.
+const stepRecordSQL = `INSERT INTO revenant_steps (episode_id, seq, name, status, output, error, claim_token, started_at, finished_at)
+SELECT e.id, $3, $4, $5, $6, $7, e.claim_token,
+	strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.6f seconds', -($8 / 1000000.0))), ` + now + `
+FROM revenant_episodes e
+WHERE e.id = $1 AND e.claim_token = $2 AND e.status = 'running'
+ON CONFLICT (episode_id, seq) DO NOTHING
+RETURNING 1`
+
+// stepFenceSQL takes the file's write lock for a transactional step, and
+// checks the token.
+const stepFenceSQL = `UPDATE revenant_episodes SET last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running'`
+
+// StepLoad implements store.Store.
+func (Store) StepLoad(ctx context.Context, q store.Querier, episodeID uuid.UUID) (*store.StepJournal, error) {
+	return store.RunStepLoad(ctx, q, stepLoadSQL, episodeID)
+}
+
+// StepRecord implements store.Store.
+func (Store) StepRecord(ctx context.Context, q store.Querier, p *store.StepRecordParams) (store.StepOutcome, error) {
+	var one int
+	err := q.QueryRowContext(ctx, stepRecordSQL, p.EpisodeID, p.ClaimToken, p.Seq, p.Name, p.Status,
+		p.Output, p.Error, p.Took.Microseconds()).Scan(&one)
+	if err == nil {
+		return store.StepRecorded, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return store.StepFenced, dbx.Explain(err)
+	}
+	status, token, err := store.EpisodeState(ctx, q, episodeStateSQL, p.EpisodeID)
+	if errors.Is(err, dbx.ErrNotFound) {
+		return store.StepFenced, nil // the episode is gone
+	}
+	if err != nil {
+		// A failed read (a locked file, a lost connection, an unreadable
+		// row) says nothing about the lease: report it as it is.
+		return store.StepFenced, fmt.Errorf("reading the episode's state after the write matched nothing: %w", dbx.Explain(err))
+	}
+	if status == "running" && token == p.ClaimToken {
+		return store.StepSeqTaken, nil
+	}
+	return store.StepFenced, nil
+}
+
+// StepTxBegin implements store.Store. SQLite has no idle-in-transaction
+// timeout (and no row locks to hold): the fence alone.
+func (Store) StepTxBegin(ctx context.Context, tx store.Querier, episodeID uuid.UUID, claimToken, _ int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, stepFenceSQL, episodeID, claimToken)
+	if err != nil {
+		return false, fmt.Errorf("fencing episode %s: %w", episodeID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

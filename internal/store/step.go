@@ -1,0 +1,50 @@
+package store
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// StepJournal is an episode's fencing state and its recorded steps.
+type StepJournal struct {
+	Status     string
+	ClaimToken int64
+	Steps      []StepRow
+}
+
+// StepRow is one revenant_steps row as replay needs it.
+type StepRow struct {
+	Seq    int
+	Name   string
+	Status string
+	Output []byte
+	Error  []byte
+}
+
+// StepRecordParams is one step to record. Output and Error are encoded
+// JSON text or nil.
+type StepRecordParams struct {
+	EpisodeID  uuid.UUID
+	ClaimToken int64
+	Seq        int
+	Name       string
+	Status     string
+	Output     any
+	Error      any
+	Took       time.Duration
+}
+
+// StepOutcome is what StepRecord did.
+type StepOutcome int
+
+const (
+	// StepFenced: the episode is not running under the token; nothing was
+	// written.
+	StepFenced StepOutcome = iota
+	// StepRecorded: the step was written.
+	StepRecorded
+	// StepSeqTaken: the token holds, but the sequence number is already
+	// recorded (another goroutine of the same holder wrote it).
+	StepSeqTaken
+)

@@ -1,0 +1,86 @@
+// Package store is the one interface between revenant's packages and the
+// database: typed operations, grouped by table, with one implementation per
+// backend (internal/store/postgres, internal/store/sqlite). Business
+// packages hold no SQL; they call a Store and act on what it returns.
+//
+// Every operation takes the Querier to run on (the pool, a connection or
+// the caller's transaction), so each one works both alone and inside a
+// …Tx call. Operations return raw database errors (wrapped with
+// dbx.Explain where a missing table or a locked file needs saying);
+// callers add the context a user needs.
+//
+// Get a Store for a handle with backend.For: the backend is detected once
+// per handle.
+package store
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/internal/dbx"
+)
+
+// Querier runs statements: *sql.DB, *sql.Tx, *sql.Conn and their sqlx
+// forms.
+type Querier = dbx.Executor
+
+// Capabilities says what a backend can do, for the few places where
+// behaviour must differ. Everything else is the backend's business.
+type Capabilities struct {
+	// AdvisoryLocks: session advisory locks exist, so a node's liveness
+	// can be a held lock (Postgres). Without them liveness is the
+	// heartbeat TTL alone.
+	AdvisoryLocks bool
+	// Notify: LISTEN/NOTIFY exists, so ListenDSN can be used. Without it
+	// nodes poll.
+	Notify bool
+	// RowLocks: transactions take row locks (SELECT … FOR UPDATE SKIP
+	// LOCKED, idle-in-transaction timeouts). SQLite instead serialises
+	// writers on the file.
+	RowLocks bool
+}
+
+// Store is every operation revenant runs against its tables. Methods are
+// named table first (River's riverdriver does the same), so one table's
+// operations sort together.
+type Store interface {
+	// Name is "postgres" or "sqlite", for messages.
+	Name() string
+	Capabilities() Capabilities
+
+	// revenant_episodes
+
+	// EpisodeInsert inserts a pending episode. On a dedupe-key conflict it
+	// inserts nothing and returns (nil, nil).
+	EpisodeInsert(ctx context.Context, q Querier, p *EpisodeInsertParams) (*Episode, error)
+	// EpisodeGet reads one episode; dbx.ErrNotFound when there is none, and
+	// an error wrapping dbx.ErrCorruptRow when the row cannot be read.
+	EpisodeGet(ctx context.Context, q Querier, id uuid.UUID) (*Episode, error)
+	// EpisodeGetByDedupeKey reads the live (non-archived) episode holding
+	// key in one actor and scope.
+	EpisodeGetByDedupeKey(ctx context.Context, q Querier, actorID, stack, env, key string) (*Episode, error)
+	// EpisodeState reads what a refused compare-and-set needs to explain
+	// itself. dbx.ErrNotFound when the episode does not exist.
+	EpisodeState(ctx context.Context, q Querier, id uuid.UUID) (status string, claimToken int64, err error)
+	// EpisodeTransition runs one compare-and-set move. It returns
+	// dbx.ErrNotFound when the move matched no row (wrong status, stale
+	// token, or no such episode: EpisodeState tells which).
+	EpisodeTransition(ctx context.Context, q Querier, p *TransitionParams) (*Episode, error)
+	// EpisodeList returns one page of rows in id order, readable or not.
+	EpisodeList(ctx context.Context, q Querier, p *EpisodeListParams) ([]EpisodeListRow, error)
+
+	// revenant_steps
+
+	// StepLoad reads an episode's fencing state and its recorded steps in
+	// sequence order. dbx.ErrNotFound when the episode does not exist.
+	StepLoad(ctx context.Context, q Querier, episodeID uuid.UUID) (*StepJournal, error)
+	// StepRecord writes one step under the claim token, fenced: it writes
+	// nothing unless the episode is running under that token.
+	StepRecord(ctx context.Context, q Querier, p *StepRecordParams) (StepOutcome, error)
+	// StepTxBegin prepares the caller's transaction for a transactional
+	// step: it bounds how long the transaction may sit idle (where the
+	// backend can) and locks the episode row under the claim token. false
+	// means the lease is lost and nothing was locked.
+	StepTxBegin(ctx context.Context, tx Querier, episodeID uuid.UUID, claimToken int64, idleTimeoutMillis int64) (bool, error)
+}
