@@ -2,12 +2,10 @@ package runner
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/revenant-go/revenant"
@@ -16,7 +14,6 @@ import (
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/internal/store"
-	"github.com/revenant-go/revenant/recovery"
 )
 
 // Claiming: the claim loop takes pending episodes of this node's actors, as
@@ -109,66 +106,31 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 
 func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
 	// This node's stack (or none), and exactly its env.
-	scope, scopeArgs := recovery.Scope{Stack: r.config.Stack, Env: r.config.Env}.Where("", 4)
-	args := append([]any{nodeID, actorID, n}, scopeArgs...)
-	query := claimSQL(scope)
-	if r.sqlite {
-		query = sqliteClaimSQL(scope)
-	}
-	rows, err := ex.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, dbx.Explain(err)
-	}
-	defer rows.Close()
+	rows, err := r.st.EpisodeClaimMany(ctx, ex, &store.ClaimManyParams{Node: nodeID, ActorID: actorID, Limit: n,
+		Scope: store.Scope{Stack: r.config.Stack, Env: r.config.Env}})
+	// Every row returned is claimed already, even beside an error: run
+	// those that can be read, fail those that cannot, so that none is left
+	// running with nobody to run it.
 	var out []*episodes.Episode
-	var unreadable []leaseState
-	// Every row returned is claimed already: read them all, whatever one
-	// of them holds, so that none is left running with nobody to run it.
-	for rows.Next() {
-		row, err := store.ScanEpisode(rows)
-		if err != nil {
-			id, token := claimedIDAndToken(rows)
+	for _, row := range rows {
+		if row.Err != nil {
 			r.logger.Error("revenant: a claimed episode's row cannot be read; failing it as corrupt_row",
-				slog.String("episode", id.String()), slog.Any("error", err))
-			unreadable = append(unreadable, leaseState{id: id, token: token, kind: err.Error()})
+				slog.String("episode", row.ID.String()), slog.Any("error", row.Err))
+			r.failUnreadable(ctx, ex, row)
 			continue
 		}
-		out = append(out, (*episodes.Episode)(row))
+		out = append(out, (*episodes.Episode)(row.Episode))
 	}
-	err = rows.Err()
-	rows.Close()
-	for _, u := range unreadable {
-		r.failUnreadable(ctx, ex, u)
-	}
-	return out, err
-}
-
-// claimedIDAndToken reads the id and claim token of a claimed row that
-// could not be scanned whole (they come first and thirteenth in
-// store.EpisodeColumns).
-func claimedIDAndToken(rows *sql.Rows) (uuid.UUID, int64) {
-	id := dbx.RowUUID(rows)
-	cols, err := rows.Columns()
-	if err != nil || len(cols) < 13 {
-		return id, 0
-	}
-	dest := make([]any, len(cols))
-	for i := range dest {
-		dest[i] = new(any)
-	}
-	var token sql.NullInt64
-	dest[12] = &token
-	_ = rows.Scan(dest...)
-	return id, token.Int64
+	return out, dbx.Explain(err)
 }
 
 // failUnreadable fails a claimed episode that cannot be read, by id and
 // token: running it is impossible, and handing it back would only have it
 // claimed again.
-func (r *Runner) failUnreadable(ctx context.Context, ex revenant.Executor, u leaseState) {
-	detail, _ := json.Marshal(map[string]string{"message": dbx.CleanText(u.kind, maxMessageBytes)})
-	if _, err := ex.ExecContext(context.WithoutCancel(ctx), r.q.failUnreadable, u.id, u.token, string(detail)); err != nil {
+func (r *Runner) failUnreadable(ctx context.Context, ex revenant.Executor, row store.ClaimedRow) {
+	detail, _ := json.Marshal(map[string]string{"message": dbx.CleanText(row.Err.Error(), maxMessageBytes)})
+	if err := r.st.EpisodeFailUnreadable(context.WithoutCancel(ctx), ex, row.ID, row.Token, string(detail)); err != nil {
 		// Left running under this node: the heartbeat hands it back.
-		r.logger.Error("revenant: failing an unreadable episode failed", slog.String("episode", u.id.String()), slog.Any("error", err))
+		r.logger.Error("revenant: failing an unreadable episode failed", slog.String("episode", row.ID.String()), slog.Any("error", err))
 	}
 }

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"log/slog"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/notify"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/recovery"
@@ -80,11 +80,9 @@ func (r *Runner) checkCancel(id uuid.UUID) {
 	// Bounded by the TTL: past it the heartbeat has settled the question.
 	ctx, cancel := context.WithTimeout(r.runCtx, r.config.NodeTTL)
 	defer cancel()
-	var status string
-	var token int64
-	err := r.db.QueryRowContext(ctx, r.q.state, id).Scan(&status, &token)
+	status, token, err := r.st.EpisodeState(ctx, r.db, id)
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
+	case errors.Is(err, revenant.ErrNotFound):
 		r.cancelRun(id, ErrLeaseLost)
 	case err != nil:
 		// The heartbeat's lease check settles it within an interval.

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +14,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // The node's liveness: registration, the heartbeat with its lease check,
@@ -29,7 +28,7 @@ import (
 // r alone, in Start).
 func (r *Runner) register(ctx context.Context) error {
 	var lockKey any
-	if !r.config.DisableLockDetection && !r.sqlite {
+	if !r.config.DisableLockDetection && r.st.Capabilities().AdvisoryLocks {
 		if r.lockConn == nil {
 			conn, err := dbx.ReserveConn(ctx, r.db.DB, "runner liveness lock")
 			if err != nil {
@@ -38,8 +37,8 @@ func (r *Runner) register(ctx context.Context) error {
 			var b [8]byte
 			_, _ = rand.Read(b[:])
 			key := int64(binary.BigEndian.Uint64(b[:]) >> 1) // positive
-			var ok bool
-			if err := conn.QueryRowContext(ctx, lockSQL, key).Scan(&ok); err != nil || !ok {
+			ok, err := r.st.NodeLock(ctx, conn, key)
+			if err != nil || !ok {
 				conn.Discard()
 				if err == nil {
 					err = errors.New("pg_try_advisory_lock returned false")
@@ -50,14 +49,8 @@ func (r *Runner) register(ctx context.Context) error {
 		}
 		lockKey = r.lockKey
 	}
-	actors := r.actorIDs()
-	query, actorsArg := registerNodeSQL, any(pq.Array(actors))
-	if r.sqlite {
-		b, _ := json.Marshal(actors)
-		query, actorsArg = sqliteRegisterNodeSQL, string(b)
-	}
-	if _, err := r.execLiveness(ctx, query, r.NodeID(), r.config.Name, nullString(r.config.Stack),
-		nullString(r.config.Env), lockKey, actorsArg, r.config.NodeTTL.Milliseconds()); err != nil {
+	if err := r.st.NodeRegister(ctx, r.livenessConn(), &store.NodeRegisterParams{ID: r.NodeID(), Name: r.config.Name,
+		Stack: r.config.Stack, Env: r.config.Env, LockKey: lockKey, Actors: r.actorIDs(), TTL: r.config.NodeTTL}); err != nil {
 		// Start the next attempt afresh: the lock connection may be the
 		// one that broke (reusing it would fail the same way for ever),
 		// a lock without a node row protects nothing, and the insert may
@@ -82,13 +75,13 @@ func (r *Runner) dropLockConn() {
 	}
 }
 
-// execLiveness runs liveness statements on the lock connection, so a dead
-// lock connection shows up as a failed heartbeat.
-func (r *Runner) execLiveness(ctx context.Context, query string, args ...any) (sql.Result, error) {
+// livenessConn is where liveness statements run: the lock connection, so
+// a dead lock connection shows up as a failed heartbeat, or the pool.
+func (r *Runner) livenessConn() store.Querier {
 	if r.lockConn != nil {
-		return r.lockConn.ExecContext(ctx, query, args...)
+		return r.lockConn
 	}
-	return r.db.ExecContext(ctx, query, args...)
+	return r.db
 }
 
 func (r *Runner) heartbeatLoop() {
@@ -144,25 +137,26 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 		r.signal()
 		return nil
 	}
-	ids := make([]string, 0, len(r.active))
-	tokens := make([]int64, 0, len(r.active))
+	runs := make([]store.RunLease, 0, len(r.active))
 	for id, a := range r.active {
-		ids = append(ids, id.String())
-		tokens = append(tokens, a.ep.ClaimToken)
+		runs = append(runs, store.RunLease{ID: id, Token: a.ep.ClaimToken})
 	}
 	nodeID := r.nodeID
 	r.mu.Unlock()
 
-	var alive bool
-	var found []leaseState
-	var err error
-	if r.sqlite {
-		alive, found, err = r.heartbeatSQLite(ctx, nodeID, ids, tokens)
-	} else {
-		alive, found, err = r.heartbeatPostgres(ctx, nodeID, ids, tokens)
-	}
+	hb, err := r.st.NodeHeartbeat(ctx, r.livenessConn(), &store.NodeHeartbeatParams{NodeID: nodeID,
+		TTL: r.config.NodeTTL, Runs: runs, UntrackedAfter: r.config.HeartbeatInterval})
 	if err != nil {
-		return err
+		// A heartbeat canceled by Stop is not a lost lock.
+		if r.lockConn != nil && connBroken(err) && ctx.Err() == nil {
+			// The lock connection is gone, and the lock with it.
+			return r.reincarnate(ctx, fmt.Errorf("heartbeat on lock connection: %w", err))
+		}
+		return dbx.Explain(err)
+	}
+	for _, id := range hb.Unreadable {
+		r.logger.Error("revenant: an episode this node owns has an unreadable id or token; leaving it to an operator",
+			slog.String("episode", id))
 	}
 	r.mu.Lock()
 	// A claim under way may have made episodes running under this node
@@ -171,109 +165,26 @@ func (r *Runner) Heartbeat(ctx context.Context) error {
 	// a claim stuck that long, not the usual microseconds.)
 	claimUnderWay := r.claiming > 0
 	r.mu.Unlock()
-	var untracked []leaseState
-	for _, f := range found {
-		switch f.kind {
-		case "canceled":
-			r.cancelRun(f.id, ErrCanceled)
-		case "lost":
+	var untracked []store.LeaseState
+	for _, f := range hb.Leases {
+		switch f.Kind {
+		case store.LeaseCanceled:
+			r.cancelRun(f.ID, ErrCanceled)
+		case store.LeaseLost:
 			// A cancel reads the same whether it arrives by notification or
 			// is found here; anything else is a lost lease.
-			r.cancelRun(f.id, ErrLeaseLost)
-		case "untracked":
-			if !claimUnderWay && !r.tracks(f.id) {
+			r.cancelRun(f.ID, ErrLeaseLost)
+		case store.LeaseUntracked:
+			if !claimUnderWay && !r.tracks(f.ID) {
 				untracked = append(untracked, f)
 			}
 		}
 	}
 	r.handBack(ctx, nodeID, untracked)
-	if !alive {
+	if !hb.Alive {
 		return r.reincarnate(ctx, errMarkedStopped)
 	}
 	return nil
-}
-
-// leaseState is one row of the heartbeat's lease check.
-type leaseState struct {
-	id    uuid.UUID
-	token int64
-	kind  string // canceled, lost or untracked
-}
-
-func (r *Runner) heartbeatPostgres(ctx context.Context, nodeID string, ids []string, tokens []int64) (bool, []leaseState, error) {
-	q := r.db.QueryContext
-	if r.lockConn != nil {
-		q = r.lockConn.QueryContext
-	}
-	rows, err := q(ctx, heartbeatSQL, nodeID, r.config.NodeTTL.Milliseconds(), pq.Array(ids), pq.Array(tokens),
-		r.config.HeartbeatInterval.Milliseconds())
-	if err != nil {
-		// A heartbeat canceled by Stop is not a lost lock.
-		if r.lockConn != nil && connBroken(err) && ctx.Err() == nil {
-			// The lock connection is gone, and the lock with it.
-			return false, nil, r.reincarnate(ctx, fmt.Errorf("heartbeat on lock connection: %w", err))
-		}
-		return false, nil, dbx.Explain(err)
-	}
-	defer rows.Close()
-	alive := false
-	var found []leaseState
-	for rows.Next() {
-		var n int64
-		var id uuid.NullUUID
-		var token sql.NullInt64
-		var kind sql.NullString
-		if err := rows.Scan(&n, &id, &token, &kind); err != nil {
-			return false, nil, err
-		}
-		alive = n != 0
-		if id.Valid {
-			found = append(found, leaseState{id: id.UUID, token: token.Int64, kind: kind.String})
-		}
-	}
-	return alive, found, rows.Err()
-}
-
-// heartbeatSQLite is Heartbeat on SQLite: the node row renewal and the
-// lease check are two statements (in-process round trips cost little).
-func (r *Runner) heartbeatSQLite(ctx context.Context, nodeID string, ids []string, tokens []int64) (bool, []leaseState, error) {
-	res, err := r.db.ExecContext(ctx, sqliteHeartbeatNodeSQL, nodeID, r.config.NodeTTL.Milliseconds())
-	if err != nil {
-		return false, nil, dbx.Explain(err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, nil, err
-	}
-	pairs := make([][2]any, len(ids))
-	for i := range ids {
-		pairs[i] = [2]any{ids[i], tokens[i]}
-	}
-	b, _ := json.Marshal(pairs)
-	rows, err := r.db.QueryContext(ctx, sqliteLostLeasesSQL, nodeID, string(b), r.config.HeartbeatInterval.Milliseconds())
-	if err != nil {
-		return false, nil, dbx.Explain(err)
-	}
-	defer rows.Close()
-	var found []leaseState
-	for rows.Next() {
-		var f leaseState
-		var id string
-		var token any // an unreadable token must not stop the heartbeat
-		if err := rows.Scan(&id, &token, &f.kind); err != nil {
-			return false, nil, err
-		}
-		var ok bool
-		f.id, err = uuid.Parse(id)
-		f.token, ok = token.(int64)
-		if err != nil || !ok {
-			r.logger.Error("revenant: an episode this node owns has an unreadable id or token; leaving it to an operator",
-				slog.String("episode", dbx.CleanText(id, 64)))
-			continue
-		}
-		found = append(found, f)
-	}
-	return n == 1, found, rows.Err()
 }
 
 func (r *Runner) tracks(id uuid.UUID) bool {
@@ -286,17 +197,17 @@ func (r *Runner) tracks(id uuid.UUID) bool {
 // handBack returns episodes this node owns but does not run to pending,
 // each fenced by its token: a run that ended without its finishing write
 // (the write failed for good), or one that never started.
-func (r *Runner) handBack(ctx context.Context, nodeID string, eps []leaseState) {
+func (r *Runner) handBack(ctx context.Context, nodeID string, eps []store.LeaseState) {
 	for _, f := range eps {
-		res, err := r.db.ExecContext(ctx, r.q.handBack, f.id, f.token, nodeID)
+		handed, err := r.st.EpisodeHandBack(ctx, r.db, f.ID, f.Token, nodeID)
 		if err != nil {
 			r.logger.Warn("revenant: handing back an episode this node owns but does not run failed; retried at the next heartbeat",
-				slog.String("episode", f.id.String()), slog.Any("error", dbx.Explain(err)))
+				slog.String("episode", f.ID.String()), slog.Any("error", dbx.Explain(err)))
 			continue
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
+		if handed {
 			r.logger.Warn("revenant: handed back an episode this node owned but was not running",
-				slog.String("episode", f.id.String()), slog.Int64("token", f.token))
+				slog.String("episode", f.ID.String()), slog.Int64("token", f.Token))
 		}
 	}
 }

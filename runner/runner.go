@@ -19,8 +19,9 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/notify"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/store/backend"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
 )
@@ -42,8 +43,7 @@ var (
 // pending episodes of the actors registered on it, and runs them.
 type Runner struct {
 	db     *sqlx.DB
-	sqlite bool // no advisory locks, arrays or NOTIFY: see queries.go
-	q      *queries
+	st     store.Store
 	config *Config
 	store  *episodes.Store
 	logger *slog.Logger
@@ -97,8 +97,8 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	sqlite := dialect.Of(db) == dialect.SQLite
-	if sqlite && cfg.ListenDSN != "" {
+	st := backend.For(db)
+	if !st.Capabilities().Notify && cfg.ListenDSN != "" {
 		return nil, fmt.Errorf("%w: runner Config.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (runners poll every PollInterval)", revenant.ErrInvalidInput)
 	}
 	if cfg.ListenDSN != "" {
@@ -111,7 +111,7 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{
-		db: db, sqlite: sqlite, q: queriesFor(dialect.Of(db)), config: cfg, store: store, logger: cfg.Logger,
+		db: db, st: st, config: cfg, store: store, logger: cfg.Logger,
 		actors: map[string]*Actor{}, active: map[uuid.UUID]*activeRun{}, perActr: map[string]int{},
 		wake: make(chan struct{}, 1), stopCh: make(chan struct{}),
 	}
@@ -511,8 +511,8 @@ func (r *Runner) EnqueueTx(ctx context.Context, tx revenant.Executor, p episodes
 	if err != nil {
 		return nil, err
 	}
-	if !res.Duplicate && !r.sqlite {
-		if _, err := tx.ExecContext(ctx, notifySQL, recovery.NotifyChannel, p.ActorID); err != nil {
+	if !res.Duplicate {
+		if err := r.st.Notify(ctx, tx, recovery.NotifyChannel, p.ActorID); err != nil {
 			return nil, fmt.Errorf("enqueue: notify: %w", err)
 		}
 	}
@@ -533,11 +533,9 @@ func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*epis
 		if err := r.publishTx(ctx, tx, &after, EventOf(bus.EpisodeCanceled, ep)); err != nil {
 			return err
 		}
-		if r.sqlite {
-			return nil // the holder finds the cancel at its next heartbeat
-		}
-		_, err = tx.ExecContext(ctx, notifySQL, ControlChannel, "cancel:"+id.String())
-		return err
+		// Without notifications the holder finds the cancel at its next
+		// heartbeat.
+		return r.st.Notify(ctx, tx, ControlChannel, "cancel:"+id.String())
 	})
 	if err != nil {
 		return nil, err
@@ -603,13 +601,13 @@ func (r *Runner) Stop(ctx context.Context) error {
 	}
 	// On the pool: the lock connection may have been lost to a heartbeat
 	// canceled by this very Stop.
-	if _, err := r.db.ExecContext(ctx, r.q.stopNode, r.NodeID()); err != nil {
+	if err := r.st.NodeStop(ctx, r.db, r.NodeID()); err != nil {
 		errs = append(errs, fmt.Errorf("marking node stopped: %w", err))
 	}
 	r.livenessMu.Lock()
 	defer r.livenessMu.Unlock()
 	if r.lockConn != nil {
-		if _, err := r.lockConn.ExecContext(ctx, unlockSQL, r.lockKey); err != nil {
+		if err := r.st.NodeUnlock(ctx, r.lockConn, r.lockKey); err != nil {
 			r.dropLockConn()
 		} else {
 			r.lockConn.Release()
@@ -618,11 +616,4 @@ func (r *Runner) Stop(ctx context.Context) error {
 	}
 	r.logger.InfoContext(ctx, "revenant: node stopped", slog.String("node", r.NodeID()), slog.Int("released_late", len(stuck)))
 	return errors.Join(errs...)
-}
-
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }

@@ -180,3 +180,66 @@ func RunStepLoad(ctx context.Context, q Querier, query string, episodeID uuid.UU
 	}
 	return j, nil
 }
+
+// RunClaimMany runs a claim statement whose parameters are $1 node, $2
+// actor, $3 limit, then the scope's, and which returns EpisodeColumns.
+// Every row is read, whatever one of them holds: each is claimed already.
+func RunClaimMany(ctx context.Context, q Querier, query string, p *ClaimManyParams) ([]ClaimedRow, error) {
+	args := append([]any{p.Node, p.ActorID, p.Limit}, p.scopeArgs()...)
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []ClaimedRow
+	for rows.Next() {
+		ep, err := ScanEpisode(rows)
+		if err != nil {
+			id, token := claimedIDAndToken(rows)
+			out = append(out, ClaimedRow{ID: id, Token: token, Err: err})
+			continue
+		}
+		out = append(out, ClaimedRow{Episode: ep, ID: ep.ID, Token: ep.ClaimToken})
+	}
+	return out, rows.Err()
+}
+
+// ClaimScope is the scope condition of a claim statement, numbered from
+// $4 (after node, actor and limit).
+func (p *ClaimManyParams) ClaimScope() string {
+	where, _ := p.Scope.Where("", 4)
+	return where
+}
+
+func (p *ClaimManyParams) scopeArgs() []any {
+	_, args := p.Scope.Where("", 4)
+	return args
+}
+
+// claimedIDAndToken reads the id and claim token of a claimed row that
+// could not be scanned whole (they come first and thirteenth in
+// EpisodeColumns).
+func claimedIDAndToken(rows *sql.Rows) (uuid.UUID, int64) {
+	id := dbx.RowUUID(rows)
+	cols, err := rows.Columns()
+	if err != nil || len(cols) < 13 {
+		return id, 0
+	}
+	dest := make([]any, len(cols))
+	for i := range dest {
+		dest[i] = new(any)
+	}
+	var token sql.NullInt64
+	dest[12] = &token
+	_ = rows.Scan(dest...)
+	return id, token.Int64
+}
+
+// Affected returns whether an Exec changed exactly one row.
+func Affected(res sql.Result, err error) (bool, error) {
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

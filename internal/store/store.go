@@ -69,6 +69,39 @@ type Store interface {
 	EpisodeTransition(ctx context.Context, q Querier, p *TransitionParams) (*Episode, error)
 	// EpisodeList returns one page of rows in id order, readable or not.
 	EpisodeList(ctx context.Context, q Querier, p *EpisodeListParams) ([]EpisodeListRow, error)
+	// EpisodeClaimMany claims up to p.Limit pending episodes of one actor
+	// in one compare-and-set statement; claims on many nodes never overlap.
+	// Rows read before an error are claimed and returned with it.
+	EpisodeClaimMany(ctx context.Context, q Querier, p *ClaimManyParams) ([]ClaimedRow, error)
+	// EpisodeHandBack returns an episode node owns but no longer runs to
+	// pending, fenced by its token (the attempt stays counted). It reads
+	// nothing back, so an unreadable row can be handed back too.
+	EpisodeHandBack(ctx context.Context, q Querier, id uuid.UUID, claimToken int64, node string) (bool, error)
+	// EpisodeFailUnreadable fails a claimed episode whose row cannot be
+	// read, by id and token only, with class corrupt_row and detail (JSON
+	// text).
+	EpisodeFailUnreadable(ctx context.Context, q Querier, id uuid.UUID, claimToken int64, detail string) error
+
+	// revenant_nodes
+
+	// NodeLock takes the session advisory lock key on conn, without
+	// waiting (AdvisoryLocks only).
+	NodeLock(ctx context.Context, conn Querier, key int64) (bool, error)
+	// NodeUnlock releases it.
+	NodeUnlock(ctx context.Context, conn Querier, key int64) error
+	// NodeRegister inserts a node's row.
+	NodeRegister(ctx context.Context, q Querier, p *NodeRegisterParams) error
+	// NodeHeartbeat renews a node row and checks its runs' leases: one
+	// statement on Postgres.
+	NodeHeartbeat(ctx context.Context, q Querier, p *NodeHeartbeatParams) (*NodeHeartbeatResult, error)
+	// NodeStop marks a node stopped.
+	NodeStop(ctx context.Context, q Querier, nodeID string) error
+
+	// Notifications
+
+	// Notify sends payload on channel when the transaction (or statement)
+	// commits. Without the Notify capability it does nothing: nodes poll.
+	Notify(ctx context.Context, q Querier, channel, payload string) error
 
 	// revenant_steps
 

@@ -1,0 +1,56 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/internal/schema"
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+// claimManySQL claims up to $3 pending episodes of one actor, oldest
+// first, in one compare-and-set statement: SKIP LOCKED lets runners on
+// many nodes claim side by side without waiting on or double-claiming a
+// row. MATERIALIZED: an inlined LIMIT … FOR UPDATE subquery can be
+// rescanned once per outer row of a nested loop, claiming far more than
+// LIMIT.
+func claimManySQL(scope string) string {
+	return `WITH c AS MATERIALIZED (
+	SELECT id FROM revenant_episodes
+	WHERE status = 'pending' AND actor_id = $2 AND archived_at IS NULL AND ` + schema.Bumpable("") + scope + `
+	ORDER BY created_at, id
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE revenant_episodes e
+SET status = 'running', owner_node = $1, claim_token = e.claim_token + 1, attempts = e.attempts + 1,
+	started_at = now(), last_activity_at = now(), phase = NULL
+FROM c
+WHERE e.id = c.id AND e.status = 'pending'
+RETURNING ` + store.QualifiedEpisodeColumns("e")
+}
+
+const handBackSQL = `UPDATE revenant_episodes
+SET status = 'pending', owner_node = NULL, phase = NULL, last_activity_at = now()
+WHERE id = $1 AND claim_token = $2 AND status = 'running' AND owner_node = $3`
+
+const failUnreadableSQL = `UPDATE revenant_episodes
+SET status = 'failed', error_class = 'corrupt_row', error_detail = $3, finished_at = now(), last_activity_at = now()
+WHERE id = $1 AND claim_token = $2 AND status = 'running'`
+
+// EpisodeClaimMany implements store.Store.
+func (Store) EpisodeClaimMany(ctx context.Context, q store.Querier, p *store.ClaimManyParams) ([]store.ClaimedRow, error) {
+	return store.RunClaimMany(ctx, q, claimManySQL(p.ClaimScope()), p)
+}
+
+// EpisodeHandBack implements store.Store.
+func (Store) EpisodeHandBack(ctx context.Context, q store.Querier, id uuid.UUID, claimToken int64, node string) (bool, error) {
+	return store.Affected(q.ExecContext(ctx, handBackSQL, id, claimToken, node))
+}
+
+// EpisodeFailUnreadable implements store.Store.
+func (Store) EpisodeFailUnreadable(ctx context.Context, q store.Querier, id uuid.UUID, claimToken int64, detail string) error {
+	_, err := q.ExecContext(ctx, failUnreadableSQL, id, claimToken, detail)
+	return err
+}

@@ -1,0 +1,52 @@
+package sqlite
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/internal/schema"
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+// claimManySQL claims up to $3 pending episodes of one actor. One UPDATE
+// statement takes SQLite's single write lock before it reads, so the
+// subquery sees every committed claim and none can interleave: claims stay
+// exclusive without SKIP LOCKED (runners on one file take turns instead of
+// side by side).
+func claimManySQL(scope string) string {
+	return `UPDATE revenant_episodes
+SET status = 'running', owner_node = $1, claim_token = claim_token + 1, attempts = attempts + 1,
+	started_at = ` + now + `, last_activity_at = ` + now + `, phase = NULL
+WHERE id IN (
+	SELECT id FROM revenant_episodes
+	WHERE status = 'pending' AND actor_id = $2 AND archived_at IS NULL AND ` + schema.Bumpable("") + scope + `
+	ORDER BY created_at, id
+	LIMIT $3
+) AND status = 'pending'
+RETURNING ` + store.EpisodeColumns
+}
+
+const handBackSQL = `UPDATE revenant_episodes
+SET status = 'pending', owner_node = NULL, phase = NULL, last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running' AND owner_node = $3`
+
+const failUnreadableSQL = `UPDATE revenant_episodes
+SET status = 'failed', error_class = 'corrupt_row', error_detail = $3, finished_at = ` + now + `, last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running'`
+
+// EpisodeClaimMany implements store.Store.
+func (Store) EpisodeClaimMany(ctx context.Context, q store.Querier, p *store.ClaimManyParams) ([]store.ClaimedRow, error) {
+	return store.RunClaimMany(ctx, q, claimManySQL(p.ClaimScope()), p)
+}
+
+// EpisodeHandBack implements store.Store.
+func (Store) EpisodeHandBack(ctx context.Context, q store.Querier, id uuid.UUID, claimToken int64, node string) (bool, error) {
+	return store.Affected(q.ExecContext(ctx, handBackSQL, id, claimToken, node))
+}
+
+// EpisodeFailUnreadable implements store.Store.
+func (Store) EpisodeFailUnreadable(ctx context.Context, q store.Querier, id uuid.UUID, claimToken int64, detail string) error {
+	_, err := q.ExecContext(ctx, failUnreadableSQL, id, claimToken, detail)
+	return err
+}

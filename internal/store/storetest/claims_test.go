@@ -1,0 +1,170 @@
+package storetest
+
+import (
+	"context"
+	"math"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/testdb"
+)
+
+func (f *fixture) claimMany(t *testing.T, p store.ClaimManyParams) []store.ClaimedRow {
+	t.Helper()
+	rows, err := f.st.EpisodeClaimMany(context.Background(), f.schema.DB, &p)
+	require.NoError(t, err)
+	return rows
+}
+
+func TestEpisodeClaimManyTakesOldestInScope(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		var mine []uuid.UUID
+		for range 3 {
+			mine = append(mine, f.insert(t, store.EpisodeInsertParams{ActorID: "a", SourceStack: "web", SourceEnv: "prod"}).ID)
+		}
+		anyStack := f.insert(t, store.EpisodeInsertParams{ActorID: "a", SourceEnv: "prod"}).ID
+		f.insert(t, store.EpisodeInsertParams{ActorID: "a", SourceStack: "api", SourceEnv: "prod"})
+		f.insert(t, store.EpisodeInsertParams{ActorID: "a", SourceStack: "web", SourceEnv: "dev"})
+		f.insert(t, store.EpisodeInsertParams{ActorID: "a", SourceStack: "web"})
+		f.insert(t, store.EpisodeInsertParams{ActorID: "b", SourceStack: "web", SourceEnv: "prod"})
+
+		scope := store.Scope{Stack: "web", Env: "prod"}
+		rows := f.claimMany(t, store.ClaimManyParams{Node: "n1", ActorID: "a", Limit: 2, Scope: scope})
+		require.Len(t, rows, 2)
+		for i, r := range rows {
+			require.NoError(t, r.Err)
+			require.Equal(t, mine[i], r.Episode.ID, "oldest first")
+			require.Equal(t, store.StatusRunning, r.Episode.Status)
+			require.Equal(t, "n1", r.Episode.OwnerNode)
+			require.Equal(t, int64(1), r.Token)
+			require.Equal(t, 1, r.Episode.Attempts)
+		}
+		rows = f.claimMany(t, store.ClaimManyParams{Node: "n2", ActorID: "a", Limit: 10, Scope: scope})
+		var got []uuid.UUID
+		for _, r := range rows {
+			got = append(got, r.ID)
+		}
+		require.ElementsMatch(t, []uuid.UUID{mine[2], anyStack}, got, "a row without a stack matches any stack; env is strict")
+		require.Empty(t, f.claimMany(t, store.ClaimManyParams{Node: "n2", ActorID: "a", Limit: 10, Scope: scope}))
+
+		all := f.claimMany(t, store.ClaimManyParams{Node: "n3", ActorID: "a", Limit: 10, Scope: store.Scope{AllStacks: true, AllEnvs: true}})
+		require.Len(t, all, 3)
+	})
+}
+
+// Claimers on many connections never claim one episode twice.
+func TestEpisodeClaimManyNeverOverlaps(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		const total = 60
+		for range total {
+			f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		}
+		var mu sync.Mutex
+		seen := map[uuid.UUID]int{}
+		var wg sync.WaitGroup
+		errs := make(chan error, 8*total)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					rows, err := f.st.EpisodeClaimMany(context.Background(), f.schema.DB,
+						&store.ClaimManyParams{Node: "n", ActorID: "a", Limit: 4, Scope: store.Scope{}})
+					if err != nil && !dbx.IsRetryable(err) {
+						errs <- err
+						return
+					}
+					mu.Lock()
+					for _, r := range rows {
+						seen[r.ID]++
+					}
+					n := len(seen)
+					mu.Unlock()
+					if n == total {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.Len(t, seen, total)
+		for id, n := range seen {
+			require.Equal(t, 1, n, "episode %s claimed %d times", id, n)
+		}
+	})
+}
+
+// A pending episode whose counters are exhausted cannot be claimed (its
+// token cannot be bumped) and does not stop the others being claimed; a
+// claimed row that cannot be read comes back with its id and token.
+func TestEpisodeClaimManyEdgeRows(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		ctx := context.Background()
+		exhausted := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		_, err := f.schema.DB.Exec(`UPDATE revenant_episodes SET claim_token = $2 WHERE id = $1`, exhausted.ID, int64(math.MaxInt64))
+		require.NoError(t, err)
+		corrupt := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		bad := `UPDATE revenant_episodes SET cancel_requested_at = 'infinity' WHERE id = $1`
+		if f.schema.IsSQLite() {
+			bad = `UPDATE revenant_episodes SET cancel_requested_at = 'not a time' WHERE id = $1`
+		}
+		_, err = f.schema.DB.Exec(bad, corrupt.ID)
+		require.NoError(t, err)
+		good := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+
+		rows := f.claimMany(t, store.ClaimManyParams{Node: "n1", ActorID: "a", Limit: 10, Scope: store.Scope{}})
+		byID := map[uuid.UUID]store.ClaimedRow{}
+		for _, r := range rows {
+			byID[r.ID] = r
+		}
+		require.Len(t, rows, 2, "the exhausted row is left alone")
+		require.NoError(t, byID[good.ID].Err)
+		bc := byID[corrupt.ID]
+		require.ErrorIs(t, bc.Err, dbx.ErrCorruptRow)
+		require.Equal(t, int64(1), bc.Token)
+
+		require.NoError(t, f.st.EpisodeFailUnreadable(ctx, f.schema.DB, bc.ID, bc.Token, `{"message":"unreadable"}`))
+		status, _, err := f.st.EpisodeState(ctx, f.schema.DB, bc.ID)
+		require.NoError(t, err)
+		require.Equal(t, "failed", status)
+	})
+}
+
+func TestEpisodeHandBackIsFencedByTokenAndOwner(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		ctx := context.Background()
+		ep := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		rows := f.claimMany(t, store.ClaimManyParams{Node: "n1", ActorID: "a", Limit: 1, Scope: store.Scope{}})
+		require.Len(t, rows, 1)
+
+		for _, tc := range []struct {
+			token int64
+			node  string
+		}{{rows[0].Token + 1, "n1"}, {rows[0].Token, "n2"}} {
+			ok, err := f.st.EpisodeHandBack(ctx, f.schema.DB, ep.ID, tc.token, tc.node)
+			require.NoError(t, err)
+			require.False(t, ok)
+		}
+		ok, err := f.st.EpisodeHandBack(ctx, f.schema.DB, ep.ID, rows[0].Token, "n1")
+		require.NoError(t, err)
+		require.True(t, ok)
+		got, err := f.st.EpisodeGet(ctx, f.schema.DB, ep.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusPending, got.Status)
+		require.Equal(t, 1, got.Attempts, "the attempt stays counted: the run did not finish")
+		require.Empty(t, got.OwnerNode)
+	})
+}
