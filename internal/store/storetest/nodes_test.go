@@ -42,7 +42,7 @@ func TestNodeRegisterHeartbeatAndStop(t *testing.T) {
 		require.NoError(t, err)
 
 		hb, err := f.st.NodeHeartbeat(ctx, f.schema.DB, &store.NodeHeartbeatParams{NodeID: "n1-abc", TTL: 10 * time.Second,
-			Runs: []store.RunLease{{ID: held.ID, Token: 1}, {ID: canceled.ID, Token: 1}, {ID: stolen.ID, Token: 1}},
+			Runs:           []store.RunLease{{ID: held.ID, Token: 1}, {ID: canceled.ID, Token: 1}, {ID: stolen.ID, Token: 1}},
 			UntrackedAfter: 2 * time.Second})
 		require.NoError(t, err)
 		require.True(t, hb.Alive)
