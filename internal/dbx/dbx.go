@@ -39,10 +39,10 @@ func DiscardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 // ErrNotJSON wraps values that cannot be encoded as JSON.
 var ErrNotJSON = errors.New("value is not valid JSON")
 
-// ErrNotFound: no row has that id. Package revenant re-exports it.
+// ErrNotFound means no row has that id. Package revenant re-exports it.
 var ErrNotFound = errors.New("revenant: not found")
 
-// ErrCorruptRow: a stored row holds a value this version cannot read (an
+// ErrCorruptRow means a stored row holds a value this version cannot read (an
 // unknown status, text where a number belongs). The row is left as it is,
 // skipped and reported. Package revenant re-exports it.
 var ErrCorruptRow = errors.New("revenant: corrupt row")

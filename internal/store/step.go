@@ -39,12 +39,12 @@ type StepRecordParams struct {
 type StepOutcome int
 
 const (
-	// StepFenced: the episode is not running under the token; nothing was
+	// StepFenced means the episode is not running under the token; nothing was
 	// written.
 	StepFenced StepOutcome = iota
-	// StepRecorded: the step was written.
+	// StepRecorded means the step was written.
 	StepRecorded
-	// StepSeqTaken: the token holds, but the sequence number is already
+	// StepSeqTaken means the token holds, but the sequence number is already
 	// recorded (another goroutine of the same holder wrote it).
 	StepSeqTaken
 )
