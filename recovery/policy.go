@@ -6,10 +6,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/lib/pq"
-
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // Policy says what recovery does with an orphaned episode.
@@ -85,40 +84,23 @@ type resolver struct {
 	defs     map[string]*agentDef
 }
 
-func loadDefinitions(ctx context.Context, ex revenant.Executor, sqlite bool, actors []string) (map[string]*agentDef, error) {
+func loadDefinitions(ctx context.Context, ex store.Querier, st store.Store, actors []string) (map[string]*agentDef, error) {
 	defs := map[string]*agentDef{}
 	if len(actors) == 0 {
 		return defs, nil
 	}
-	query, arg := agentDefsSQL, any(pq.Array(actors))
-	if sqlite {
-		query, arg = sqliteAgentDefsSQL, jsonArray(actors)
-	}
-	rows, err := ex.QueryContext(ctx, query, arg)
+	rows, err := st.ActorDefinitions(ctx, ex, actors)
 	if err != nil {
-		return nil, fmt.Errorf("reading agent definitions: %w", err)
+		return nil, fmt.Errorf("reading agent definitions: %w", dbx.Explain(err))
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			actor  string
-			policy *string
-			exps   []byte
-			d      = &agentDef{}
-		)
-		if err := rows.Scan(&actor, &policy, &exps, &d.enabled); err != nil {
-			return nil, fmt.Errorf("reading agent definitions: %w", err)
-		}
-		d.policy = policy
-		if len(exps) > 0 {
-			if err := json.Unmarshal(exps, &d.expectations); err != nil {
-				d.decodeErr = fmt.Errorf("%w: expectation_policies of actor %q is not a JSON object: %w", ErrBadPolicy, actor, err)
+	for _, row := range rows {
+		d := &agentDef{policy: row.RecoveryPolicy, enabled: row.Enabled}
+		if len(row.ExpectationPolicies) > 0 {
+			if err := json.Unmarshal(row.ExpectationPolicies, &d.expectations); err != nil {
+				d.decodeErr = fmt.Errorf("%w: expectation_policies of actor %q is not a JSON object: %w", ErrBadPolicy, row.ActorID, err)
 			}
 		}
-		defs[actor] = d
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading agent definitions: %w", err)
+		defs[row.ActorID] = d
 	}
 	return defs, nil
 }

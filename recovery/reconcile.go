@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 
 	"github.com/jmoiron/sqlx"
 
@@ -20,39 +19,6 @@ type Scope struct {
 	AllStacks bool
 	Env       string
 	AllEnvs   bool
-}
-
-// Where returns the scope as SQL conditions (each starting with " AND ") on
-// the source_stack and source_env columns of alias (or unqualified when
-// alias is ""), with parameters numbered from firstArg.
-func (s Scope) Where(alias string, firstArg int) (string, []any) {
-	col := func(name string) string {
-		if alias == "" {
-			return name
-		}
-		return alias + "." + name
-	}
-	var sql string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(firstArg+len(args)-1)
-	}
-	if !s.AllStacks {
-		if s.Stack == "" {
-			sql += " AND " + col("source_stack") + " IS NULL"
-		} else {
-			sql += " AND (" + col("source_stack") + " = " + arg(s.Stack) + " OR " + col("source_stack") + " IS NULL)"
-		}
-	}
-	if !s.AllEnvs {
-		if s.Env == "" {
-			sql += " AND " + col("source_env") + " IS NULL"
-		} else {
-			sql += " AND " + col("source_env") + " = " + arg(s.Env)
-		}
-	}
-	return sql, args
 }
 
 // ReconcileResult is what a reconciliation did.

@@ -8,9 +8,9 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/store/backend"
 )
 
 // What sweeps leave alone and report (orphans whose counters are at their
@@ -25,18 +25,12 @@ var ErrExhausted = errors.New("revenant: the episode's claim token or attempt co
 // reportExhausted adds the orphans the sweep had to leave out because
 // their counters are at their maximum: skipped, with their ids.
 func reportExhausted(ctx context.Context, db conn, c *config, res *Result) error {
-	scope, scopeArgs := c.scope(2)
-	args := append([]any{c.StaleAfter.Milliseconds()}, scopeArgs...)
-	args = append(args, DryRunLimitDefault)
-	query := exhaustedOrphansSQL(scope, len(args))
-	if c.sqlite {
-		query = sqliteExhaustedOrphansSQL(scope, len(args))
-	}
-	found, err := listExhausted(ctx, db, query, args...)
+	found, err := c.st.OrphanExhausted(ctx, db, c.orphans(), DryRunLimitDefault)
 	if err != nil {
-		return fmt.Errorf("sweep: listing exhausted orphans: %w", err)
+		return fmt.Errorf("sweep: listing exhausted orphans: %w", dbx.Explain(err))
 	}
-	for _, e := range found {
+	for _, ref := range found {
+		e := EpisodeError{EpisodeID: ref.ID, ActorID: ref.ActorID, Err: ErrExhausted}
 		res.Skipped++
 		res.Errors = append(res.Errors, e)
 		if c.DryRun {
@@ -48,48 +42,32 @@ func reportExhausted(ctx context.Context, db conn, c *config, res *Result) error
 	return nil
 }
 
-func listExhausted(ctx context.Context, ex revenant.Executor, query string, args ...any) ([]EpisodeError, error) {
-	rows, err := ex.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, dbx.Explain(err)
-	}
-	defer rows.Close()
-	var out []EpisodeError
-	for rows.Next() {
-		e := EpisodeError{Err: ErrExhausted}
-		if err := rows.Scan(&e.EpisodeID, &e.ActorID); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
-}
+// exhaustedReportLimit bounds the Sweeper's report of exhausted episodes.
+const exhaustedReportLimit = 100
 
 // exhausted lists open episodes in scope whose counters are at their
 // maximum (the Sweeper's report).
-func exhausted(ctx context.Context, ex revenant.Executor, c *config) ([]EpisodeError, error) {
-	scope, args := c.scope(1)
-	return listExhausted(ctx, ex, exhaustedSQL(scope), args...)
+func exhausted(ctx context.Context, ex store.Querier, c *config) ([]EpisodeError, error) {
+	refs, err := c.st.EpisodeExhausted(ctx, ex, c.scope(), exhaustedReportLimit)
+	if err != nil {
+		return nil, dbx.Explain(err)
+	}
+	out := make([]EpisodeError, len(refs))
+	for i, r := range refs {
+		out[i] = EpisodeError{EpisodeID: r.ID, ActorID: r.ActorID, Err: ErrExhausted}
+	}
+	return out, nil
 }
 
 func markDeadNodes(ctx context.Context, db conn, c *config, res *Result) error {
-	query := markDeadNodesSQL
-	if c.sqlite {
-		query = sqliteMarkDeadNodesSQL
-	}
-	rows, err := db.QueryContext(ctx, query)
+	dead, err := c.st.NodeMarkDead(ctx, db)
 	if err != nil {
 		return fmt.Errorf("sweep: marking dead nodes: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, reason string
-		if err := rows.Scan(&id, &reason); err != nil {
-			return fmt.Errorf("sweep: marking dead nodes: %w", err)
-		}
-		res.DeadNodes = append(res.DeadNodes, id)
+	for _, d := range dead {
+		res.DeadNodes = append(res.DeadNodes, d.ID)
 	}
-	return rows.Err()
+	return nil
 }
 
 // DeadOwnersExist reports, with one cheap query, whether any node is dead
@@ -99,9 +77,9 @@ func DeadOwnersExist(ctx context.Context, db *sqlx.DB) (bool, error) {
 	if db == nil {
 		return false, ErrNilDB
 	}
-	var exists bool
-	if err := db.QueryRowContext(ctx, deadOwnersExistQuery(dialect.Of(db) == dialect.SQLite)).Scan(&exists); err != nil {
-		return false, fmt.Errorf("checking for dead nodes: %w", err)
+	exists, err := backend.For(db).NodeDeadOwnersExist(ctx, db)
+	if err != nil {
+		return false, fmt.Errorf("checking for dead nodes: %w", dbx.Explain(err))
 	}
 	return exists, nil
 }
@@ -123,30 +101,20 @@ func Unclaimable(ctx context.Context, db *sqlx.DB, opts *Options) ([]Backlog, er
 	if err != nil {
 		return nil, err
 	}
-	c.sqlite = dialect.Of(db) == dialect.SQLite
+	c.st = backend.For(db)
 	return unclaimable(ctx, db, c)
 }
 
-func unclaimable(ctx context.Context, db revenant.Executor, c *config) ([]Backlog, error) {
-	scope, args := c.scope(1)
-	query := unclaimableSQL(scope)
-	if c.sqlite {
-		query = sqliteUnclaimableSQL(scope)
-	}
-	rows, err := db.QueryContext(ctx, query, args...)
+func unclaimable(ctx context.Context, db store.Querier, c *config) ([]Backlog, error) {
+	rows, err := c.st.EpisodeUnclaimable(ctx, db, c.scope())
 	if err != nil {
-		return nil, fmt.Errorf("listing unclaimable episodes: %w", err)
+		return nil, fmt.Errorf("listing unclaimable episodes: %w", dbx.Explain(err))
 	}
-	defer rows.Close()
-	var out []Backlog
-	for rows.Next() {
-		var b Backlog
-		if err := rows.Scan(&b.ActorID, &b.Pending); err != nil {
-			return nil, fmt.Errorf("listing unclaimable episodes: %w", err)
-		}
-		out = append(out, b)
+	out := make([]Backlog, len(rows))
+	for i, r := range rows {
+		out[i] = Backlog{ActorID: r.ActorID, Pending: r.Pending}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // PruneNodes deletes rows of nodes stopped for over a day that own no
@@ -155,23 +123,9 @@ func PruneNodes(ctx context.Context, db *sqlx.DB) (int64, error) {
 	if db == nil {
 		return 0, ErrNilDB
 	}
-	res, err := db.ExecContext(ctx, pruneNodesQuery(dialect.Of(db) == dialect.SQLite))
+	n, err := backend.For(db).NodePrune(ctx, db)
 	if err != nil {
-		return 0, fmt.Errorf("pruning nodes: %w", err)
+		return 0, fmt.Errorf("pruning nodes: %w", dbx.Explain(err))
 	}
-	return res.RowsAffected()
-}
-
-func deadOwnersExistQuery(sqlite bool) string {
-	if sqlite {
-		return sqliteDeadOwnersExistSQL
-	}
-	return deadOwnersExistSQL
-}
-
-func pruneNodesQuery(sqlite bool) string {
-	if sqlite {
-		return sqlitePruneNodesSQL
-	}
-	return pruneNodesSQL
+	return n, nil
 }

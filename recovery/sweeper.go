@@ -12,8 +12,8 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/store/backend"
 )
 
 // Sweeper defaults.
@@ -108,7 +108,7 @@ func NewSweeper(db *sqlx.DB, cfg *SweeperConfig) (*Sweeper, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts.sqlite = dialect.Of(db) == dialect.SQLite
+	opts.st = backend.For(db)
 	return &Sweeper{db: db, config: &c, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
@@ -247,13 +247,8 @@ func (s *Sweeper) reserved(ctx context.Context) (*dbx.Reserved, error) {
 	if err != nil {
 		return nil, err
 	}
-	// No statement_timeout on SQLite; its busy_timeout bounds lock waits.
-	// A probe still runs, so a closed or broken handle fails here.
-	probe := fmt.Sprintf("SET statement_timeout = %d", s.config.StatementTimeout.Milliseconds())
-	if s.opts.sqlite {
-		probe = "SELECT 1"
-	}
-	if _, err := c.ExecContext(ctx, probe); err != nil {
+	// A closed or broken handle fails here.
+	if err := s.opts.st.PrepareConn(ctx, c, s.config.StatementTimeout); err != nil {
 		c.Discard()
 		return nil, fmt.Errorf("preparing the Sweeper's connection: %w", dbx.Explain(err))
 	}
@@ -277,8 +272,8 @@ func (s *Sweeper) deadOwners(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var dead bool
-	if err := c.QueryRowContext(ctx, deadOwnersExistQuery(s.opts.sqlite)).Scan(&dead); err != nil {
+	dead, err := s.opts.st.NodeDeadOwnersExist(ctx, c)
+	if err != nil {
 		s.dropConn()
 		return false, dbx.Explain(err)
 	}
@@ -302,7 +297,7 @@ func (s *Sweeper) Pass(ctx context.Context) (*Result, error) {
 		if res, err = sweep(ctx, c, s.opts); err != nil {
 			return err
 		}
-		if _, perr := c.ExecContext(ctx, pruneNodesQuery(s.opts.sqlite)); perr != nil {
+		if _, perr := s.opts.st.NodePrune(ctx, c); perr != nil {
 			s.opts.Logger.WarnContext(ctx, "revenant: pruning stopped nodes failed", slog.Any("error", perr))
 		}
 		return nil

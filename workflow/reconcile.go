@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/recovery"
 )
 
@@ -29,7 +30,7 @@ func (e *Engine) ReconcileWorkflows(ctx context.Context, scope recovery.Scope) (
 	res := &recovery.ReconcileResult{}
 	after := uuid.Nil
 	for {
-		where, scopeArgs := scope.Where("i", 2)
+		where, scopeArgs := store.Scope(scope).Where("i", 2)
 		query := openInstancesSQL + where + " ORDER BY id LIMIT 500"
 		args := append([]any{after}, scopeArgs...)
 		var ids []uuid.UUID

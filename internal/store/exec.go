@@ -243,3 +243,89 @@ func Affected(res sql.Result, err error) (bool, error) {
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// ScanOrphans reads rows of EpisodeColumns followed by the orphan reason.
+func ScanOrphans(rows *sql.Rows, err error) ([]Orphan, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []Orphan
+	for rows.Next() {
+		var o Orphan
+		if o.Episode, err = ScanEpisode(rows, &o.Reason); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// ScanRefs reads (id, actor_id) rows.
+func ScanRefs(rows *sql.Rows, err error) ([]EpisodeRef, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []EpisodeRef
+	for rows.Next() {
+		var r EpisodeRef
+		if err := rows.Scan(&r.ID, &r.ActorID); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ScanBacklog reads (actor_id, count) rows.
+func ScanBacklog(rows *sql.Rows, err error) ([]ActorBacklog, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []ActorBacklog
+	for rows.Next() {
+		var b ActorBacklog
+		if err := rows.Scan(&b.ActorID, &b.Pending); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// ScanDeadNodes reads (node_id, reason) rows.
+func ScanDeadNodes(rows *sql.Rows, err error) ([]DeadNode, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []DeadNode
+	for rows.Next() {
+		var d DeadNode
+		if err := rows.Scan(&d.ID, &d.Reason); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// ScanActorDefinitions reads (actor_id, recovery_policy,
+// expectation_policies, enabled) rows.
+func ScanActorDefinitions(rows *sql.Rows, err error) ([]ActorDefinition, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []ActorDefinition
+	for rows.Next() {
+		var d ActorDefinition
+		if err := rows.Scan(&d.ActorID, &d.RecoveryPolicy, &d.ExpectationPolicies, &d.Enabled); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

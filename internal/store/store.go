@@ -15,6 +15,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -97,11 +98,61 @@ type Store interface {
 	// NodeStop marks a node stopped.
 	NodeStop(ctx context.Context, q Querier, nodeID string) error
 
+	// NodeMarkDead marks every dead node stopped (so that one only paused
+	// finds out at its next heartbeat) and returns them.
+	NodeMarkDead(ctx context.Context, q Querier) ([]DeadNode, error)
+	// NodeDeadOwnersExist is the Sweeper's cheap, frequent check: is any
+	// node dead while still owning running episodes?
+	NodeDeadOwnersExist(ctx context.Context, q Querier) (bool, error)
+	// NodePrune deletes rows of nodes stopped for over a day that own no
+	// running episode.
+	NodePrune(ctx context.Context, q Querier) (int64, error)
+	// PrepareConn readies a connection reserved for long use: a statement
+	// timeout where the backend has one, and a probe that fails on a
+	// closed or broken handle.
+	PrepareConn(ctx context.Context, conn Querier, statementTimeout time.Duration) error
+
+	// Orphans (running episodes whose owner is gone)
+
+	// OrphanGroups counts orphans per (actor, expectation), and per owner
+	// where the backend recovers by owner.
+	OrphanGroups(ctx context.Context, q Querier, p *OrphanQuery) ([]OrphanGroup, error)
+	// OrphanRecover recovers up to p.Limit orphans of p.Policies' pairs in
+	// compare-and-set statements that re-check "running and orphaned" on
+	// each row, so concurrent sweeps never take one episode twice. It
+	// advances p.Cursor and sets p.Done when nothing is left.
+	OrphanRecover(ctx context.Context, q Querier, p *OrphanRecoverParams) ([]Recovered, error)
+	// OrphanLock lists and locks up to limit orphans for a per-episode
+	// decision, leaving out the ids in exclude. On SQLite the caller's
+	// transaction is the lock; OrphanApply re-checks the token.
+	OrphanLock(ctx context.Context, tx Querier, p *OrphanQuery, exclude []uuid.UUID, limit int) ([]Orphan, error)
+	// OrphanApply applies decisions to orphans locked by OrphanLock.
+	OrphanApply(ctx context.Context, tx Querier, decisions []Decision) ([]Recovered, error)
+	// OrphanList reads up to limit orphans in id order, locking and
+	// changing nothing (dry runs and reports).
+	OrphanList(ctx context.Context, q Querier, p *OrphanQuery, limit int) ([]Orphan, error)
+	// OrphanExhausted lists up to limit orphans left out because their
+	// counters are at their maximum.
+	OrphanExhausted(ctx context.Context, q Querier, p *OrphanQuery, limit int) ([]EpisodeRef, error)
+	// EpisodeExhausted lists up to limit open episodes in scope whose
+	// counters are at their maximum.
+	EpisodeExhausted(ctx context.Context, q Querier, scope Scope, limit int) ([]EpisodeRef, error)
+	// EpisodeUnclaimable counts pending episodes in scope per actor that no
+	// live node has registered.
+	EpisodeUnclaimable(ctx context.Context, q Querier, scope Scope) ([]ActorBacklog, error)
+
+	// revenant_agent_definitions
+
+	// ActorDefinitions reads the definitions of actors.
+	ActorDefinitions(ctx context.Context, q Querier, actors []string) ([]ActorDefinition, error)
+
 	// Notifications
 
 	// Notify sends payload on channel when the transaction (or statement)
 	// commits. Without the Notify capability it does nothing: nodes poll.
 	Notify(ctx context.Context, q Querier, channel, payload string) error
+	// NotifyEach sends one notification per payload.
+	NotifyEach(ctx context.Context, q Querier, channel string, payloads []string) error
 
 	// revenant_steps
 

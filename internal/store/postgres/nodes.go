@@ -64,8 +64,12 @@ func (Store) NodeUnlock(ctx context.Context, conn store.Querier, key int64) erro
 
 // NodeRegister implements store.Store.
 func (Store) NodeRegister(ctx context.Context, q store.Querier, p *store.NodeRegisterParams) error {
+	actors := p.Actors
+	if actors == nil {
+		actors = []string{} // an empty list, not NULL
+	}
 	_, err := q.ExecContext(ctx, nodeRegisterSQL, p.ID, p.Name, store.NullString(p.Stack), store.NullString(p.Env),
-		p.LockKey, pq.Array(p.Actors), p.TTL.Milliseconds())
+		p.LockKey, pq.Array(actors), p.TTL.Milliseconds())
 	return err
 }
 

@@ -52,12 +52,16 @@ func (Store) NodeUnlock(context.Context, store.Querier, int64) error { return er
 
 // NodeRegister implements store.Store.
 func (Store) NodeRegister(ctx context.Context, q store.Querier, p *store.NodeRegisterParams) error {
-	actors, err := json.Marshal(p.Actors)
+	actors := p.Actors
+	if actors == nil {
+		actors = []string{} // an empty list, not NULL
+	}
+	list, err := json.Marshal(actors)
 	if err != nil {
 		return err
 	}
 	_, err = q.ExecContext(ctx, nodeRegisterSQL, p.ID, p.Name, store.NullString(p.Stack), store.NullString(p.Env),
-		p.LockKey, string(actors), p.TTL.Milliseconds())
+		p.LockKey, string(list), p.TTL.Milliseconds())
 	return err
 }
 

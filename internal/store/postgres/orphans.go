@@ -1,0 +1,346 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant/internal/schema"
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+// Orphan statements: $1 is always StaleAfter in milliseconds; the scope's
+// parameters follow from $2; statement-specific ones come after.
+
+// nodeStateCTE says, per node, why it is dead (NULL while alive): stopped,
+// its session advisory lock gone (the process or its connection died:
+// seen at once), or its heartbeat TTL expired (power cut, partition,
+// SIGSTOP).
+const nodeStateCTE = `held AS (
+	SELECT (l.classid::bigint << 32) | l.objid::bigint AS lock_key
+	FROM pg_locks l
+	WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+	  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+node_state AS (
+	SELECT n.node_id,
+		CASE
+			WHEN n.stopped_at IS NOT NULL THEN '` + store.ReasonOwnerStopped + `'
+			WHEN n.lock_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM held h WHERE h.lock_key = n.lock_key) THEN '` + store.ReasonOwnerLockGone + `'
+			WHEN n.expires_at < now() THEN '` + store.ReasonOwnerExpired + `'
+		END AS dead_reason
+	FROM revenant_nodes n
+)`
+
+// orphanFrom joins a running episode e to its owner's state and computes
+// o.reason, which is NULL unless the episode is orphaned. Only an episode
+// whose owner is not a known node falls back to journal activity.
+const orphanFrom = `revenant_episodes e
+LEFT JOIN node_state ns ON ns.node_id = e.owner_node
+CROSS JOIN LATERAL (SELECT CASE
+	WHEN ns.node_id IS NULL THEN
+		CASE WHEN coalesce(e.last_activity_at, e.started_at, e.created_at) < now() - $1 * interval '1 millisecond'
+		THEN '` + store.ReasonNoActivity + `' END
+	ELSE ns.dead_reason
+END AS reason) o`
+
+// orphanWhere leaves out episodes whose counters cannot be bumped: the
+// token bump of a recovery would overflow and fail the whole batch
+// (OrphanExhausted reports them instead).
+var orphanWhere = `e.status = 'running' AND e.archived_at IS NULL AND o.reason IS NOT NULL AND ` + schema.Bumpable("e")
+
+func exhaustedOrphansSQL(scope string, limitArg int) string {
+	return `WITH ` + nodeStateCTE + `
+SELECT e.id, e.actor_id
+FROM ` + orphanFrom + `
+WHERE e.status = 'running' AND e.archived_at IS NULL AND o.reason IS NOT NULL AND ` + schema.Exhausted("e") + scope + `
+ORDER BY e.id
+LIMIT $` + strconv.Itoa(limitArg)
+}
+
+// exhaustedSQL: scope parameters start at $1.
+func exhaustedSQL(scope string) string {
+	return `SELECT e.id, e.actor_id
+FROM revenant_episodes e
+WHERE ` + schema.Exhausted("e") + ` AND e.status IN ('pending', 'running') AND e.archived_at IS NULL` + scope + `
+ORDER BY e.id
+LIMIT $1`
+}
+
+// actionExpr turns a policy into what happens: a restart past max attempts
+// is a dead letter.
+const actionExpr = `CASE
+	WHEN p.policy = 'restart' AND e.attempts < e.max_attempts THEN '` + store.ActionRestart + `'
+	WHEN p.policy = 'restart' THEN '` + store.ActionDeadLetter + `'
+	ELSE '` + store.ActionFail + `'
+END`
+
+// applySet applies c.action to e, bumping the claim token so that the dead
+// owner (if it is only partitioned or paused) is fenced off.
+const applySet = `UPDATE revenant_episodes e SET
+	status = CASE WHEN c.action = 'restart' THEN 'pending' ELSE 'failed' END,
+	error_class = CASE c.action WHEN 'fail' THEN 'orphaned' WHEN 'dead_letter' THEN 'max_attempts_exceeded' ELSE e.error_class END,
+	error_detail = CASE WHEN c.action = 'restart' THEN e.error_detail ELSE jsonb_build_object(
+		'reason', c.reason, 'previous_owner', c.old_owner, 'policy', c.policy, 'policy_source', c.source,
+		'attempts', e.attempts, 'max_attempts', e.max_attempts) END,
+	finished_at = CASE WHEN c.action = 'restart' THEN NULL ELSE now() END,
+	owner_node = NULL,
+	phase = NULL,
+	claim_token = e.claim_token + 1,
+	last_activity_at = now()
+`
+
+const applyReturning = `
+RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, ''),
+	e.workflow_instance_id, coalesce(e.workflow_step_id, ''), e.attempts`
+
+// batchByPairSQL claims and recovers one batch in one statement, with the
+// policies resolved per (actor, expectation) passed as arrays. The FOR
+// UPDATE SKIP LOCKED subquery re-checks "running and orphaned" on the row
+// it locks, so concurrent sweeps never claim one episode twice. It is
+// MATERIALIZED so that the planner cannot rescan it per outer row (which
+// would lock and claim more than LIMIT rows). Only episodes with a
+// resolved policy are selected, so a page of unresolvable ones cannot
+// starve the rest.
+func batchByPairSQL(scope string, firstArg int) string {
+	a := func(i int) string { return "$" + strconv.Itoa(firstArg+i) }
+	return `WITH ` + nodeStateCTE + `,
+p AS (SELECT * FROM unnest(` + a(0) + `::text[], ` + a(1) + `::text[], ` + a(2) + `::text[], ` + a(3) + `::text[])
+	AS p(actor_id, expectation, policy, source)),
+c AS MATERIALIZED (
+	SELECT e.id, o.reason, p.policy, p.source, e.owner_node AS old_owner, ` + actionExpr + ` AS action
+	FROM ` + orphanFrom + `
+	JOIN p ON p.actor_id = e.actor_id AND p.expectation = coalesce(e.expectation, '')
+	WHERE ` + orphanWhere + scope + `
+	LIMIT ` + a(4) + `
+	FOR UPDATE OF e SKIP LOCKED
+)
+` + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
+}
+
+func pairsSQL(scope string) string {
+	return `WITH ` + nodeStateCTE + `
+SELECT e.actor_id, coalesce(e.expectation, ''), count(*)
+FROM ` + orphanFrom + `
+WHERE ` + orphanWhere + scope + `
+GROUP BY 1, 2`
+}
+
+// lockBatchSQL locks a batch of orphans for a per-episode decision,
+// skipping ids already decided in this pass.
+func lockBatchSQL(scope string, firstArg int) string {
+	return `WITH ` + nodeStateCTE + `
+SELECT ` + store.QualifiedEpisodeColumns("e") + `, o.reason
+FROM ` + orphanFrom + `
+WHERE ` + orphanWhere + scope + ` AND NOT (e.id = ANY($` + strconv.Itoa(firstArg) + `::uuid[]))
+LIMIT $` + strconv.Itoa(firstArg+1) + `
+FOR UPDATE OF e SKIP LOCKED`
+}
+
+// listOrphansSQL is the dry run's read: no locks, no writes.
+func listOrphansSQL(scope string, firstArg int) string {
+	return `WITH ` + nodeStateCTE + `
+SELECT ` + store.QualifiedEpisodeColumns("e") + `, o.reason
+FROM ` + orphanFrom + `
+WHERE ` + orphanWhere + scope + `
+ORDER BY e.id
+LIMIT $` + strconv.Itoa(firstArg)
+}
+
+// applyDecidedSQL applies per-episode decisions to rows this transaction
+// has locked.
+const applyDecidedSQL = `WITH p AS (
+	SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS p(id, policy, source, reason)
+),
+c AS (
+	SELECT p.id, p.reason, p.policy, p.source, e.owner_node AS old_owner, ` + actionExpr + ` AS action
+	FROM p JOIN revenant_episodes e ON e.id = p.id
+)
+` + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
+
+const markDeadNodesSQL = `WITH ` + nodeStateCTE + `
+UPDATE revenant_nodes n SET stopped_at = now()
+FROM node_state ns
+WHERE n.node_id = ns.node_id AND n.stopped_at IS NULL AND ns.dead_reason IS NOT NULL
+RETURNING n.node_id, ns.dead_reason`
+
+const deadOwnersExistSQL = `WITH ` + nodeStateCTE + `
+SELECT EXISTS (
+	SELECT 1 FROM node_state ns
+	WHERE ns.dead_reason IS NOT NULL
+	  AND EXISTS (SELECT 1 FROM revenant_episodes e WHERE e.status = 'running' AND e.owner_node = ns.node_id)
+)`
+
+const pruneNodesSQL = `DELETE FROM revenant_nodes n
+WHERE n.stopped_at < now() - interval '1 day'
+  AND NOT EXISTS (SELECT 1 FROM revenant_episodes e WHERE e.status = 'running' AND e.owner_node = n.node_id)`
+
+const notifyEachSQL = `SELECT pg_notify($1, a) FROM unnest($2::text[]) AS a`
+
+const actorDefinitionsSQL = `SELECT actor_id, recovery_policy, expectation_policies, enabled
+FROM revenant_agent_definitions WHERE actor_id = ANY($1::text[])`
+
+// unclaimableSQL: scope parameters start at $1.
+func unclaimableSQL(scope string) string {
+	return `SELECT e.actor_id, count(*)
+FROM revenant_episodes e
+WHERE e.status = 'pending' AND e.archived_at IS NULL` + scope + `
+  AND NOT EXISTS (SELECT 1 FROM revenant_nodes n
+	WHERE n.stopped_at IS NULL AND n.expires_at > now() AND e.actor_id = ANY(n.actors))
+GROUP BY 1 ORDER BY 1`
+}
+
+// orphanArgs returns the scope condition on e (from $2) and the leading
+// arguments ($1 StaleAfter, then the scope's).
+func orphanArgs(p *store.OrphanQuery) (string, []any) {
+	scope, args := p.Scope.Where("e", 2)
+	return scope, append([]any{p.StaleAfter.Milliseconds()}, args...)
+}
+
+// OrphanGroups implements store.Store: one group per pair (Postgres
+// recovers by pair, whatever the owner).
+func (Store) OrphanGroups(ctx context.Context, q store.Querier, p *store.OrphanQuery) ([]store.OrphanGroup, error) {
+	scope, args := orphanArgs(p)
+	rows, err := q.QueryContext(ctx, pairsSQL(scope), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []store.OrphanGroup
+	for rows.Next() {
+		var g store.OrphanGroup
+		if err := rows.Scan(&g.ActorID, &g.Expectation, &g.N); err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// OrphanRecover implements store.Store: one statement per batch.
+func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.OrphanRecoverParams) ([]store.Recovered, error) {
+	if len(p.Policies) == 0 {
+		p.Done = true
+		return nil, nil
+	}
+	var pa, pe, pp, ps []string
+	for _, x := range p.Policies {
+		pa, pe, pp, ps = append(pa, x.ActorID), append(pe, x.Expectation), append(pp, x.Policy), append(ps, x.Source)
+	}
+	scope, args := orphanArgs(&p.Query)
+	query := batchByPairSQL(scope, len(args)+1)
+	args = append(args, pq.Array(pa), pq.Array(pe), pq.Array(pp), pq.Array(ps), p.Limit)
+	out, err := scanRecovered(q.QueryContext(ctx, query, args...))
+	if err == nil && len(out) < p.Limit {
+		p.Done = true
+	}
+	return out, err
+}
+
+func scanRecovered(rows *sql.Rows, err error) ([]store.Recovered, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []store.Recovered
+	for rows.Next() {
+		var r store.Recovered
+		var wf uuid.NullUUID
+		if err := rows.Scan(&r.ID, &r.ActorID, &r.Action, &r.Reason, &r.PreviousOwner, &wf, &r.WorkflowStepID, &r.Attempts); err != nil {
+			return nil, fmt.Errorf("reading recovered rows: %w", err)
+		}
+		r.WorkflowInstanceID = wf.UUID
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// OrphanLock implements store.Store: FOR UPDATE SKIP LOCKED.
+func (Store) OrphanLock(ctx context.Context, tx store.Querier, p *store.OrphanQuery, exclude []uuid.UUID, limit int) ([]store.Orphan, error) {
+	scope, args := orphanArgs(p)
+	query := lockBatchSQL(scope, len(args)+1)
+	ids := make([]string, len(exclude))
+	for i, id := range exclude {
+		ids[i] = id.String()
+	}
+	args = append(args, pq.Array(ids), limit)
+	return store.ScanOrphans(tx.QueryContext(ctx, query, args...))
+}
+
+// OrphanApply implements store.Store.
+func (Store) OrphanApply(ctx context.Context, tx store.Querier, decisions []store.Decision) ([]store.Recovered, error) {
+	var ids, policies, sources, reasons []string
+	for _, d := range decisions {
+		ids, policies, sources, reasons = append(ids, d.ID.String()), append(policies, d.Policy), append(sources, d.Source), append(reasons, d.Reason)
+	}
+	return scanRecovered(tx.QueryContext(ctx, applyDecidedSQL, pq.Array(ids), pq.Array(policies), pq.Array(sources), pq.Array(reasons)))
+}
+
+// OrphanList implements store.Store.
+func (Store) OrphanList(ctx context.Context, q store.Querier, p *store.OrphanQuery, limit int) ([]store.Orphan, error) {
+	scope, args := orphanArgs(p)
+	query := listOrphansSQL(scope, len(args)+1)
+	return store.ScanOrphans(q.QueryContext(ctx, query, append(args, limit)...))
+}
+
+// OrphanExhausted implements store.Store.
+func (Store) OrphanExhausted(ctx context.Context, q store.Querier, p *store.OrphanQuery, limit int) ([]store.EpisodeRef, error) {
+	scope, args := orphanArgs(p)
+	return store.ScanRefs(q.QueryContext(ctx, exhaustedOrphansSQL(scope, len(args)+1), append(args, limit)...))
+}
+
+// EpisodeExhausted implements store.Store.
+func (Store) EpisodeExhausted(ctx context.Context, q store.Querier, scope store.Scope, limit int) ([]store.EpisodeRef, error) {
+	where, args := scope.Where("e", 2)
+	return store.ScanRefs(q.QueryContext(ctx, exhaustedSQL(where), append([]any{limit}, args...)...))
+}
+
+// EpisodeUnclaimable implements store.Store.
+func (Store) EpisodeUnclaimable(ctx context.Context, q store.Querier, scope store.Scope) ([]store.ActorBacklog, error) {
+	where, args := scope.Where("e", 1)
+	return store.ScanBacklog(q.QueryContext(ctx, unclaimableSQL(where), args...))
+}
+
+// NodeMarkDead implements store.Store.
+func (Store) NodeMarkDead(ctx context.Context, q store.Querier) ([]store.DeadNode, error) {
+	return store.ScanDeadNodes(q.QueryContext(ctx, markDeadNodesSQL))
+}
+
+// NodeDeadOwnersExist implements store.Store.
+func (Store) NodeDeadOwnersExist(ctx context.Context, q store.Querier) (bool, error) {
+	var dead bool
+	err := q.QueryRowContext(ctx, deadOwnersExistSQL).Scan(&dead)
+	return dead, err
+}
+
+// NodePrune implements store.Store.
+func (Store) NodePrune(ctx context.Context, q store.Querier) (int64, error) {
+	res, err := q.ExecContext(ctx, pruneNodesSQL)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// PrepareConn implements store.Store. SET takes no parameters; the value
+// is an integer formatted here.
+func (Store) PrepareConn(ctx context.Context, conn store.Querier, statementTimeout time.Duration) error {
+	_, err := conn.ExecContext(ctx, fmt.Sprintf("SET statement_timeout = %d", statementTimeout.Milliseconds()))
+	return err
+}
+
+// NotifyEach implements store.Store.
+func (Store) NotifyEach(ctx context.Context, q store.Querier, channel string, payloads []string) error {
+	_, err := q.ExecContext(ctx, notifyEachSQL, channel, pq.Array(payloads))
+	return err
+}
+
+// ActorDefinitions implements store.Store.
+func (Store) ActorDefinitions(ctx context.Context, q store.Querier, actors []string) ([]store.ActorDefinition, error) {
+	return store.ScanActorDefinitions(q.QueryContext(ctx, actorDefinitionsSQL, pq.Array(actors)))
+}
