@@ -2,9 +2,7 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/testdb"
 )
 
@@ -88,7 +87,7 @@ func TestGapRangesAreCapped(t *testing.T) {
 		evs = append(evs, Event{ID: uuid.New(), Type: EpisodeStarted})
 		seqs = append(seqs, 2*i+2) // every odd seq missing
 	}
-	b.deliver(context.Background(), evs, seqs)
+	b.deliver(context.Background(), records(evs, seqs))
 	require.Len(t, b.gaps, maxGapRanges)
 	require.Equal(t, int64(2*(2*maxGapRanges)+1), b.gaps[0].from, "the oldest were given up")
 	require.Equal(t, 1, logs.Count("too many sequence gaps"))
@@ -97,8 +96,8 @@ func TestGapRangesAreCapped(t *testing.T) {
 	n := 0
 	b.subs.add("", func(context.Context, Event) error { n++; return nil })
 	kept := b.gaps[len(b.gaps)-1].from
-	b.deliver(context.Background(), []Event{{ID: uuid.New(), Type: EpisodeStarted}, {ID: uuid.New(), Type: EpisodeStarted}, {ID: uuid.New(), Type: EpisodeStarted}},
-		[]int64{kept, kept, 1})
+	b.deliver(context.Background(), records([]Event{{ID: uuid.New(), Type: EpisodeStarted}, {ID: uuid.New(), Type: EpisodeStarted}, {ID: uuid.New(), Type: EpisodeStarted}},
+		[]int64{kept, kept, 1}))
 	require.Equal(t, 1, n)
 }
 
@@ -109,19 +108,18 @@ func TestReaderMemoryDoesNotGrowWhileAGapWaits(t *testing.T) {
 	// Not parallel: it measures the heap.
 	b := &Outbox{config: OutboxConfig{GapWait: time.Hour}, logger: dbx.DiscardLogger()}
 	ctx := context.Background()
-	b.deliver(ctx, []Event{{ID: uuid.New(), Type: EpisodeStarted}}, []int64{2}) // seq 1 is in flight
-	evs := make([]Event, 1000)
-	seqs := make([]int64, 1000)
+	b.deliver(ctx, records([]Event{{ID: uuid.New(), Type: EpisodeStarted}}, []int64{2})) // seq 1 is in flight
+	recs := make([]store.EventRecord, 1000)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	next := int64(3)
 	for range 2000 { // 2M events
-		for i := range seqs {
-			seqs[i] = next
+		for i := range recs {
+			recs[i].Seq = next
 			next++
 		}
-		b.deliver(ctx, evs, seqs)
+		b.deliver(ctx, recs)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -132,68 +130,11 @@ func TestReaderMemoryDoesNotGrowWhileAGapWaits(t *testing.T) {
 	runtime.KeepAlive(b)
 }
 
-// Re-reading gaps touches the rows inside them only, not the whole outbox
-// (a join on BETWEEN is planned as a walk of the table in seq order, on
-// every catch-up while any gap is open).
-func TestGapReadIsARangeScan(t *testing.T) {
-	testdb.Each(t, nil, func(t *testing.T, driver string) {
-		s := testdb.New(t, &testdb.Options{Driver: driver})
-		const rows = 20_000
-		if s.IsSQLite() {
-			_, err := s.DB.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
-				INSERT INTO revenant_events (id, type) SELECT lower(hex(randomblob(16))), 'x' FROM n`, rows)
-			require.NoError(t, err)
-		} else {
-			_, err := s.DB.Exec(`INSERT INTO revenant_events (id, type) SELECT gen_random_uuid(), 'x' FROM generate_series(1, $1)`, rows)
-			require.NoError(t, err)
-		}
-		_, err := s.DB.Exec(`ANALYZE`)
-		require.NoError(t, err)
-		b, err := NewOutbox(s.DB, nil)
-		require.NoError(t, err)
-		// Two open gaps near the top and one holding two late rows.
-		b.gaps = []gapRange{{from: 100, to: 101}, {from: rows + 5, to: rows + 9}, {from: rows + 20, to: rows + 4_000_000}}
-		q, args := b.gapQuery()
-		if s.IsSQLite() {
-			var plan []string
-			rs, err := s.DB.Query(`EXPLAIN QUERY PLAN `+q, args...)
-			require.NoError(t, err)
-			for rs.Next() {
-				var id, parent, unused int
-				var detail string
-				require.NoError(t, rs.Scan(&id, &parent, &unused, &detail))
-				plan = append(plan, detail)
-			}
-			require.NoError(t, rs.Err())
-			for _, d := range plan {
-				require.False(t, strings.HasPrefix(d, "SCAN revenant_events") || strings.HasPrefix(d, "SCAN e"), "plan:\n%s", strings.Join(plan, "\n"))
-			}
-			return
-		}
-		var out []byte
-		require.NoError(t, s.DB.QueryRow(`EXPLAIN (ANALYZE, FORMAT JSON) `+q, args...).Scan(&out))
-		var plan []struct{ Plan planNode }
-		require.NoError(t, json.Unmarshal(out, &plan))
-		read := plan[0].Plan.rowsFrom("revenant_events")
-		require.Less(t, read, 50.0, "rows read from the outbox to re-check gaps holding 2 rows:\n%s", out)
-	})
-}
-
-type planNode struct {
-	Relation string     `json:"Relation Name"`
-	Rows     float64    `json:"Actual Rows"`
-	Loops    float64    `json:"Actual Loops"`
-	Filtered float64    `json:"Rows Removed by Filter"`
-	Plans    []planNode `json:"Plans"`
-}
-
-func (n planNode) rowsFrom(rel string) float64 {
-	total := 0.0
-	if n.Relation == rel {
-		total += (n.Rows + n.Filtered) * n.Loops
+// records pairs events with sequence numbers, as the store reads them.
+func records(evs []Event, seqs []int64) []store.EventRecord {
+	out := make([]store.EventRecord, len(evs))
+	for i := range evs {
+		out[i] = store.EventRecord{Seq: seqs[i], Event: store.Event(evs[i])}
 	}
-	for _, c := range n.Plans {
-		total += c.rowsFrom(rel)
-	}
-	return total
+	return out
 }

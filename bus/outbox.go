@@ -5,22 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/notify"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/store/backend"
 )
 
 // Channel is the NOTIFY channel announcing new outbox rows (payload: seq).
-const Channel = "revenant_events"
+const Channel = store.OutboxChannel
 
 // Defaults for the outbox bus.
 const (
@@ -72,7 +70,7 @@ type OutboxConfig struct {
 // readers poll.
 type Outbox struct {
 	db     *sqlx.DB
-	sqlite bool
+	st     store.Store
 	config OutboxConfig
 	subs   subscribers
 	logger *slog.Logger
@@ -102,8 +100,8 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	if config != nil {
 		c = *config
 	}
-	sqlite := dialect.Of(db) == dialect.SQLite
-	if sqlite && c.ListenDSN != "" {
+	st := backend.For(db)
+	if !st.Capabilities().Notify && c.ListenDSN != "" {
 		return nil, fmt.Errorf("%w: bus OutboxConfig.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (the bus polls every PollInterval)", revenant.ErrInvalidInput)
 	}
 	if c.ListenDSN != "" {
@@ -136,7 +134,7 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	if c.Logger == nil {
 		c.Logger = dbx.DiscardLogger()
 	}
-	return &Outbox{db: db, sqlite: sqlite, config: c, logger: c.Logger, stop: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Outbox{db: db, st: st, config: c, logger: c.Logger, stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Subscribe implements Bus.
@@ -153,137 +151,35 @@ func (b *Outbox) PublishTx(ctx context.Context, tx revenant.Executor, evs ...Eve
 	if err := dbx.CheckExecutor("bus PublishTx", tx); err != nil {
 		return err
 	}
-	if b.sqlite {
-		return publishSQLite(ctx, tx, evs...)
-	}
-	return PublishOutboxTx(ctx, tx, evs...)
-}
-
-// sqlitePublishSQL inserts events given as a JSON array of objects.
-// created_at is set once per statement (the column default would run the
-// clock per row).
-const sqlitePublishSQL = `INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload, created_at)
-SELECT value ->> '$.id', value ->> '$.type', value ->> '$.episode_id',
-	NULLIF(value ->> '$.actor_id', ''), value ->> '$.workflow_instance_id',
-	NULLIF(value ->> '$.step_id', ''), NULLIF(value ->> '$.status', ''),
-	NULLIF(value ->> '$.error_class', ''), value ->> '$.payload', ` + dialect.SQLiteNow + `
-FROM json_each($1)`
-
-// publishSQLite is PublishOutboxTx on SQLite: one INSERT, no NOTIFY.
-func publishSQLite(ctx context.Context, tx revenant.Executor, evs ...Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	prepare(evs)
-	type row struct {
-		ID         string  `json:"id"`
-		Type       string  `json:"type"`
-		EpisodeID  *string `json:"episode_id"`
-		ActorID    string  `json:"actor_id"`
-		Workflow   *string `json:"workflow_instance_id"`
-		StepID     string  `json:"step_id"`
-		Status     string  `json:"status"`
-		ErrorClass string  `json:"error_class"`
-		Payload    *string `json:"payload"` // JSON text, stored as is
-	}
-	rows := make([]row, len(evs))
-	for i, ev := range evs {
-		if ev.Type == "" {
-			return fmt.Errorf("%w: event type is empty", revenant.ErrInvalidInput)
-		}
-		rows[i] = row{ID: ev.ID.String(), Type: ev.Type, ActorID: ev.ActorID, StepID: ev.WorkflowStepID, Status: ev.Status, ErrorClass: ev.ErrorClass}
-		if ev.EpisodeID != uuid.Nil {
-			s := ev.EpisodeID.String()
-			rows[i].EpisodeID = &s
-		}
-		if ev.WorkflowInstanceID != uuid.Nil {
-			s := ev.WorkflowInstanceID.String()
-			rows[i].Workflow = &s
-		}
-		if len(ev.Payload) > 0 {
-			p, err := dbx.EncodeJSON(ev.Payload, 0)
-			if err != nil {
-				return fmt.Errorf("%w: event payload: %w", revenant.ErrInvalidInput, err)
-			}
-			s := p.(string)
-			rows[i].Payload = &s
-		}
-	}
-	b, err := json.Marshal(rows)
+	rows, err := storeEvents(evs)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, sqlitePublishSQL, string(b)); err != nil {
+	if err := b.st.EventInsert(ctx, tx, rows); err != nil {
 		return fmt.Errorf("publishing %d events: %w", len(evs), dbx.Explain(err))
 	}
 	return nil
 }
 
-// PublishOutboxTx inserts events into the outbox with one statement and
-// notifies readers; packages that write lifecycle state call it in their
-// own transactions.
-func PublishOutboxTx(ctx context.Context, tx revenant.Executor, evs ...Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	cte, ref, args, err := OutboxCTE("ev", nil, evs...)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, "WITH "+cte+" SELECT * FROM "+ref, args...); err != nil {
-		return fmt.Errorf("publishing %d events: %w", len(evs), err)
-	}
-	return nil
-}
-
-// OutboxCTE returns common table expressions that insert evs into the
-// outbox and NOTIFY readers, for callers that fold publication into a
-// larger statement. Parameters are numbered after args, which is returned
-// extended. The statement must reference the CTE named ref (e.g. SELECT *
-// FROM ref), or the notification is not sent.
-func OutboxCTE(name string, args []any, evs ...Event) (cte, ref string, out []any, err error) {
+// storeEvents checks events and gives each an id: the same checks on every
+// backend, before anything is written.
+func storeEvents(evs []Event) ([]store.Event, error) {
 	prepare(evs)
-	n := len(evs)
-	ids, types, eps, actors, wfs, steps, statuses, classes, payloads :=
-		make([]string, n), make([]string, n), make([]*string, n), make([]string, n), make([]*string, n),
-		make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+	out := make([]store.Event, len(evs))
 	for i, ev := range evs {
 		if ev.Type == "" {
-			return "", "", nil, fmt.Errorf("%w: event type is empty", revenant.ErrInvalidInput)
-		}
-		ids[i], types[i], actors[i], steps[i], statuses[i], classes[i] =
-			ev.ID.String(), ev.Type, ev.ActorID, ev.WorkflowStepID, ev.Status, ev.ErrorClass
-		if ev.EpisodeID != uuid.Nil {
-			s := ev.EpisodeID.String()
-			eps[i] = &s
-		}
-		if ev.WorkflowInstanceID != uuid.Nil {
-			s := ev.WorkflowInstanceID.String()
-			wfs[i] = &s
+			return nil, fmt.Errorf("%w: event type is empty", revenant.ErrInvalidInput)
 		}
 		if len(ev.Payload) > 0 {
 			p, err := dbx.EncodeJSON(ev.Payload, 0)
 			if err != nil {
-				return "", "", nil, fmt.Errorf("%w: event payload: %w", revenant.ErrInvalidInput, err)
+				return nil, fmt.Errorf("%w: event payload: %w", revenant.ErrInvalidInput, err)
 			}
-			s := p.(string)
-			payloads[i] = &s
+			ev.Payload = json.RawMessage(p.(string))
 		}
+		out[i] = store.Event(ev)
 	}
-	out = append(args, pq.Array(ids), pq.Array(types), pq.Array(eps), pq.Array(actors),
-		pq.Array(wfs), pq.Array(steps), pq.Array(statuses), pq.Array(classes), pq.Array(payloads))
-	p := func(i int) string { return "$" + strconv.Itoa(len(args)+i) }
-	cte = name + ` AS (
-	INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload)
-	SELECT id, type, episode_id, NULLIF(actor_id, ''), workflow_instance_id, NULLIF(step_id, ''), NULLIF(status, ''),
-		NULLIF(error_class, ''), payload
-	FROM unnest(` + p(1) + `::uuid[], ` + p(2) + `::text[], ` + p(3) + `::uuid[], ` + p(4) + `::text[], ` + p(5) + `::uuid[], ` +
-		p(6) + `::text[], ` + p(7) + `::text[], ` + p(8) + `::text[], ` + p(9) + `::jsonb[])
-		AS e(id, type, episode_id, actor_id, workflow_instance_id, step_id, status, error_class, payload)
-	RETURNING seq
-),
-` + name + `_notify AS (SELECT pg_notify('` + Channel + `', max(seq)::text) FROM ` + name + `)`
-	return cte, name + "_notify", out, nil
+	return out, nil
 }
 
 // InTransaction reports that PublishTx writes to the outbox in the

@@ -2,62 +2,29 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
-	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/notify"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // The outbox reader: it follows revenant_events by sequence number and
 // hands each event to this node's subscribers once.
-
-const eventColumns = `seq, id, type, episode_id, coalesce(actor_id, '') AS actor_id, workflow_instance_id,
-	coalesce(workflow_step_id, '') AS workflow_step_id, coalesce(status, '') AS status,
-	coalesce(error_class, '') AS error_class, payload, created_at`
-
-// eventColumnsOfE names eventColumns' columns on a subquery aliased e.
-const eventColumnsOfE = `e.seq, e.id, e.type, e.episode_id, e.actor_id, e.workflow_instance_id, e.workflow_step_id,
-	e.status, e.error_class, e.payload, e.created_at`
 
 const readBatch = 1000
 
 // maxGapRanges caps the gaps the reader tracks; past it the oldest is given
 // up (see OutboxConfig.GapWait).
 const maxGapRanges = 1000
-
-var readSQL = `SELECT ` + eventColumns + ` FROM revenant_events WHERE seq > $1 ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
-
-// readGapsSQL re-reads the gap ranges (lo and hi arrays): one index range
-// scan per range, whatever its width. LATERAL keeps it so; a plain join on
-// BETWEEN is planned as a walk of the whole table in seq order.
-var readGapsSQL = `SELECT ` + eventColumnsOfE + ` FROM unnest($1::bigint[], $2::bigint[]) AS g(lo, hi)
-CROSS JOIN LATERAL (SELECT ` + eventColumns + ` FROM revenant_events
-	WHERE seq BETWEEN g.lo AND g.hi ORDER BY seq LIMIT ` + strconv.Itoa(readBatch) + `) AS e
-ORDER BY e.seq LIMIT ` + strconv.Itoa(readBatch)
-
-// sqliteReadGapsSQL takes the ranges as a JSON array of [lo, hi] pairs.
-var sqliteReadGapsSQL = `SELECT ` + eventColumns + ` FROM revenant_events
-WHERE seq IN (SELECT e.seq FROM json_each($1) AS g
-	JOIN revenant_events e ON e.seq BETWEEN json_extract(g.value, '$[0]') AND json_extract(g.value, '$[1]'))
-ORDER BY seq LIMIT ` + strconv.Itoa(readBatch)
-
-const positionSQL = `SELECT coalesce(max(seq), 0) FROM revenant_events`
-
-const pruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1 * interval '1 millisecond'`
-
-var sqlitePruneSQL = `DELETE FROM revenant_events WHERE created_at < ` + dialect.SQLiteNowMinusMillis("$1")
 
 // gapRange is a run of sequence numbers the reader has not read, since
 // when it first saw later ones.
@@ -84,8 +51,8 @@ func (b *Outbox) Start(ctx context.Context) error {
 		return fmt.Errorf("%w: bus was stopped; create a new one to start again", revenant.ErrInvalidInput)
 	default:
 	}
-	var high int64
-	if err := b.db.GetContext(ctx, &high, positionSQL); err != nil {
+	high, err := b.st.EventPosition(ctx, b.db)
+	if err != nil {
 		return fmt.Errorf("bus: reading the outbox position: %w", dbx.Explain(err))
 	}
 	b.mu.Lock()
@@ -143,11 +110,7 @@ func (b *Outbox) loop() {
 		case <-poll.C:
 		case <-prune.C:
 			err := safe.Pass(ctx, b.logger, "outbox prune", func() error {
-				q := pruneSQL
-				if b.sqlite {
-					q = sqlitePruneSQL
-				}
-				_, err := b.db.ExecContext(ctx, q, b.config.Retention.Milliseconds())
+				_, err := b.st.EventPrune(ctx, b.db, b.config.Retention)
 				return err
 			})
 			if err != nil && ctx.Err() == nil {
@@ -170,15 +133,15 @@ func (b *Outbox) catchUp(ctx context.Context) error {
 	// Gaps are re-read by range, so a gap never makes the reader page over
 	// the same rows again, and a wide one costs one index range scan.
 	for {
-		q, args := b.gapQuery()
-		if q == "" {
+		ranges := b.gapRanges()
+		if len(ranges) == 0 {
 			break
 		}
-		evs, seqs, err := b.query(ctx, q, args...)
+		evs, err := b.st.EventReadRanges(ctx, b.db, ranges, readBatch)
 		if err != nil {
 			return dbx.Explain(err)
 		}
-		b.deliver(ctx, evs, seqs)
+		b.deliver(ctx, evs)
 		if len(evs) < readBatch {
 			break
 		}
@@ -187,11 +150,11 @@ func (b *Outbox) catchUp(ctx context.Context) error {
 		b.mu.Lock()
 		high := b.high
 		b.mu.Unlock()
-		evs, seqs, err := b.query(ctx, readSQL, high)
+		evs, err := b.st.EventReadAfter(ctx, b.db, high, readBatch)
 		if err != nil {
 			return dbx.Explain(err)
 		}
-		b.deliver(ctx, evs, seqs)
+		b.deliver(ctx, evs)
 		if len(evs) < readBatch {
 			b.mu.Lock()
 			b.advance(time.Now())
@@ -201,38 +164,30 @@ func (b *Outbox) catchUp(ctx context.Context) error {
 	}
 }
 
-// gapQuery returns the statement re-reading the current gaps, or "".
-func (b *Outbox) gapQuery() (string, []any) {
+// gapRanges returns the current gaps, to re-read.
+func (b *Outbox) gapRanges() []store.SeqRange {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.gaps) == 0 {
-		return "", nil
+		return nil
 	}
-	if b.sqlite {
-		pairs := make([][2]int64, len(b.gaps))
-		for i, g := range b.gaps {
-			pairs[i] = [2]int64{g.from, g.to}
-		}
-		j, _ := json.Marshal(pairs)
-		return sqliteReadGapsSQL, []any{string(j)}
-	}
-	lo, hi := make([]int64, len(b.gaps)), make([]int64, len(b.gaps))
+	out := make([]store.SeqRange, len(b.gaps))
 	for i, g := range b.gaps {
-		lo[i], hi[i] = g.from, g.to
+		out[i] = store.SeqRange{From: g.from, To: g.to}
 	}
-	return readGapsSQL, []any{pq.Array(lo), pq.Array(hi)}
+	return out
 }
 
 // deliver hands new events to subscribers once each, and records the gaps
 // the events' sequence numbers reveal.
-func (b *Outbox) deliver(ctx context.Context, evs []Event, seqs []int64) {
+func (b *Outbox) deliver(ctx context.Context, evs []store.EventRecord) {
 	now := time.Now()
-	for i, ev := range evs {
+	for _, r := range evs {
 		b.mu.Lock()
-		fresh := b.take(seqs[i], now)
+		fresh := b.take(r.Seq, now)
 		b.mu.Unlock()
 		if fresh {
-			b.subs.deliver(ctx, b.logger, ev)
+			b.subs.deliver(ctx, b.logger, Event(r.Event))
 		}
 	}
 }
@@ -297,32 +252,4 @@ func (b *Outbox) advance(now time.Time) {
 	if len(b.gaps) == 0 {
 		b.gaps = nil // release the backing array
 	}
-}
-
-func (b *Outbox) query(ctx context.Context, q string, args ...any) ([]Event, []int64, error) {
-	rows, err := b.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	var evs []Event
-	var seqs []int64
-	for rows.Next() {
-		var (
-			ev      Event
-			seq     int64
-			ep, wf  uuid.NullUUID
-			payload []byte
-		)
-		if err := rows.Scan(&seq, &ev.ID, &ev.Type, &ep, &ev.ActorID, &wf, &ev.WorkflowStepID, &ev.Status, &ev.ErrorClass, &payload, &ev.CreatedAt); err != nil {
-			return nil, nil, err
-		}
-		ev.EpisodeID, ev.WorkflowInstanceID = ep.UUID, wf.UUID
-		if payload != nil {
-			ev.Payload = append([]byte(nil), payload...)
-		}
-		evs = append(evs, ev)
-		seqs = append(seqs, seq)
-	}
-	return evs, seqs, rows.Err()
 }

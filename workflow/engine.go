@@ -2,7 +2,6 @@ package workflow
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +16,9 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/store/backend"
 )
 
 // Instance statuses.
@@ -47,6 +47,9 @@ var knownStepStatus = map[string]bool{StepPending: true, StepRunning: true, Step
 // RetryPollIntervalDefault is how often an engine looks for due retries.
 const RetryPollIntervalDefault = time.Second
 
+// dueBatch bounds the instances one retry pass starts.
+const dueBatch = 200
+
 // Config configures an Engine. A nil *Config is valid.
 type Config struct {
 	// Bus delivers episode events to the engine and receives workflow
@@ -66,8 +69,7 @@ type Config struct {
 // each event and starts each downstream step.
 type Engine struct {
 	db     *sqlx.DB
-	sqlite bool // see sqlite.go
-	q      queries
+	st     store.Store
 	config Config
 	store  *episodes.Store
 	logger *slog.Logger
@@ -107,8 +109,7 @@ func NewEngine(db *sqlx.DB, config *Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := dialect.Of(db)
-	return &Engine{db: db, sqlite: d == dialect.SQLite, q: queriesFor(d), config: c, store: store, logger: c.Logger, defs: map[string]*Definition{}}, nil
+	return &Engine{db: db, st: backend.For(db), config: c, store: store, logger: c.Logger, defs: map[string]*Definition{}}, nil
 }
 
 // Register validates and adds a definition.
@@ -144,8 +145,7 @@ func (e *Engine) Launch(ctx context.Context) error {
 	if launched {
 		return fmt.Errorf("%w: engine already launched", revenant.ErrInvalidInput)
 	}
-	var n int
-	if err := e.db.QueryRowContext(ctx, probeSQL).Scan(&n); err != nil {
+	if err := e.st.WorkflowProbe(ctx, e.db); err != nil {
 		return fmt.Errorf("workflow engine: %w", dbx.Explain(err))
 	}
 	e.mu.Lock()
@@ -208,9 +208,9 @@ func (e *Engine) retryLoop() {
 // RunDueRetries starts every retry whose due time (database clock) has
 // passed. The retry loop calls it; it is exported for tools and tests.
 func (e *Engine) RunDueRetries(ctx context.Context) (int, error) {
-	var ids []uuid.UUID
-	if err := e.db.SelectContext(ctx, &ids, e.q.dueInstances); err != nil {
-		return 0, err
+	ids, err := e.st.WorkflowDue(ctx, e.db, dueBatch)
+	if err != nil {
+		return 0, dbx.Explain(err)
 	}
 	n := 0
 	for _, id := range ids {
@@ -293,27 +293,17 @@ func (e *Engine) startTx(ctx context.Context, tx *sqlx.Tx, workflowID string, tr
 	if err != nil {
 		return uuid.Nil, nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `SAVEPOINT revenant_start`); err != nil {
-		return uuid.Nil, nil, err
-	}
-	if _, err := tx.ExecContext(ctx, insertInstanceSQL, id, workflowID, nullString(subject), trig,
-		nullString(e.config.Stack), nullString(e.config.Env)); err != nil {
-		_, _ = tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT revenant_start`)
-		if dbx.IsUniqueViolation(err) {
-			return uuid.Nil, nil, fmt.Errorf("%w: workflow %q subject %q", ErrDuplicateInFlight, workflowID, subject)
-		}
-		return uuid.Nil, nil, fmt.Errorf("starting workflow %q: %w", workflowID, dbx.Explain(err))
-	}
 	ids := make([]string, len(def.Steps))
 	for i, s := range def.Steps {
 		ids[i] = s.ID
 	}
-	stepsQuery, stepsArg := insertStepSQL, pqArray(ids)
-	if e.sqlite {
-		stepsQuery, stepsArg = sqliteInsertStepSQL, string(mustJSON(ids))
+	dup, err := e.st.WorkflowInsert(ctx, tx, &store.WorkflowInsertParams{ID: id, WorkflowID: workflowID, Subject: subject,
+		Trigger: trig, Stack: e.config.Stack, Env: e.config.Env, StepIDs: ids})
+	if err != nil {
+		return uuid.Nil, nil, fmt.Errorf("starting workflow %q: %w", workflowID, dbx.Explain(err))
 	}
-	if _, err := tx.ExecContext(ctx, stepsQuery, id, stepsArg); err != nil {
-		return uuid.Nil, nil, fmt.Errorf("starting workflow %q: %w", workflowID, err)
+	if dup {
+		return uuid.Nil, nil, fmt.Errorf("%w: workflow %q subject %q", ErrDuplicateInFlight, workflowID, subject)
 	}
 	t, err := e.load(ctx, tx, id, false)
 	if err != nil {
@@ -444,7 +434,7 @@ func (in *Instance) Step(id string) *StepState {
 
 // Get reads an instance with its step states, in one statement.
 func (e *Engine) Get(ctx context.Context, id uuid.UUID) (*Instance, error) {
-	inst, steps, _, err := readInstance(ctx, e.db, id, e.q.readInstance)
+	inst, steps, err := e.read(e.st.WorkflowGet(ctx, e.db, id))
 	if err != nil {
 		return nil, fmt.Errorf("getting workflow instance %s: %w", id, err)
 	}
@@ -454,35 +444,34 @@ func (e *Engine) Get(ctx context.Context, id uuid.UUID) (*Instance, error) {
 	return inst, nil
 }
 
-// readInstance runs readInstanceSQL (or its locking form) and reports
-// whether the joined rows came from a snapshot older than the instance row.
-func readInstance(ctx context.Context, ex revenant.Executor, id uuid.UUID, q string) (*Instance, []*StepState, bool, error) {
-	rows, err := ex.QueryContext(ctx, q, id)
+// read turns a loaded instance into the engine's types, refusing values
+// this version cannot read.
+func (e *Engine) read(l *store.WorkflowLoaded, err error) (*Instance, []*StepState, error) {
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, dbx.Explain(err)
 	}
-	defer rows.Close()
-	var inst *Instance
-	var steps []*StepState
-	stale := false
-	for rows.Next() {
-		in, s, snapVersion, err := scanLoaded(rows)
-		if err != nil {
-			return nil, nil, false, err
+	in := &Instance{ID: l.Instance.ID, WorkflowID: l.Instance.WorkflowID, Status: l.Instance.Status, Subject: l.Instance.Subject,
+		Trigger: l.Instance.Trigger, Error: l.Instance.Error, Compensating: l.Instance.Compensating, Version: l.Instance.Version,
+		CreatedAt: l.Instance.CreatedAt, FinishedAt: l.Instance.FinishedAt, Stack: l.Instance.Stack, Env: l.Instance.Env}
+	switch in.Status {
+	case StatusRunning, StatusBlocked, StatusDone, StatusFailed, StatusCanceled:
+	default:
+		return nil, nil, fmt.Errorf("%w: instance %s has unknown status %q", ErrCorruptRow, in.ID, in.Status)
+	}
+	steps := make([]*StepState, len(l.Steps))
+	for i, r := range l.Steps {
+		if !knownStepStatus[r.Status] {
+			return nil, nil, fmt.Errorf("%w: instance %s step %q has unknown status %q", ErrCorruptRow, in.ID, r.ID, r.Status)
 		}
-		stale = stale || snapVersion != in.Version
-		if inst == nil {
-			inst = in
+		s := &StepState{ID: r.ID, Kind: r.Kind, Status: r.Status, Attempts: r.Attempts, EpisodeID: r.EpisodeID, Result: r.Result,
+			ErrorClass: r.ErrorClass, Error: r.Error, DueAt: r.DueAt, position: r.Position, due: r.Due}
+		if r.EpisodeStatus != "" {
+			s.outcome = &episodes.Episode{ID: r.EpisodeID, Status: episodes.Status(r.EpisodeStatus), Result: r.EpisodeResult,
+				ErrorClass: r.EpisodeErrorClass, ErrorDetail: r.EpisodeErrorDetail}
 		}
-		steps = append(steps, s)
+		steps[i] = s
 	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, false, err
-	}
-	if inst == nil {
-		return nil, nil, false, ErrNotFound
-	}
-	return inst, steps, stale, nil
+	return in, steps, nil
 }
 
 func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
@@ -537,39 +526,16 @@ func (e *Engine) publishAfter(ctx context.Context, evs []bus.Event) {
 }
 
 // load locks the instance and reads it, its steps and its running steps'
-// episode outcomes in one statement. With skipLocked, an instance locked by
-// another engine reads as ErrNotFound.
+// episode outcomes. With skipLocked, an instance locked by another engine
+// reads as ErrNotFound.
 func (e *Engine) load(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, skipLocked bool) (*txn, error) {
-	if e.sqlite {
-		// Take the write lock first (no SKIP LOCKED: engines take turns);
-		// the read that follows sees the latest committed state.
-		if _, err := tx.ExecContext(ctx, sqliteLockInstanceSQL, id); err != nil {
-			return nil, fmt.Errorf("instance %s: %w", id, dbx.Explain(err))
-		}
-		t, _, err := e.loadOnce(ctx, tx, id, e.q.readInstance)
-		return t, err
-	}
-	q := loadLockedSQL
-	if skipLocked {
-		q += " SKIP LOCKED"
-	}
-	t, stale, err := e.loadOnce(ctx, tx, id, q)
-	if err == nil && stale {
-		// We waited for the lock while another engine advanced the
-		// instance; now that we hold it, a fresh read is consistent.
-		t, _, err = e.loadOnce(ctx, tx, id, loadLockedSQL)
-	}
-	return t, err
-}
-
-func (e *Engine) loadOnce(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, q string) (*txn, bool, error) {
-	inst, steps, stale, err := readInstance(ctx, tx, id, q)
+	inst, steps, err := e.read(e.st.WorkflowLoadLocked(ctx, tx, id, skipLocked))
 	if err != nil {
-		return nil, false, fmt.Errorf("instance %s: %w", id, err)
+		return nil, fmt.Errorf("instance %s: %w", id, err)
 	}
 	def, ok := e.def(inst.WorkflowID)
 	if !ok {
-		return nil, false, fmt.Errorf("%w: %q (instance %s)", ErrUnknownWorkflow, inst.WorkflowID, id)
+		return nil, fmt.Errorf("%w: %q (instance %s)", ErrUnknownWorkflow, inst.WorkflowID, id)
 	}
 	t := &txn{e: e, ctx: ctx, tx: tx, inst: inst, def: def, steps: map[string]*StepState{}}
 	for _, s := range steps {
@@ -577,64 +543,18 @@ func (e *Engine) loadOnce(ctx context.Context, tx *sqlx.Tx, id uuid.UUID, q stri
 		t.order = append(t.order, s.ID)
 	}
 	t.drift = t.definitionDrift()
-	return t, stale, nil
-}
-
-func scanLoaded(rows *sql.Rows) (*Instance, *StepState, int64, error) {
-	var (
-		in                 Instance
-		trig, instErr      []byte
-		finished           sql.NullTime
-		s                  = &StepState{}
-		ep                 uuid.NullUUID
-		due                sql.NullTime
-		result, errJSON    []byte
-		epStatus, epClass  string
-		epResult, epDetail []byte
-		snapVersion        int64
-	)
-	if err := rows.Scan(&snapVersion, &in.ID, &in.WorkflowID, &in.Status, &in.Subject, &trig, &instErr, &in.Compensating, &in.Version,
-		&in.CreatedAt, &finished, &in.Stack, &in.Env,
-		&s.ID, &s.Kind, &s.position, &s.Status, &s.Attempts, &ep, &result, &s.ErrorClass, &errJSON, &due, &s.due,
-		&epStatus, &epResult, &epClass, &epDetail); err != nil {
-		return nil, nil, 0, err
-	}
-	switch in.Status {
-	case StatusRunning, StatusBlocked, StatusDone, StatusFailed, StatusCanceled:
-	default:
-		return nil, nil, 0, fmt.Errorf("%w: instance %s has unknown status %q", ErrCorruptRow, in.ID, in.Status)
-	}
-	if !knownStepStatus[s.Status] {
-		return nil, nil, 0, fmt.Errorf("%w: instance %s step %q has unknown status %q", ErrCorruptRow, in.ID, s.ID, s.Status)
-	}
-	in.Trigger, in.Error = trig, instErr
-	if finished.Valid {
-		in.FinishedAt = &finished.Time
-	}
-	s.EpisodeID, s.Result, s.Error = ep.UUID, result, errJSON
-	if due.Valid {
-		s.DueAt = &due.Time
-	}
-	if epStatus != "" {
-		s.outcome = &episodes.Episode{ID: ep.UUID, Status: episodes.Status(epStatus), Result: epResult, ErrorClass: epClass, ErrorDetail: epDetail}
-	}
-	return &in, s, snapVersion, nil
-}
-
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
+	return t, nil
 }
 
 // FindBySubject returns the newest instance of workflowID started with
 // subject, or ErrNotFound.
 func (e *Engine) FindBySubject(ctx context.Context, workflowID, subject string) (uuid.UUID, error) {
-	var id uuid.UUID
-	err := e.db.GetContext(ctx, &id, findBySubjectSQL, workflowID, subject)
-	if errors.Is(err, sql.ErrNoRows) {
+	id, err := e.st.WorkflowFindBySubject(ctx, e.db, workflowID, subject)
+	if errors.Is(err, ErrNotFound) {
 		return uuid.Nil, fmt.Errorf("workflow %q subject %q: %w", workflowID, subject, ErrNotFound)
 	}
-	return id, err
+	if err != nil {
+		return uuid.Nil, dbx.Explain(err)
+	}
+	return id, nil
 }

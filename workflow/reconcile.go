@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/recovery"
@@ -30,12 +31,9 @@ func (e *Engine) ReconcileWorkflows(ctx context.Context, scope recovery.Scope) (
 	res := &recovery.ReconcileResult{}
 	after := uuid.Nil
 	for {
-		where, scopeArgs := store.Scope(scope).Where("i", 2)
-		query := openInstancesSQL + where + " ORDER BY id LIMIT 500"
-		args := append([]any{after}, scopeArgs...)
-		var ids []uuid.UUID
-		if err := e.db.SelectContext(ctx, &ids, query, args...); err != nil {
-			return res, fmt.Errorf("reconcile: listing open instances: %w", err)
+		ids, err := e.st.WorkflowOpen(ctx, e.db, store.Scope(scope), after, reconcileBatch)
+		if err != nil {
+			return res, fmt.Errorf("reconcile: listing open instances: %w", dbx.Explain(err))
 		}
 		for _, id := range ids {
 			// One instance's panic (a step's Input function, a bad row) is
@@ -89,3 +87,6 @@ func reconcileOne(t *txn) error {
 }
 
 var _ recovery.WorkflowReconciler = (*Engine)(nil)
+
+// reconcileBatch is the page size of a reconciliation's instance listing.
+const reconcileBatch = 500

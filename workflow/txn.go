@@ -11,16 +11,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/recovery"
+	"github.com/revenant-go/revenant/internal/store"
 )
-
-func pqArray(v []string) any { return pq.Array(v) }
 
 // txn is one locked instance being advanced inside a transaction. Changes
 // are collected and written by flush.
@@ -202,7 +199,7 @@ func (t *txn) abort(failed *StepState) error {
 	sort.Slice(done, func(i, j int) bool { return done[i].position > done[j].position })
 	for i, s := range done {
 		c := &StepState{ID: compensationPrefix + s.ID, Kind: kindCompensation, Status: StepPending, position: i}
-		if _, err := t.tx.ExecContext(t.ctx, insertCompensationSQL, t.inst.ID, c.ID, i); err != nil {
+		if err := t.e.st.WorkflowInsertCompensation(t.ctx, t.tx, t.inst.ID, c.ID, i); err != nil {
 			return fmt.Errorf("queuing compensation of %q: %w", s.ID, err)
 		}
 		t.steps[c.ID] = c
@@ -396,96 +393,49 @@ func (t *txn) flush() error {
 	if t.mutations == 0 {
 		return nil
 	}
-	if t.e.sqlite {
-		var dirty []*StepState
-		for _, id := range t.order {
-			if s := t.steps[id]; s.dirty {
-				dirty = append(dirty, s)
-				s.dirty = false
-			}
-		}
-		return t.flushSQLite(dirty)
-	}
-	var (
-		ids, statuses, classes []string
-		attempts               []int64
-		epIDs, results, errs   []*string
-		dues                   []*int64
-	)
+	var steps []store.WorkflowStepUpdate
 	for _, id := range t.order {
 		s := t.steps[id]
 		if !s.dirty {
 			continue
 		}
-		ids, statuses, classes, attempts = append(ids, s.ID), append(statuses, s.Status), append(classes, s.ErrorClass), append(attempts, int64(s.Attempts))
-		epIDs, results, errs, dues = append(epIDs, uuidPtr(s.EpisodeID)), append(results, jsonPtr(s.Result)), append(errs, jsonPtr(s.Error)), append(dues, s.dueInMS)
+		steps = append(steps, store.WorkflowStepUpdate{StepID: s.ID, Status: s.Status, Attempts: s.Attempts, EpisodeID: s.EpisodeID,
+			Result: s.Result, ErrorClass: s.ErrorClass, Error: s.Error, DueInMS: s.dueInMS})
 		s.dirty = false
 	}
-	var errDetail any
+	p := &store.WorkflowFlushParams{InstanceID: t.inst.ID, Steps: steps, Status: t.inst.Status, Compensating: t.inst.Compensating,
+		Stack: t.e.config.Stack, Env: t.e.config.Env}
 	if t.errDetail != nil {
-		errDetail = string(mustJSON(t.errDetail))
+		p.ErrorDetail = mustJSON(t.errDetail)
 	}
-	var (
-		neIDs, neActors, neExps, neKeys, neSteps []string
-		neInputs                                 []*string
-		neMax                                    []int64
-	)
 	for _, ne := range t.newEpisodes {
-		neIDs, neActors, neExps, neKeys, neSteps = append(neIDs, ne.id.String()), append(neActors, ne.actor), append(neExps, ne.expectation),
-			append(neKeys, ne.dedupeKey), append(neSteps, ne.stepID)
-		var in *string
-		if v, ok := ne.input.(string); ok {
-			in = &v
-		}
-		neInputs, neMax = append(neInputs, in), append(neMax, int64(ne.maxAttempts))
+		p.NewEpisodes = append(p.NewEpisodes, store.WorkflowNewEpisode{ID: ne.id, ActorID: ne.actor, Expectation: ne.expectation,
+			Input: ne.input, MaxAttempts: ne.maxAttempts, DedupeKey: ne.dedupeKey, StepID: ne.stepID})
 	}
-	args := []any{t.inst.ID, pq.Array(ids), pq.Array(statuses), pq.Array(attempts), pq.Array(epIDs), pq.Array(results),
-		pq.Array(classes), pq.Array(errs), pq.Array(dues), t.inst.Status, errDetail, t.inst.Compensating,
-		pq.Array(neIDs), pq.Array(neActors), pq.Array(neExps), pq.Array(neInputs), pq.Array(neMax), pq.Array(neKeys), pq.Array(neSteps),
-		nullString(t.e.config.Stack), nullString(t.e.config.Env), recovery.NotifyChannel}
-	query := flushSQL
-	final := `SELECT (SELECT count(*) FROM st), (SELECT count(*) FROM inst), (SELECT count(*) FROM ep), (SELECT count(*) FROM wake)`
+	// With the outbox bus, the events are written in the same statement
+	// (Postgres) or transaction (SQLite); other buses publish after commit.
 	_, inOutbox := t.e.config.Bus.(outboxWriter)
-	if inOutbox && len(t.events) > 0 {
-		cte, ref, a, err := bus.OutboxCTE("ev", args, t.events...)
-		if err != nil {
-			return err
+	if inOutbox {
+		for _, ev := range t.events {
+			if ev.ID == uuid.Nil {
+				ev.ID = uuid.Must(uuid.NewV7())
+			}
+			p.Events = append(p.Events, store.Event(ev))
 		}
-		query += ",\n" + cte
-		final += `, (SELECT count(*) FROM ` + ref + `)`
-		args = a
-	} else {
-		final += `, 0`
 	}
-	var nSteps, nInst, nEps, nWake, nEv int
-	if err := t.tx.QueryRowContext(t.ctx, query+"\n"+final, args...).Scan(&nSteps, &nInst, &nEps, &nWake, &nEv); err != nil {
-		return fmt.Errorf("writing instance %s: %w", t.inst.ID, err)
+	c, err := t.e.st.WorkflowFlush(t.ctx, t.tx, p)
+	if err != nil {
+		return fmt.Errorf("writing instance %s: %w", t.inst.ID, dbx.Explain(err))
 	}
-	if nSteps != len(ids) || nInst != 1 || nEps != len(t.newEpisodes) {
+	if c.Steps != len(steps) || c.Instances != 1 || c.Episodes != len(t.newEpisodes) {
 		return fmt.Errorf("%w: instance %s: wrote %d of %d steps, %d of 1 instance, %d of %d episodes (an episode for that attempt already exists)",
-			ErrCorruptRow, t.inst.ID, nSteps, len(ids), nInst, nEps, len(t.newEpisodes))
+			ErrCorruptRow, t.inst.ID, c.Steps, len(steps), c.Instances, c.Episodes, len(t.newEpisodes))
 	}
 	t.newEpisodes = nil
 	if !inOutbox {
 		t.afterCommit = append(t.afterCommit, t.events...) // see Engine.withInstance
 	}
 	return nil
-}
-
-func uuidPtr(id uuid.UUID) *string {
-	if id == uuid.Nil {
-		return nil
-	}
-	s := id.String()
-	return &s
-}
-
-func jsonPtr(b json.RawMessage) *string {
-	if len(b) == 0 {
-		return nil
-	}
-	s := string(b)
-	return &s
 }
 
 func mustJSON(v any) json.RawMessage {

@@ -329,3 +329,117 @@ func ScanActorDefinitions(rows *sql.Rows, err error) ([]ActorDefinition, error) 
 	}
 	return out, rows.Err()
 }
+
+// EventColumns is the column list ScanEvents reads.
+const EventColumns = `seq, id, type, episode_id, coalesce(actor_id, '') AS actor_id, workflow_instance_id,
+	coalesce(workflow_step_id, '') AS workflow_step_id, coalesce(status, '') AS status,
+	coalesce(error_class, '') AS error_class, payload, created_at`
+
+// ScanEvents reads rows of EventColumns.
+func ScanEvents(rows *sql.Rows, err error) ([]EventRecord, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []EventRecord
+	for rows.Next() {
+		var (
+			r       EventRecord
+			ep, wf  uuid.NullUUID
+			payload []byte
+		)
+		ev := &r.Event
+		if err := rows.Scan(&r.Seq, &ev.ID, &ev.Type, &ep, &ev.ActorID, &wf, &ev.WorkflowStepID, &ev.Status, &ev.ErrorClass, &payload, &ev.CreatedAt); err != nil {
+			return nil, err
+		}
+		ev.EpisodeID, ev.WorkflowInstanceID = ep.UUID, wf.UUID
+		if payload != nil {
+			ev.Payload = append([]byte(nil), payload...)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// NullJSON stores an empty JSON value as NULL, and any other as text.
+func NullJSON(b []byte) *string {
+	if len(b) == 0 {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+// WorkflowColumns is the column list ScanWorkflow reads: the instance's
+// version from the statement's snapshot, the instance, one step, and the
+// running step's episode outcome.
+const WorkflowColumns = `i2.version, i.id, i.workflow_id, i.status, coalesce(i.subject, ''), i.trigger, i.error, i.compensating, i.version,
+	i.created_at, i.finished_at, coalesce(i.source_stack, ''), coalesce(i.source_env, ''),
+	s.step_id, s.kind, s.position, s.status, s.attempts, s.episode_id, s.result, coalesce(s.error_class, ''), s.error, s.due_at`
+
+// ScanWorkflow reads rows of WorkflowColumns followed by (due, episode
+// status, result, error class, error detail). stale reports that the
+// joined rows came from a snapshot older than the instance row (a
+// statement that waited for the instance's lock). dbx.ErrNotFound when
+// there are no rows.
+func ScanWorkflow(rows *sql.Rows, err error) (loaded *WorkflowLoaded, stale bool, _ error) {
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var (
+			in          WorkflowInstance
+			s           WorkflowStep
+			snapVersion int64
+			finished    sql.NullTime
+			ep          uuid.NullUUID
+			due         sql.NullTime
+			// json.RawMessage cannot take a NULL; []byte can.
+			trig, instErr, result, stepErr, epResult, epDetail []byte
+		)
+		if err := rows.Scan(&snapVersion, &in.ID, &in.WorkflowID, &in.Status, &in.Subject, &trig, &instErr, &in.Compensating, &in.Version,
+			&in.CreatedAt, &finished, &in.Stack, &in.Env,
+			&s.ID, &s.Kind, &s.Position, &s.Status, &s.Attempts, &ep, &result, &s.ErrorClass, &stepErr, &due, &s.Due,
+			&s.EpisodeStatus, &epResult, &s.EpisodeErrorClass, &epDetail); err != nil {
+			return nil, false, err
+		}
+		in.Trigger, in.Error, s.Result, s.Error, s.EpisodeResult, s.EpisodeErrorDetail = trig, instErr, result, stepErr, epResult, epDetail
+		stale = stale || snapVersion != in.Version
+		if finished.Valid {
+			in.FinishedAt = &finished.Time
+		}
+		s.EpisodeID = ep.UUID
+		if due.Valid {
+			s.DueAt = &due.Time
+		}
+		if loaded == nil {
+			loaded = &WorkflowLoaded{Instance: in}
+		}
+		loaded.Steps = append(loaded.Steps, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	if loaded == nil {
+		return nil, false, dbx.ErrNotFound
+	}
+	return loaded, stale, nil
+}
+
+// ScanIDs reads rows of one uuid column.
+func ScanIDs(rows *sql.Rows, err error) ([]uuid.UUID, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}

@@ -146,6 +146,50 @@ type Store interface {
 	// ActorDefinitions reads the definitions of actors.
 	ActorDefinitions(ctx context.Context, q Querier, actors []string) ([]ActorDefinition, error)
 
+	// revenant_workflow_instances and revenant_workflow_steps
+
+	// WorkflowProbe checks that the database answers and is migrated.
+	WorkflowProbe(ctx context.Context, q Querier) error
+	// WorkflowInsert inserts an instance and its steps. duplicate is true
+	// (and nothing is written) when an instance of the workflow with the
+	// same subject is in flight; the caller's transaction stays usable.
+	WorkflowInsert(ctx context.Context, tx Querier, p *WorkflowInsertParams) (duplicate bool, err error)
+	// WorkflowInsertCompensation queues a compensation step.
+	WorkflowInsertCompensation(ctx context.Context, tx Querier, instanceID uuid.UUID, stepID string, position int) error
+	// WorkflowGet reads an instance and its steps, locking nothing.
+	// dbx.ErrNotFound when there is none.
+	WorkflowGet(ctx context.Context, q Querier, id uuid.UUID) (*WorkflowLoaded, error)
+	// WorkflowLoadLocked locks the instance for the caller's transaction
+	// and reads it consistently. With skipLocked, an instance another
+	// transaction holds reads as dbx.ErrNotFound (where the backend can
+	// skip; SQLite takes turns instead).
+	WorkflowLoadLocked(ctx context.Context, tx Querier, id uuid.UUID, skipLocked bool) (*WorkflowLoaded, error)
+	// WorkflowFlush writes one transition (one statement on Postgres).
+	WorkflowFlush(ctx context.Context, tx Querier, p *WorkflowFlushParams) (WorkflowFlushCounts, error)
+	// WorkflowDue lists up to limit running instances with a retry due.
+	WorkflowDue(ctx context.Context, q Querier, limit int) ([]uuid.UUID, error)
+	// WorkflowOpen lists up to limit running or blocked instances in scope
+	// with ids after after, in id order.
+	WorkflowOpen(ctx context.Context, q Querier, scope Scope, after uuid.UUID, limit int) ([]uuid.UUID, error)
+	// WorkflowFindBySubject returns the newest instance of a workflow
+	// started with subject; dbx.ErrNotFound when there is none.
+	WorkflowFindBySubject(ctx context.Context, q Querier, workflowID, subject string) (uuid.UUID, error)
+
+	// revenant_events (the outbox)
+
+	// EventInsert writes events in one statement and, where the backend
+	// notifies, wakes readers when the transaction commits.
+	EventInsert(ctx context.Context, q Querier, evs []Event) error
+	// EventReadAfter reads up to limit events with seq > after, in order.
+	EventReadAfter(ctx context.Context, q Querier, after int64, limit int) ([]EventRecord, error)
+	// EventReadRanges reads up to limit events inside ranges, in order: one
+	// index range scan per range, whatever its width.
+	EventReadRanges(ctx context.Context, q Querier, ranges []SeqRange, limit int) ([]EventRecord, error)
+	// EventPosition is the highest seq written (0 when none).
+	EventPosition(ctx context.Context, q Querier) (int64, error)
+	// EventPrune deletes events older than age, by the database clock.
+	EventPrune(ctx context.Context, q Querier, age time.Duration) (int64, error)
+
 	// Notifications
 
 	// Notify sends payload on channel when the transaction (or statement)
