@@ -150,7 +150,8 @@ type Store interface {
 
 	// WorkflowProbe checks that the database answers and is migrated.
 	WorkflowProbe(ctx context.Context, q Querier) error
-	// WorkflowInsert inserts an instance and its steps. duplicate is true
+	// WorkflowInsert inserts an instance and its steps; tx must be a
+	// transaction (a savepoint guards the insert). duplicate is true
 	// (and nothing is written) when an instance of the workflow with the
 	// same subject is in flight; the caller's transaction stays usable.
 	WorkflowInsert(ctx context.Context, tx Querier, p *WorkflowInsertParams) (duplicate bool, err error)
