@@ -70,7 +70,7 @@ func TestEventInsertAndRead(t *testing.T) {
 		n, err := f.st.EventPrune(ctx, f.schema.DB, time.Hour)
 		require.NoError(t, err)
 		require.Zero(t, n, "nothing is an hour old")
-		_, err = f.schema.DB.Exec(`UPDATE revenant_events SET created_at = ` + f.schema.NowPlus(-2*time.Hour) + ` WHERE seq <= $1`, all[1].Seq)
+		_, err = f.schema.DB.Exec(`UPDATE revenant_events SET created_at = `+f.schema.NowPlus(-2*time.Hour)+` WHERE seq <= $1`, all[1].Seq)
 		require.NoError(t, err)
 		n, err = f.st.EventPrune(ctx, f.schema.DB, time.Hour)
 		require.NoError(t, err)
