@@ -12,7 +12,6 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/notify"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
 )
@@ -87,7 +86,7 @@ type Outbox struct {
 	started   bool
 	stop      chan struct{}
 	done      chan struct{}
-	listener  *notify.Listener
+	listener  store.Listener
 }
 
 // NewOutbox returns an outbox bus on db (Postgres or SQLite; never closed
@@ -105,7 +104,7 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 		return nil, fmt.Errorf("%w: bus OutboxConfig.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (the bus polls every PollInterval)", revenant.ErrInvalidInput)
 	}
 	if c.ListenDSN != "" {
-		if err := notify.CheckDSN("bus OutboxConfig.ListenDSN", c.ListenDSN); err != nil {
+		if err := st.CheckListenDSN("bus OutboxConfig.ListenDSN", c.ListenDSN); err != nil {
 			return nil, err
 		}
 	}

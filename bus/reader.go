@@ -8,11 +8,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/notify"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/internal/store"
 )
@@ -59,7 +56,7 @@ func (b *Outbox) Start(ctx context.Context) error {
 	b.high, b.gaps = high, nil
 	b.mu.Unlock()
 	if b.config.ListenDSN != "" {
-		b.listener = notify.Start(ctx, notify.Config{DSN: b.config.ListenDSN, Channels: []string{Channel}, Owner: "bus", Logger: b.logger})
+		b.listener = b.st.Listen(ctx, store.ListenConfig{DSN: b.config.ListenDSN, Channels: []string{Channel}, Owner: "bus", Logger: b.logger})
 	}
 	b.started = true
 	go b.loop()
@@ -95,7 +92,7 @@ func (b *Outbox) loop() {
 	defer poll.Stop()
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
-	var notes <-chan *pq.Notification
+	var notes <-chan *store.Notification
 	if b.listener != nil {
 		notes = b.listener.Notifications()
 	}

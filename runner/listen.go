@@ -7,11 +7,10 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
-	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant"
-	"github.com/revenant-go/revenant/internal/notify"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/recovery"
 )
 
@@ -25,7 +24,7 @@ var errMarkedStopped = errors.New("node row was marked stopped by a sweep")
 // reconnect the claim loop is woken to catch up, so a lost notification
 // delays work by at most PollInterval and never loses it.
 func (r *Runner) startListener(ctx context.Context) {
-	r.listener = notify.Start(ctx, notify.Config{DSN: r.config.ListenDSN, Channels: []string{recovery.NotifyChannel, ControlChannel},
+	r.listener = r.st.Listen(ctx, store.ListenConfig{DSN: r.config.ListenDSN, Channels: []string{recovery.NotifyChannel, ControlChannel},
 		Owner: "runner", Logger: r.logger})
 	notes := r.listener.Notifications()
 	r.loops.Add(1)
@@ -45,7 +44,7 @@ func (r *Runner) startListener(ctx context.Context) {
 	}()
 }
 
-func (r *Runner) onNotification(n *pq.Notification) {
+func (r *Runner) onNotification(n *store.Notification) {
 	if n == nil { // reconnected: we may have missed some
 		r.signal()
 		return
@@ -53,13 +52,13 @@ func (r *Runner) onNotification(n *pq.Notification) {
 	switch n.Channel {
 	case recovery.NotifyChannel:
 		r.mu.Lock()
-		_, ours := r.actors[n.Extra]
+		_, ours := r.actors[n.Payload]
 		r.mu.Unlock()
 		if ours {
 			r.signal()
 		}
 	case ControlChannel:
-		if id, ok := strings.CutPrefix(n.Extra, "cancel:"); ok {
+		if id, ok := strings.CutPrefix(n.Payload, "cancel:"); ok {
 			if u, err := uuid.Parse(id); err == nil {
 				r.checkCancel(u)
 			}

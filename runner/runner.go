@@ -19,7 +19,6 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
-	"github.com/revenant-go/revenant/internal/notify"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
 	"github.com/revenant-go/revenant/journal"
@@ -79,7 +78,7 @@ type Runner struct {
 	stopRuns context.CancelCauseFunc
 	loops    sync.WaitGroup
 	runs     sync.WaitGroup
-	listener *notify.Listener
+	listener store.Listener
 }
 
 type activeRun struct {
@@ -102,7 +101,7 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 		return nil, fmt.Errorf("%w: runner Config.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (runners poll every PollInterval)", revenant.ErrInvalidInput)
 	}
 	if cfg.ListenDSN != "" {
-		if err := notify.CheckDSN("runner Config.ListenDSN", cfg.ListenDSN); err != nil {
+		if err := st.CheckListenDSN("runner Config.ListenDSN", cfg.ListenDSN); err != nil {
 			return nil, err
 		}
 	}

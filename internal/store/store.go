@@ -198,6 +198,14 @@ type Store interface {
 	Notify(ctx context.Context, q Querier, channel, payload string) error
 	// NotifyEach sends one notification per payload.
 	NotifyEach(ctx context.Context, q Querier, channel string, payloads []string) error
+	// CheckListenDSN refuses a DSN the backend cannot listen on, saying
+	// how to fix it and never quoting the DSN or its password. field
+	// names the setting, e.g. "runner Config.ListenDSN".
+	CheckListenDSN(field, dsn string) error
+	// Listen starts listening (Notify only). It waits until LISTEN is up,
+	// the first connection attempt fails, ctx ends or a few seconds pass;
+	// LISTEN is then retried in the background.
+	Listen(ctx context.Context, c ListenConfig) Listener
 
 	// revenant_steps
 

@@ -1,9 +1,9 @@
-// Package notify receives Postgres NOTIFY wake-ups for the runner and the
+// Package listen receives Postgres NOTIFY wake-ups for the runner and the
 // outbox bus through lib/pq's reconnecting Listener, without ever blocking
 // its caller: LISTEN is set up in the background, and until it is (or while
 // the connection is down) the caller's polling carries on alone.
 // Notifications are only hints; callers act on what the database says.
-package notify
+package listen
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
 )
 
 // Reconnect and ping timing.
@@ -67,6 +68,7 @@ type Config struct {
 // Listener is a LISTEN connection that reconnects by itself.
 type Listener struct {
 	pq      *pq.Listener
+	out     chan *store.Notification
 	logger  *slog.Logger
 	owner   string
 	secrets []string
@@ -102,6 +104,8 @@ func Start(ctx context.Context, c Config) *Listener {
 	l.mu.Lock() // event reads it, from lib/pq's goroutine
 	l.pq = p
 	l.mu.Unlock()
+	l.out = make(chan *store.Notification, 16)
+	go l.forward(p.Notify)
 	go l.listen(c.Channels)
 	go l.ping()
 	wait := time.NewTimer(c.ConnectTimeout)
@@ -140,8 +144,25 @@ func withConnectTimeout(dsn string, d time.Duration) string {
 func (l *Listener) settle() { l.settledOnce.Do(func() { close(l.settled) }) }
 
 // Notifications delivers notifications, and a nil after each reconnect
-// (some may have been missed: catch up).
-func (l *Listener) Notifications() <-chan *pq.Notification { return l.pq.Notify }
+// (some may have been missed: catch up). It is closed after Close.
+func (l *Listener) Notifications() <-chan *store.Notification { return l.out }
+
+// forward hands lib/pq's notifications on as the store's type until lib/pq
+// closes its channel. After Close nobody reads them: they are dropped, so
+// lib/pq's goroutine (which blocks while nobody reads) can finish.
+func (l *Listener) forward(in <-chan *pq.Notification) {
+	defer close(l.out)
+	for n := range in {
+		var out *store.Notification
+		if n != nil {
+			out = &store.Notification{Channel: n.Channel, Payload: n.Extra}
+		}
+		select {
+		case l.out <- out:
+		case <-l.stop:
+		}
+	}
+}
 
 // Listening reports whether LISTEN is established now.
 func (l *Listener) Listening() bool {
@@ -162,13 +183,8 @@ func (l *Listener) Close() {
 	l.closed = true
 	l.mu.Unlock()
 	close(l.stop)
-	go func() {
-		_ = l.pq.Close()
-		// lib/pq blocks sending to Notify while nobody reads; drain it
-		// until its goroutine closes the channel.
-		for range l.pq.Notify { //nolint:revive // draining on purpose
-		}
-	}()
+	// forward drops what lib/pq still sends, until it closes its channel.
+	go func() { _ = l.pq.Close() }()
 }
 
 // listen issues LISTEN for each channel; lib/pq waits for a connection and

@@ -1,4 +1,4 @@
-package notify
+package listen
 
 import (
 	"context"
@@ -161,7 +161,7 @@ func TestListenEstablishedLaterTellsTheCallerToCatchUp(t *testing.T) {
 			mu.Lock()
 			if n == nil {
 				wakes++
-			} else if n.Extra == "hello" {
+			} else if n.Payload == "hello" {
 				notes++
 			}
 			mu.Unlock()
