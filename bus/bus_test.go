@@ -13,6 +13,7 @@ import (
 
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/internal/testhook"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -107,9 +108,9 @@ func TestPostgresCatchesUpAfterDroppedNotifications(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, nil)
 	ctx := context.Background()
-	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: s.DSN, PollInterval: 100 * time.Millisecond,
-		DropNotification: func() bool { return true }})
+	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: s.DSN, PollInterval: 100 * time.Millisecond})
 	require.NoError(t, err)
+	testhook.DropOutboxNotifications(b, func() bool { return true })
 	c := &collector{}
 	b.Subscribe("", c.handle)
 	require.NoError(t, b.Start(ctx))

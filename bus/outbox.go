@@ -14,6 +14,7 @@ import (
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
+	"github.com/revenant-go/revenant/internal/testhook"
 )
 
 // Channel is the NOTIFY channel announcing new outbox rows (payload: seq).
@@ -57,9 +58,10 @@ type OutboxConfig struct {
 	GapWait time.Duration
 	// Logger defaults to discarding.
 	Logger *slog.Logger
-	// DropNotification, when set, is asked for each notification received;
-	// true drops it. For tests that simulate lost notifications.
-	DropNotification func() bool
+}
+
+func init() {
+	testhook.DropOutboxNotifications = func(outbox any, drop func() bool) { outbox.(*Outbox).dropNotification = drop }
 }
 
 // Outbox is a Bus across nodes and processes: events go to the
@@ -87,6 +89,11 @@ type Outbox struct {
 	stop      chan struct{}
 	done      chan struct{}
 	listener  store.Listener
+
+	// dropNotification, when set (revenant's tests, through
+	// internal/testhook, before Start), is asked for each notification
+	// received; true drops it.
+	dropNotification func() bool
 }
 
 // NewOutbox returns an outbox bus on db (Postgres or SQLite; never closed

@@ -101,7 +101,7 @@ func (b *Outbox) loop() {
 		case <-b.stop:
 			return
 		case n := <-notes:
-			if n != nil && b.config.DropNotification != nil && b.config.DropNotification() {
+			if n != nil && b.dropNotification != nil && b.dropNotification() {
 				continue
 			}
 		case <-poll.C:
@@ -122,9 +122,8 @@ func (b *Outbox) loop() {
 	}
 }
 
-// CatchUp delivers every event committed since the last read. The loop
-// calls it on each notification and poll tick; tests call it directly.
-func (b *Outbox) CatchUp(ctx context.Context) error { return b.catchUp(ctx) }
+// catchUp delivers every event committed since the last read. The loop
+// calls it on each notification and poll tick.
 
 func (b *Outbox) catchUp(ctx context.Context) error {
 	// Gaps are re-read by range, so a gap never makes the reader page over

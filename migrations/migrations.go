@@ -127,7 +127,7 @@ var ErrInvalidVersions = errors.New("migrations: invalid versions in " + TableNa
 var ErrInsufficientPrivilege = errors.New("migrations: insufficient privilege to migrate")
 
 // ErrNilDB is returned when a constructor is given a nil database handle.
-var ErrNilDB = errors.New("migrations: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)")
+var ErrNilDB = dbx.ErrNilDB
 
 // New returns a Migrator for db. db is never closed by revenant.
 func New(db *sqlx.DB, config *Config) (*Migrator, error) {

@@ -36,10 +36,6 @@ const (
 	ReasonNoActivity    = store.ReasonNoActivity
 )
 
-// NotifyChannel is the LISTEN/NOTIFY channel on which pending work is
-// announced (payload: actor id).
-const NotifyChannel = "revenant_pending"
-
 // Action is what recovery does (or would do) with one orphan.
 type Action string
 
@@ -222,4 +218,4 @@ type conn interface {
 }
 
 // ErrNilDB is returned for a nil database handle.
-var ErrNilDB = fmt.Errorf("%w: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", revenant.ErrInvalidInput)
+var ErrNilDB = dbx.ErrNilDB

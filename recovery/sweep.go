@@ -234,7 +234,7 @@ func (c *config) wake(ctx context.Context, ex store.Querier, events []Event) err
 			actors = append(actors, a)
 		}
 		sort.Strings(actors)
-		if err := c.st.NotifyEach(ctx, ex, NotifyChannel, actors); err != nil {
+		if err := c.st.NotifyEach(ctx, ex, store.PendingChannel, actors); err != nil {
 			c.Logger.WarnContext(ctx, "revenant: notifying runners failed; they will poll", slog.Any("error", err))
 		}
 	}

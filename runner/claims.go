@@ -93,7 +93,7 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 		}
 		evs := make([]bus.Event, len(eps))
 		for i, ep := range eps {
-			evs[i] = EventOf(bus.EpisodeStarted, ep)
+			evs[i] = eventOf(bus.EpisodeStarted, ep)
 		}
 		return r.publishTx(ctx, tx, &after, evs...)
 	})

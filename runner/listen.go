@@ -11,7 +11,6 @@ import (
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/internal/store"
-	"github.com/revenant-go/revenant/recovery"
 )
 
 var errMarkedStopped = errors.New("node row was marked stopped by a sweep")
@@ -24,7 +23,7 @@ var errMarkedStopped = errors.New("node row was marked stopped by a sweep")
 // reconnect the claim loop is woken to catch up, so a lost notification
 // delays work by at most PollInterval and never loses it.
 func (r *Runner) startListener(ctx context.Context) {
-	r.listener = r.st.Listen(ctx, store.ListenConfig{DSN: r.config.ListenDSN, Channels: []string{recovery.NotifyChannel, ControlChannel},
+	r.listener = r.st.Listen(ctx, store.ListenConfig{DSN: r.config.ListenDSN, Channels: []string{store.PendingChannel, controlChannel},
 		Owner: "runner", Logger: r.logger})
 	notes := r.listener.Notifications()
 	r.loops.Add(1)
@@ -50,14 +49,14 @@ func (r *Runner) onNotification(n *store.Notification) {
 		return
 	}
 	switch n.Channel {
-	case recovery.NotifyChannel:
+	case store.PendingChannel:
 		r.mu.Lock()
 		_, ours := r.actors[n.Payload]
 		r.mu.Unlock()
 		if ours {
 			r.signal()
 		}
-	case ControlChannel:
+	case controlChannel:
 		if id, ok := strings.CutPrefix(n.Payload, "cancel:"); ok {
 			if u, err := uuid.Parse(id); err == nil {
 				r.checkCancel(u)

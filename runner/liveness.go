@@ -100,7 +100,7 @@ func (r *Runner) heartbeatLoop() {
 			return
 		case <-t.C:
 			start := time.Now()
-			err := safe.Pass(ctx, r.logger, "runner heartbeat", func() error { return r.Heartbeat(ctx) })
+			err := safe.Pass(ctx, r.logger, "runner heartbeat", func() error { return r.heartbeat(ctx) })
 			if took := time.Since(start); took > r.config.HeartbeatInterval {
 				r.logger.Warn("revenant: heartbeat slower than its interval", slog.Duration("took", took))
 			}
@@ -119,13 +119,13 @@ func connBroken(err error) bool {
 		dbx.SQLState(err) == "57P01" || dbx.SQLState(err) == "57P02" || dbx.SQLState(err) == "57P03"
 }
 
-// Heartbeat renews the node's liveness and checks its runs' leases in one
+// heartbeat renews the node's liveness and checks its runs' leases in one
 // statement; runs whose lease is gone are canceled, and episodes the
 // database says the node runs but it does not track are handed back. If
 // the node was declared dead (or its lock connection broke), it cancels
 // every run and re-registers under a new id. The heartbeat loop calls it
-// every HeartbeatInterval; it is exported for tests and tools.
-func (r *Runner) Heartbeat(ctx context.Context) error {
+// every HeartbeatInterval.
+func (r *Runner) heartbeat(ctx context.Context) error {
 	r.livenessMu.Lock()
 	defer r.livenessMu.Unlock()
 	r.mu.Lock()

@@ -25,8 +25,8 @@ import (
 	"github.com/revenant-go/revenant/recovery"
 )
 
-// ControlChannel carries "cancel:<episode id>" notifications between nodes.
-const ControlChannel = "revenant_control"
+// controlChannel carries "cancel:<episode id>" notifications between nodes.
+const controlChannel = "revenant_control"
 
 // Why a run's context was canceled.
 var (
@@ -420,7 +420,7 @@ func (r *Runner) finishOnce(ctx context.Context, eventType string, move func(tx 
 		if err != nil {
 			return err
 		}
-		return r.publishTx(ctx, tx, &after, EventOf(eventType, ep))
+		return r.publishTx(ctx, tx, &after, eventOf(eventType, ep))
 	})
 	if err == nil {
 		r.publishAfter(ctx, after)
@@ -454,8 +454,8 @@ func (r *Runner) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	return dbx.InTx(ctx, r.db, fn)
 }
 
-// EventOf builds the lifecycle event of an episode's current state.
-func EventOf(eventType string, ep *episodes.Episode) bus.Event {
+// eventOf builds the lifecycle event of an episode's current state.
+func eventOf(eventType string, ep *episodes.Episode) bus.Event {
 	return bus.Event{Type: eventType, EpisodeID: ep.ID, ActorID: ep.ActorID, WorkflowInstanceID: ep.WorkflowInstanceID,
 		WorkflowStepID: ep.WorkflowStepID, Status: string(ep.Status), ErrorClass: ep.ErrorClass}
 }
@@ -511,7 +511,7 @@ func (r *Runner) EnqueueTx(ctx context.Context, tx revenant.Executor, p episodes
 		return nil, err
 	}
 	if !res.Duplicate {
-		if err := r.st.Notify(ctx, tx, recovery.NotifyChannel, p.ActorID); err != nil {
+		if err := r.st.Notify(ctx, tx, store.PendingChannel, p.ActorID); err != nil {
 			return nil, fmt.Errorf("enqueue: notify: %w", err)
 		}
 	}
@@ -529,12 +529,12 @@ func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*epis
 		if ep, err = r.store.CancelTx(ctx, tx, id, reason); err != nil {
 			return err
 		}
-		if err := r.publishTx(ctx, tx, &after, EventOf(bus.EpisodeCanceled, ep)); err != nil {
+		if err := r.publishTx(ctx, tx, &after, eventOf(bus.EpisodeCanceled, ep)); err != nil {
 			return err
 		}
 		// Without notifications the holder finds the cancel at its next
 		// heartbeat.
-		return r.st.Notify(ctx, tx, ControlChannel, "cancel:"+id.String())
+		return r.st.Notify(ctx, tx, controlChannel, "cancel:"+id.String())
 	})
 	if err != nil {
 		return nil, err

@@ -13,7 +13,6 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/testdb"
-	"github.com/revenant-go/revenant/runner"
 	"github.com/revenant-go/revenant/workflow"
 )
 
@@ -63,7 +62,8 @@ func BenchmarkWorkflowAdvance(b *testing.B) {
 		require.NoError(b, err)
 		ep, err = store.Complete(ctx, ep.ID, ep.ClaimToken, "ok")
 		require.NoError(b, err)
-		return runner.EventOf(bus.EpisodeCompleted, ep)
+		return bus.Event{Type: bus.EpisodeCompleted, EpisodeID: ep.ID, ActorID: ep.ActorID, WorkflowInstanceID: ep.WorkflowInstanceID,
+			WorkflowStepID: ep.WorkflowStepID, Status: string(ep.Status)}
 	}
 	lanes := make([]*lane, concurrent)
 	for i := range lanes {

@@ -156,7 +156,7 @@ func (e *Engine) Launch(ctx context.Context) error {
 	e.stop, e.done = make(chan struct{}), make(chan struct{})
 	if e.config.Bus != nil {
 		for _, t := range []string{bus.EpisodeCompleted, bus.EpisodeFailed, bus.EpisodeCanceled, bus.EpisodeDeadLettered} {
-			e.unsub = append(e.unsub, e.config.Bus.Subscribe(t, e.HandleEvent))
+			e.unsub = append(e.unsub, e.config.Bus.Subscribe(t, e.handleEvent))
 		}
 	}
 	e.mu.Unlock()
@@ -197,7 +197,7 @@ func (e *Engine) retryLoop() {
 		case <-e.stop:
 			return
 		case <-t.C:
-			err := safe.Pass(ctx, e.logger, "workflow retries", func() error { _, err := e.RunDueRetries(ctx); return err })
+			err := safe.Pass(ctx, e.logger, "workflow retries", func() error { _, err := e.runDueRetries(ctx); return err })
 			if err != nil && ctx.Err() == nil {
 				e.logger.Warn("revenant: running due retries failed", slog.Any("error", err))
 			}
@@ -205,9 +205,9 @@ func (e *Engine) retryLoop() {
 	}
 }
 
-// RunDueRetries starts every retry whose due time (database clock) has
-// passed. The retry loop calls it; it is exported for tools and tests.
-func (e *Engine) RunDueRetries(ctx context.Context) (int, error) {
+// runDueRetries starts every retry whose due time (database clock) has
+// passed. The retry loop calls it.
+func (e *Engine) runDueRetries(ctx context.Context) (int, error) {
 	ids, err := e.st.WorkflowDue(ctx, e.db, dueBatch)
 	if err != nil {
 		return 0, dbx.Explain(err)
@@ -319,10 +319,10 @@ func (e *Engine) startTx(ctx context.Context, tx *sqlx.Tx, workflowID string, tr
 	return id, t.afterCommit, nil
 }
 
-// HandleEvent applies a terminal episode event to its workflow instance.
+// handleEvent applies a terminal episode event to its workflow instance.
 // Duplicate and replayed events change nothing; events of episodes that
 // belong to no workflow, or to an unregistered one, are ignored.
-func (e *Engine) HandleEvent(ctx context.Context, ev bus.Event) error {
+func (e *Engine) handleEvent(ctx context.Context, ev bus.Event) error {
 	if !ev.Terminal() || ev.WorkflowInstanceID == uuid.Nil || ev.WorkflowStepID == "" {
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/internal/testhook"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
@@ -53,8 +54,11 @@ func startNode(t *testing.T, s *testdb.Schema, o nodeOpts) *node {
 	if s.IsSQLite() {
 		listen = "" // no LISTEN/NOTIFY: buses and runners poll
 	}
-	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{Logger: o.logger, ListenDSN: listen, PollInterval: 200 * time.Millisecond, DropNotification: o.dropNotify})
+	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{Logger: o.logger, ListenDSN: listen, PollInterval: 200 * time.Millisecond})
 	require.NoError(t, err)
+	if o.dropNotify != nil {
+		testhook.DropOutboxNotifications(b, o.dropNotify)
+	}
 	require.NoError(t, b.Start(ctx))
 	t.Cleanup(b.Stop)
 	r, err := runner.New(s.DB, &runner.Config{Name: "n", Bus: b, ListenDSN: listen, HeartbeatInterval: 200 * time.Millisecond,

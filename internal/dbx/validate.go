@@ -16,6 +16,10 @@ import (
 // package's checks can wrap it).
 var ErrInvalidInput = errors.New("revenant: invalid input")
 
+// ErrNilDB is returned for a nil database handle. It matches
+// ErrInvalidInput; packages migrations and recovery re-export it.
+var ErrNilDB = fmt.Errorf("%w: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", ErrInvalidInput)
+
 // Limits on what revenant stores, the same on every backend. They are
 // checked in Go before any statement runs, so both backends refuse the same
 // values with the same error.
