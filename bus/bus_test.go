@@ -71,7 +71,7 @@ func TestOutboxDeliversToEveryNodeOnCommitOnly(t *testing.T) {
 			c := &collector{}
 			b.Subscribe("", c.handle)
 			require.NoError(t, b.Start(ctx))
-			t.Cleanup(b.Stop)
+			t.Cleanup(func() { _ = b.Stop(context.Background()) })
 			nodes, buses = append(nodes, c), append(buses, b)
 		}
 
@@ -114,7 +114,7 @@ func TestPostgresCatchesUpAfterDroppedNotifications(t *testing.T) {
 	c := &collector{}
 	b.Subscribe("", c.handle)
 	require.NoError(t, b.Start(ctx))
-	defer b.Stop()
+	defer func() { _ = b.Stop(context.Background()) }()
 	for range 20 {
 		require.NoError(t, b.Publish(ctx, bus.Event{Type: bus.EpisodeStarted}))
 	}
@@ -151,7 +151,7 @@ func TestPostgresDeliversEventsThatCommitOutOfOrder(t *testing.T) {
 	c := &collector{}
 	b.Subscribe("", c.handle)
 	require.NoError(t, b.Start(ctx))
-	defer b.Stop()
+	defer func() { _ = b.Stop(context.Background()) }()
 
 	slow, err := s.DB.BeginTxx(ctx, nil)
 	require.NoError(t, err)

@@ -21,7 +21,7 @@
 //		return nil
 //	})
 //	_ = b.Start(ctx)
-//	defer b.Stop()
+//	defer b.Stop(context.Background())
 //
 // Pass the bus to runner.Config.Bus and recovery.Options.Bus so that runs
 // and sweeps publish through it, and to workflow.Config.Bus for the engine.

@@ -27,7 +27,7 @@ func TestSequenceJumpKeepsMemoryBounded(t *testing.T) {
 		var got []uuid.UUID
 		b.Subscribe("", func(_ context.Context, ev Event) error { got = append(got, ev.ID); return nil })
 		require.NoError(t, b.Start(ctx))
-		b.Stop() // the test drives catchUp itself
+		require.NoError(t, b.Stop(ctx)) // the test drives catchUp itself
 
 		first := Event{ID: uuid.New(), Type: EpisodeStarted}
 		require.NoError(t, b.Publish(ctx, first))

@@ -54,7 +54,7 @@ func TestOutboxStartFailureHoldsNothing(t *testing.T) {
 		_, err = migrations.Migrate(ctx, s.DB)
 		require.NoError(t, err)
 		require.NoError(t, b.Start(ctx))
-		defer b.Stop()
+		defer func() { _ = b.Stop(context.Background()) }()
 		ev := bus.Event{ID: uuid.New(), Type: bus.EpisodeStarted}
 		require.NoError(t, b.Publish(ctx, ev))
 		require.Eventually(t, func() bool { return c.ids()[ev.ID] == 1 }, 5*time.Second, 10*time.Millisecond)
@@ -62,7 +62,7 @@ func TestOutboxStartFailureHoldsNothing(t *testing.T) {
 		never, err := bus.NewOutbox(s.DB, nil)
 		require.NoError(t, err)
 		began := time.Now()
-		never.Stop()
+		_ = never.Stop(context.Background())
 		require.Less(t, time.Since(began), time.Second, "Stop without Start returns at once")
 	})
 }
@@ -83,12 +83,12 @@ func TestOutboxStartWithPostgresDown(t *testing.T) {
 	defer cancel()
 	err = b.Start(ctx)
 	require.True(t, revenant.IsRetryable(err), "%v", err)
-	b.Stop()
+	_ = b.Stop(context.Background())
 	proxy.Restore()
 	b, err = bus.NewOutbox(db, &bus.OutboxConfig{PollInterval: 20 * time.Millisecond})
 	require.NoError(t, err)
 	require.NoError(t, b.Start(ctx))
-	b.Stop()
+	_ = b.Stop(context.Background())
 }
 
 // An unreachable ListenDSN neither blocks Start nor stops delivery: the bus
@@ -115,7 +115,7 @@ func TestUnreachableListenDSNFallsBackToPolling(t *testing.T) {
 	require.Eventually(t, func() bool { return c.ids()[ev.ID] == 1 }, 5*time.Second, 10*time.Millisecond, "delivered by polling")
 	require.Eventually(t, func() bool { return down.Attempts() >= 4 }, 20*time.Second, 10*time.Millisecond)
 	began = time.Now()
-	b.Stop()
+	_ = b.Stop(context.Background())
 	require.Less(t, time.Since(began), 2*time.Second)
 	require.Equal(t, 1, logs.Count("LISTEN connection unavailable"), "one warning per outage:\n%s", logs.String())
 	require.NotContains(t, logs.String(), password)
@@ -164,7 +164,7 @@ func TestSilentListenDSNDoesNotHoldStart(t *testing.T) {
 	require.Eventually(t, func() bool { return c.ids()[ev.ID] == 1 }, 5*time.Second, 10*time.Millisecond, "delivered by polling")
 	require.Eventually(t, func() bool { return logs.Count("LISTEN connection unavailable") == 1 }, 15*time.Second, 10*time.Millisecond)
 	began := time.Now()
-	b.Stop()
+	_ = b.Stop(context.Background())
 	require.Less(t, time.Since(began), time.Second)
 	require.NotContains(t, logs.String(), password)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/service"
 	"github.com/revenant-go/revenant/internal/store"
 )
 
@@ -63,24 +64,26 @@ func (b *Outbox) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends delivery. It returns at once if the bus never started (or its
-// Start failed).
-func (b *Outbox) Stop() {
+// Stop ends delivery, waiting at most until ctx ends. It returns at once
+// if the bus never started (or its Start failed), and is safe to call
+// again.
+func (b *Outbox) Stop(ctx context.Context) error {
 	b.lifecycle.Lock()
 	defer b.lifecycle.Unlock()
 	select {
 	case <-b.stop:
-		return
+		return nil
 	default:
 		close(b.stop)
 	}
 	if !b.started {
-		return
+		return nil
 	}
-	<-b.done
-	if b.listener != nil {
-		b.listener.Close()
-	}
+	return service.AwaitStop(ctx, "outbox bus", b.done, func() {
+		if b.listener != nil {
+			b.listener.Close()
+		}
+	})
 }
 
 func (b *Outbox) loop() {

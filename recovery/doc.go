@@ -13,7 +13,7 @@
 //
 //	sw, _ := recovery.NewSweeper(db, &recovery.SweeperConfig{Options: recovery.Options{Node: r}})
 //	_ = sw.Start(ctx) // periodic passes, plus instant ones when a node dies
-//	defer sw.Stop()
+//	defer sw.Stop(context.Background())
 //
 // # What is an orphan
 //

@@ -61,7 +61,7 @@ func TestExhaustedOrphanIsSkippedAndReported(t *testing.T) {
 		sw, err := recovery.NewSweeper(b.db, &recovery.SweeperConfig{Options: recovery.Options{Registry: reg}, Interval: time.Hour})
 		require.NoError(t, err)
 		require.NoError(t, sw.Start(ctx))
-		defer sw.Stop()
+		defer func() { _ = sw.Stop(context.Background()) }()
 		require.Eventually(t, func() bool { return len(sw.Stats().Exhausted) == 2 }, 10*time.Second, 10*time.Millisecond)
 	})
 }
@@ -116,7 +116,7 @@ func TestSweeperLoopSurvivesAPanic(t *testing.T) {
 			Interval: 20 * time.Millisecond, Workflows: rec})
 		require.NoError(t, err)
 		require.NoError(t, sw.Start(context.Background()))
-		defer sw.Stop()
+		defer func() { _ = sw.Stop(context.Background()) }()
 		require.Eventually(t, func() bool { return rec.calls.Load() >= 3 }, 10*time.Second, 10*time.Millisecond)
 		require.Equal(t, 1, logs.Count("reconciler exploded"))
 		require.Contains(t, logs.String(), "goroutine", "the stack is logged")
@@ -133,7 +133,7 @@ func TestPassIsSafeBesideTheLoop(t *testing.T) {
 			Interval: 10 * time.Millisecond, FailureCheckInterval: 10 * time.Millisecond})
 		require.NoError(t, err)
 		require.NoError(t, sw.Start(ctx))
-		defer sw.Stop()
+		defer func() { _ = sw.Stop(context.Background()) }()
 		dead := b.deadNode(t, "", "")
 		for range 20 {
 			b.running(t, dead, episodes.CreateParams{})
@@ -174,7 +174,7 @@ func TestSweeperStartFailsLoudly(t *testing.T) {
 		require.NoError(t, err)
 		require.Error(t, sw.Start(ctx))
 		began := time.Now()
-		sw.Stop()
+		_ = sw.Stop(context.Background())
 		require.Less(t, time.Since(began), time.Second)
 		if s.IsSQLite() {
 			return
@@ -194,7 +194,7 @@ func TestSweeperStartFailsLoudly(t *testing.T) {
 		proxy.Restore()
 		require.NoError(t, sw.Start(ctx))
 		require.Eventually(t, func() bool { return !sw.Stats().LastSuccess.IsZero() }, 10*time.Second, 10*time.Millisecond)
-		sw.Stop()
+		_ = sw.Stop(context.Background())
 	})
 }
 
@@ -226,7 +226,7 @@ func TestPoolTooSmallIsRefusedAtStart(t *testing.T) {
 		err = sw.Start(ctx)
 		require.ErrorIs(t, err, revenant.ErrInvalidInput)
 		require.ErrorContains(t, err, "SetMaxOpenConns to at least")
-		sw.Stop()
+		_ = sw.Stop(context.Background())
 		require.NoError(t, r.Stop(ctx))
 		if !s.IsSQLite() {
 			s.DB.SetMaxOpenConns(1)
@@ -243,7 +243,7 @@ func TestPoolTooSmallIsRefusedAtStart(t *testing.T) {
 		sw, err = recovery.NewSweeper(s.DB, &recovery.SweeperConfig{Options: recovery.Options{Node: r}})
 		require.NoError(t, err)
 		require.NoError(t, sw.Start(ctx))
-		defer sw.Stop()
+		defer func() { _ = sw.Stop(context.Background()) }()
 		res, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "a"})
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {

@@ -70,7 +70,7 @@ func TestPostgresOutageFailsNoEpisode(t *testing.T) {
 			Interval: 200 * time.Millisecond, FailureCheckInterval: 50 * time.Millisecond})
 		require.NoError(t, err)
 		require.NoError(t, sw.Start(ctx))
-		t.Cleanup(sw.Stop)
+		t.Cleanup(func() { _ = sw.Stop(context.Background()) })
 
 		const n = 100
 		for range n {

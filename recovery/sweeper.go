@@ -13,6 +13,7 @@ import (
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/service"
 	"github.com/revenant-go/revenant/internal/store/backend"
 )
 
@@ -158,23 +159,28 @@ func (s *Sweeper) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the loop and releases the reserved connection. It returns at
-// once when the Sweeper was never started (or its Start failed).
-func (s *Sweeper) Stop() {
+// Stop ends the loop and releases the reserved connection, waiting at most
+// until ctx ends. It returns at once when the Sweeper was never started (or
+// its Start failed), and is safe to call again.
+func (s *Sweeper) Stop(ctx context.Context) error {
 	s.lifecycle.Lock()
 	defer s.lifecycle.Unlock()
 	select {
 	case <-s.stop:
-		return
+		return nil
 	default:
 		close(s.stop)
 	}
-	if s.started {
-		<-s.done
+	release := func() {
+		s.connMu.Lock()
+		s.dropConn()
+		s.connMu.Unlock()
 	}
-	s.connMu.Lock()
-	s.dropConn()
-	s.connMu.Unlock()
+	if !s.started {
+		release()
+		return nil
+	}
+	return service.AwaitStop(ctx, "Sweeper", s.done, release)
 }
 
 // Stats returns a snapshot of the Sweeper's health.

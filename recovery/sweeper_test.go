@@ -27,7 +27,7 @@ func TestSweeperRecoversAtOnceAndSurvivesFailingPasses(t *testing.T) {
 			require.NoError(t, err)
 		}
 		require.NoError(t, sw.Start(ctx))
-		defer sw.Stop()
+		defer func() { _ = sw.Stop(context.Background()) }()
 		require.Eventually(t, func() bool { return sw.Stats().Passes >= 1 }, 5*time.Second, 10*time.Millisecond)
 		require.False(t, sw.Stats().LastSuccess.IsZero())
 		require.Eventually(t, func() bool {

@@ -35,7 +35,6 @@ var (
 	ErrCanceled      = errors.New("revenant: episode canceled")
 	ErrIdentityLost  = errors.New("revenant: node was declared dead; re-registered under a new id")
 	ErrAlreadyExists = errors.New("revenant: actor already registered")
-	ErrNotStarted    = errors.New("revenant: runner not started")
 )
 
 // Runner is one node: it registers itself, keeps its liveness, claims
@@ -553,14 +552,16 @@ func (r *Runner) Running() int {
 
 // Stop shuts the node down gracefully: it stops claiming, cancels its runs
 // and hands their episodes back to pending at once (so no sweep has to find
-// them), marks the node stopped and releases its lock.
+// them), marks the node stopped and releases its lock. It is safe before
+// Start (or after a failed Start), where it does nothing, and when called
+// again.
 func (r *Runner) Stop(ctx context.Context) error {
 	r.lifecycle.Lock()
 	defer r.lifecycle.Unlock()
 	r.mu.Lock()
 	if !r.started {
 		r.mu.Unlock()
-		return ErrNotStarted
+		return nil
 	}
 	if r.stopped {
 		r.mu.Unlock()

@@ -48,7 +48,7 @@ func BenchmarkWorkflowAdvance(b *testing.B) {
 		step int
 	}
 	newLane := func() *lane {
-		id, err := eng.Start(ctx, "chain", nil, nil)
+		id, err := eng.StartInstance(ctx, "chain", nil, nil)
 		require.NoError(b, err)
 		return &lane{inst: id}
 	}

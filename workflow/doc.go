@@ -11,8 +11,8 @@
 //	}})
 //	// App startup: recovery.Sweep, register workflows, then reconcile.
 //	_, _ = recovery.ReconcileWorkflows(ctx, db, &recovery.ReconcileOptions{Engine: eng, Node: r})
-//	_ = eng.Launch(ctx)
-//	id, err := eng.Start(ctx, "photo", trigger, &workflow.StartOptions{Subject: photoID})
+//	_ = eng.Start(ctx)
+//	id, err := eng.StartInstance(ctx, "photo", trigger, &workflow.StartOptions{Subject: photoID})
 //
 // Definitions are validated at registration: unique step ids, known
 // dependencies, no cycles; errors name the offending step. A step's input

@@ -17,6 +17,7 @@ import (
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
+	"github.com/revenant-go/revenant/internal/service"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
 )
@@ -134,16 +135,17 @@ func (e *Engine) def(id string) (*Definition, bool) {
 	return d, ok
 }
 
-// Launch subscribes the engine to episode events and starts the durable
+// Start subscribes the engine to episode events and starts the durable
 // retry loop. Register definitions first. It checks the database first: a
-// database that is down or was never migrated fails Launch, which leaves
-// nothing running and may be called again.
-func (e *Engine) Launch(ctx context.Context) error {
+// database that is down or was never migrated fails Start, which leaves
+// nothing running and may be called again. (StartInstance starts a
+// workflow instance.)
+func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
-	launched := e.stop != nil
+	started := e.stop != nil
 	e.mu.Unlock()
-	if launched {
-		return fmt.Errorf("%w: engine already launched", revenant.ErrInvalidInput)
+	if started {
+		return fmt.Errorf("%w: engine already started", revenant.ErrInvalidInput)
 	}
 	if err := e.st.WorkflowProbe(ctx, e.db); err != nil {
 		return fmt.Errorf("workflow engine: %w", dbx.Explain(err))
@@ -151,7 +153,7 @@ func (e *Engine) Launch(ctx context.Context) error {
 	e.mu.Lock()
 	if e.stop != nil {
 		e.mu.Unlock()
-		return fmt.Errorf("%w: engine already launched", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: engine already started", revenant.ErrInvalidInput)
 	}
 	e.stop, e.done = make(chan struct{}), make(chan struct{})
 	if e.config.Bus != nil {
@@ -164,12 +166,13 @@ func (e *Engine) Launch(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops the engine's loops and subscriptions.
-func (e *Engine) Shutdown() {
+// Stop ends the engine's loops and subscriptions, waiting at most until
+// ctx ends. It is safe before Start and when called again.
+func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
 	if e.stop == nil {
 		e.mu.Unlock()
-		return
+		return nil
 	}
 	for _, u := range e.unsub {
 		u()
@@ -182,7 +185,7 @@ func (e *Engine) Shutdown() {
 	}
 	done := e.done
 	e.mu.Unlock()
-	<-done
+	return service.AwaitStop(ctx, "workflow engine", done, nil)
 }
 
 func (e *Engine) retryLoop() {
@@ -236,16 +239,16 @@ func (e *Engine) runDueRetries(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// StartOptions tunes Start.
+// StartOptions tunes StartInstance.
 type StartOptions struct {
 	// Subject, when set, allows one in-flight (running or blocked)
 	// instance per workflow and subject, on every node.
 	Subject string
 }
 
-// Start creates an instance of workflowID with trigger (any JSON value)
-// and starts its root steps, all in one transaction.
-func (e *Engine) Start(ctx context.Context, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
+// StartInstance creates an instance of workflowID with trigger (any JSON
+// value) and starts its root steps, all in one transaction.
+func (e *Engine) StartInstance(ctx context.Context, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
 	var id uuid.UUID
 	var after []bus.Event
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
@@ -259,12 +262,12 @@ func (e *Engine) Start(ctx context.Context, workflowID string, trigger any, opts
 	return id, err
 }
 
-// StartTx is Start inside the caller's transaction. With a bus that cannot
+// StartInstanceTx is StartInstance inside the caller's transaction. With a bus that cannot
 // write in the transaction (the in-process bus), its events are published
 // before the caller commits.
-func (e *Engine) StartTx(ctx context.Context, tx *sqlx.Tx, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
+func (e *Engine) StartInstanceTx(ctx context.Context, tx *sqlx.Tx, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
 	if tx == nil {
-		return uuid.Nil, fmt.Errorf("%w: workflow StartTx: tx is nil; pass the *sqlx.Tx to start the instance in (or use Start)", revenant.ErrInvalidInput)
+		return uuid.Nil, fmt.Errorf("%w: workflow StartInstanceTx: tx is nil; pass the *sqlx.Tx to start the instance in (or use StartInstance)", revenant.ErrInvalidInput)
 	}
 	id, after, err := e.startTx(ctx, tx, workflowID, trigger, opts)
 	if err == nil {

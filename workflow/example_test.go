@@ -37,12 +37,12 @@ func Example() {
 		{ID: "fr", Actor: "shout", DependsOn: []string{"hello"}},
 		{ID: "bye", Actor: "shout", DependsOn: []string{"en", "fr"}},
 	}})
-	_ = eng.Launch(ctx)
-	defer eng.Shutdown()
+	_ = eng.Start(ctx)
+	defer func() { _ = eng.Stop(context.Background()) }()
 	_ = r.Start(ctx)
 	defer func() { _ = r.Stop(ctx) }()
 
-	id, _ := eng.Start(ctx, "greet", map[string]string{"to": "world"}, nil)
+	id, _ := eng.StartInstance(ctx, "greet", map[string]string{"to": "world"}, nil)
 	for {
 		inst, _ := eng.Get(ctx, id)
 		if inst.Status != workflow.StatusRunning {

@@ -84,7 +84,7 @@ func TestDefinitionChangedBetweenDeploysBlocksTheInstance(t *testing.T) {
 		// One instance further on: b runs, and its episode fails after the
 		// deploy (the old code looked up b's failure policy in the new
 		// definition and dereferenced nil).
-		further, err := deploy1.Start(ctx, "order", 3, nil)
+		further, err := deploy1.StartInstance(ctx, "order", 3, nil)
 		require.NoError(t, err)
 		finishStep(t, s, deploy1, further, "a")
 		_, err = deploy1.ReconcileWorkflows(ctx, recovery.Scope{})
@@ -92,9 +92,9 @@ func TestDefinitionChangedBetweenDeploysBlocksTheInstance(t *testing.T) {
 		failStep(t, s, deploy1, further, "b")
 		// One whose a finished but was not applied yet, and one of an
 		// unchanged workflow.
-		changed, err := deploy1.Start(ctx, "order", 1, nil)
+		changed, err := deploy1.StartInstance(ctx, "order", 1, nil)
 		require.NoError(t, err)
-		fine, err := deploy1.Start(ctx, "other", 2, nil)
+		fine, err := deploy1.StartInstance(ctx, "other", 2, nil)
 		require.NoError(t, err)
 		finishStep(t, s, deploy1, changed, "a")
 		finishStep(t, s, deploy1, fine, "x")
@@ -136,7 +136,7 @@ func TestDefinitionChangedBetweenDeploysBlocksTheInstance(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, sw.Start(ctx))
 		require.Eventually(t, func() bool { return sw.Stats().Passes >= 3 }, 10*time.Second, 10*time.Millisecond)
-		sw.Stop()
+		_ = sw.Stop(context.Background())
 
 		// Resume refuses while the definition still differs; with the old
 		// definition back it runs the instance on.
@@ -169,9 +169,9 @@ func TestReconcileSurvivesAPanickingInputFunction(t *testing.T) {
 			}},
 		}}
 		e := engineWith(t, s, def)
-		bad, err := e.Start(ctx, "p", "boom", nil)
+		bad, err := e.StartInstance(ctx, "p", "boom", nil)
 		require.NoError(t, err)
-		good, err := e.Start(ctx, "p", "fine", nil)
+		good, err := e.StartInstance(ctx, "p", "fine", nil)
 		require.NoError(t, err)
 		finishStep(t, s, e, bad, "a")
 		finishStep(t, s, e, good, "a")
@@ -187,23 +187,23 @@ func TestReconcileSurvivesAPanickingInputFunction(t *testing.T) {
 	})
 }
 
-// Launch on a database that is not ready fails, leaves nothing running,
+// Start on a database that is not ready fails, leaves nothing running,
 // and can be called again.
-func TestEngineLaunchFailsOnUnmigratedDatabase(t *testing.T) {
+func TestEngineStartFailsOnUnmigratedDatabase(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		s := testdb.New(t, &testdb.Options{Driver: driver, NoMigrate: true})
 		e, err := workflow.NewEngine(s.DB, nil)
 		require.NoError(t, err)
 		ctx := context.Background()
-		err = e.Launch(ctx)
+		err = e.Start(ctx)
 		require.ErrorIs(t, err, revenant.ErrNotMigrated)
 		began := time.Now()
-		e.Shutdown()
+		_ = e.Stop(context.Background())
 		require.Less(t, time.Since(began), time.Second)
 		_, err = migrations.Migrate(ctx, s.DB)
 		require.NoError(t, err)
-		require.NoError(t, e.Launch(ctx))
-		e.Shutdown()
+		require.NoError(t, e.Start(ctx))
+		_ = e.Stop(context.Background())
 	})
 }
 
@@ -225,10 +225,10 @@ func TestWorkflowValidation(t *testing.T) {
 			err := e.Register(d)
 			require.ErrorIs(t, err, workflow.ErrInvalidDefinition, name)
 		}
-		_, err = e.Start(ctx, "ok", nil, &workflow.StartOptions{Subject: "s\x00"})
+		_, err = e.StartInstance(ctx, "ok", nil, &workflow.StartOptions{Subject: "s\x00"})
 		require.ErrorIs(t, err, revenant.ErrInvalidInput)
 		var tx *sqlx.Tx
-		require.NotPanics(t, func() { _, err = e.StartTx(ctx, tx, "ok", nil, nil) })
+		require.NotPanics(t, func() { _, err = e.StartInstanceTx(ctx, tx, "ok", nil, nil) })
 		require.ErrorIs(t, err, revenant.ErrInvalidInput)
 	})
 }

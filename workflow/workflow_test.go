@@ -60,7 +60,7 @@ func startNode(t *testing.T, s *testdb.Schema, o nodeOpts) *node {
 		testhook.DropOutboxNotifications(b, o.dropNotify)
 	}
 	require.NoError(t, b.Start(ctx))
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
 	r, err := runner.New(s.DB, &runner.Config{Name: "n", Bus: b, ListenDSN: listen, HeartbeatInterval: 200 * time.Millisecond,
 		NodeTTL: 2 * time.Second, PollInterval: 100 * time.Millisecond})
 	require.NoError(t, err)
@@ -78,8 +78,8 @@ func startNode(t *testing.T, s *testdb.Schema, o nodeOpts) *node {
 	for _, d := range o.defs {
 		require.NoError(t, eng.Register(d))
 	}
-	require.NoError(t, eng.Launch(ctx))
-	t.Cleanup(eng.Shutdown)
+	require.NoError(t, eng.Start(ctx))
+	t.Cleanup(func() { _ = eng.Stop(context.Background()) })
 	return &node{runner: r, bus: b, engine: eng}
 }
 
@@ -144,7 +144,7 @@ func TestFanOutFanIn(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		s := setup(t, driver)
 		n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)}, defs: []workflow.Definition{fanOutFanIn("media")}})
-		id, err := n.engine.Start(context.Background(), "media", map[string]string{"url": "s3://x"}, nil)
+		id, err := n.engine.StartInstance(context.Background(), "media", map[string]string{"url": "s3://x"}, nil)
 		require.NoError(t, err)
 		inst := waitInstance(t, n.engine, id, workflow.StatusDone)
 		require.NotNil(t, inst.FinishedAt)
@@ -184,12 +184,12 @@ func TestRetryPolicyAndSkippedErrorClasses(t *testing.T) {
 		}}
 		n := startNode(t, s, nodeOpts{actors: []runner.Actor{flaky}, defs: []workflow.Definition{def}})
 		ctx := context.Background()
-		ok, err := n.engine.Start(ctx, "retrying", "ok", nil)
+		ok, err := n.engine.StartInstance(ctx, "retrying", "ok", nil)
 		require.NoError(t, err)
 		inst := waitInstance(t, n.engine, ok, workflow.StatusDone)
 		require.Equal(t, 3, inst.Step("call").Attempts, "two durable retries, then success")
 
-		fatal, err := n.engine.Start(ctx, "retrying", "fatal", nil)
+		fatal, err := n.engine.StartInstance(ctx, "retrying", "fatal", nil)
 		require.NoError(t, err)
 		inst = waitInstance(t, n.engine, fatal, workflow.StatusFailed)
 		require.Equal(t, 1, inst.Step("call").Attempts, "a class in SkipRetryOn is not retried")
@@ -242,7 +242,7 @@ func TestAbortCancelsRunningStepsAndCompensatesInReverse(t *testing.T) {
 			{ID: "charge", Actor: "boom", DependsOn: []string{"hold"}},
 		}}
 		n := startNode(t, s, nodeOpts{actors: actors, defs: []workflow.Definition{def}})
-		id, err := n.engine.Start(context.Background(), "saga", nil, nil)
+		id, err := n.engine.StartInstance(context.Background(), "saga", nil, nil)
 		require.NoError(t, err)
 		inst := waitInstance(t, n.engine, id, workflow.StatusFailed)
 		require.False(t, inst.Compensating)
@@ -283,7 +283,7 @@ func TestPauseResumeAndCancel(t *testing.T) {
 		}
 		n := startNode(t, s, nodeOpts{actors: actors, defs: defs})
 		ctx := context.Background()
-		id, err := n.engine.Start(ctx, "approval", nil, nil)
+		id, err := n.engine.StartInstance(ctx, "approval", nil, nil)
 		require.NoError(t, err)
 		inst := waitInstance(t, n.engine, id, workflow.StatusBlocked)
 		require.Equal(t, workflow.StepPaused, inst.Step("review").Status)
@@ -292,9 +292,9 @@ func TestPauseResumeAndCancel(t *testing.T) {
 		require.Equal(t, 2, inst.Step("review").Attempts)
 		require.ErrorIs(t, n.engine.Resume(ctx, id), workflow.ErrIllegalTransition)
 
-		long, err := n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
+		long, err := n.engine.StartInstance(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
 		require.NoError(t, err)
-		_, err = n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
+		_, err = n.engine.StartInstance(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
 		require.ErrorIs(t, err, workflow.ErrDuplicateInFlight)
 		waitStep(t, n.engine, long, "wait", workflow.StepRunning)
 		require.NoError(t, n.engine.Cancel(ctx, long, "customer left"))
@@ -305,7 +305,7 @@ func TestPauseResumeAndCancel(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, episodes.StatusCanceled, ep.Status)
 		// The subject is free again once the instance is no longer in flight.
-		_, err = n.engine.Start(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
+		_, err = n.engine.StartInstance(ctx, "long", nil, &workflow.StartOptions{Subject: "order-7"})
 		require.NoError(t, err)
 		close(hold)
 	})
@@ -341,7 +341,7 @@ func TestThreeEnginesManyInstancesWithDroppedNotifications(t *testing.T) {
 		}
 		ids := make([]uuid.UUID, instances)
 		for i := range instances {
-			id, err := nodes[i%3].engine.Start(ctx, "media", i, nil)
+			id, err := nodes[i%3].engine.StartInstance(ctx, "media", i, nil)
 			require.NoError(t, err)
 			ids[i] = id
 		}
@@ -378,7 +378,7 @@ func TestReconcileAdvancesInstancesThatMissedEvents(t *testing.T) {
 		n.bus.Subscribe(bus.EpisodeCompleted, func(context.Context, bus.Event) error { completed.Add(1); return nil })
 		var ids []uuid.UUID
 		for i := range 10 {
-			id, err := n.engine.Start(ctx, "media", i, nil)
+			id, err := n.engine.StartInstance(ctx, "media", i, nil)
 			require.NoError(t, err)
 			ids = append(ids, id)
 		}
@@ -406,7 +406,7 @@ func TestReconcileAdvancesInstancesThatMissedEvents(t *testing.T) {
 		// between recording a completion and starting the next step) and a due
 		// retry are repaired too. (The engine's own retry loop is stopped, so
 		// that only the reconciler can repair them.)
-		n.engine.Shutdown()
+		_ = n.engine.Stop(context.Background())
 		id := ids[0]
 		_, err = s.DB.Exec(`UPDATE revenant_workflow_instances SET status = 'running', finished_at = NULL WHERE id = $1`, id)
 		require.NoError(t, err)
@@ -448,9 +448,9 @@ func TestBadInput(t *testing.T) {
 		s := setup(t, driver)
 		n := startNode(t, s, nodeOpts{actors: []runner.Actor{effectActor("work", nil)}, defs: []workflow.Definition{fanOutFanIn("media")}})
 		ctx := context.Background()
-		_, err := n.engine.Start(ctx, "nope", nil, nil)
+		_, err := n.engine.StartInstance(ctx, "nope", nil, nil)
 		require.ErrorIs(t, err, workflow.ErrUnknownWorkflow)
-		_, err = n.engine.Start(ctx, "media", make(chan int), nil)
+		_, err = n.engine.StartInstance(ctx, "media", make(chan int), nil)
 		require.Error(t, err)
 		require.ErrorContains(t, err, "trigger")
 		var count int
@@ -463,7 +463,7 @@ func TestBadInput(t *testing.T) {
 		other, err := workflow.NewEngine(s.DB, nil)
 		require.NoError(t, err)
 		require.NoError(t, other.Register(workflow.Definition{ID: "elsewhere", Steps: []workflow.Step{{ID: "x", Actor: "nobody"}}}))
-		foreign, err := other.Start(ctx, "elsewhere", nil, nil)
+		foreign, err := other.StartInstance(ctx, "elsewhere", nil, nil)
 		require.NoError(t, err)
 		inst, err := other.Get(ctx, foreign)
 		require.NoError(t, err)
@@ -471,10 +471,10 @@ func TestBadInput(t *testing.T) {
 			WorkflowStepID: "x", EpisodeID: inst.Step("x").EpisodeID}))
 
 		// A corrupt step row is reported, never guessed at.
-		ok, err := n.engine.Start(ctx, "media", nil, nil)
+		ok, err := n.engine.StartInstance(ctx, "media", nil, nil)
 		require.NoError(t, err)
 		waitInstance(t, n.engine, ok, workflow.StatusDone)
-		id, err := n.engine.Start(ctx, "media", nil, nil)
+		id, err := n.engine.StartInstance(ctx, "media", nil, nil)
 		require.NoError(t, err)
 		_, err = s.DB.Exec(`UPDATE revenant_workflow_steps SET status = 'exploded' WHERE instance_id = $1 AND step_id = 'publish'`, id)
 		require.NoError(t, err)
@@ -521,9 +521,9 @@ func TestSweeperReconcilesWorkflows(t *testing.T) {
 			Interval: 200 * time.Millisecond, Workflows: n.engine})
 		require.NoError(t, err)
 		require.NoError(t, sw.Start(context.Background()))
-		defer sw.Stop()
+		defer func() { _ = sw.Stop(context.Background()) }()
 		for i := range 3 {
-			_, err := n.engine.Start(context.Background(), "media", i, nil)
+			_, err := n.engine.StartInstance(context.Background(), "media", i, nil)
 			require.NoError(t, err)
 		}
 		require.Eventually(t, func() bool {

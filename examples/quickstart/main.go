@@ -163,7 +163,7 @@ func run(reset bool, file string) error {
 	if err := sw.Start(ctx); err != nil {
 		return err
 	}
-	defer sw.Stop()
+	defer func() { _ = sw.Stop(context.Background()) }()
 
 	created, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "order-fulfilment", DedupeKey: dedupeKey, MaxAttempts: 5})
 	if err != nil {

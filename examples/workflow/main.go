@@ -119,11 +119,11 @@ func run(reset bool) error {
 	if err := b.Start(ctx); err != nil {
 		return err
 	}
-	defer b.Stop()
-	if err := eng.Launch(ctx); err != nil {
+	defer func() { _ = b.Stop(context.Background()) }()
+	if err := eng.Start(ctx); err != nil {
 		return err
 	}
-	defer eng.Shutdown()
+	defer func() { _ = eng.Stop(context.Background()) }()
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
@@ -139,9 +139,9 @@ func run(reset bool) error {
 	if err := sweeper.Start(ctx); err != nil {
 		return err
 	}
-	defer sweeper.Stop()
+	defer func() { _ = sweeper.Stop(context.Background()) }()
 
-	id, err := eng.Start(ctx, "photo", map[string]string{"photo": subject}, &workflow.StartOptions{Subject: subject})
+	id, err := eng.StartInstance(ctx, "photo", map[string]string{"photo": subject}, &workflow.StartOptions{Subject: subject})
 	switch {
 	case err == nil:
 		fmt.Println("run 1: started instance", id)

@@ -179,7 +179,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	for i := range o.Enqueue {
 		if _, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: ActorID, Input: i, MaxAttempts: o.MaxAttempts}); err != nil {
-			sweeper.Stop()
+			_ = sweeper.Stop(context.Background())
 			stopRunner()
 			return startErr(sum, err)
 		}
@@ -203,7 +203,7 @@ loop:
 			}
 		}
 	}
-	sweeper.Stop()
+	_ = sweeper.Stop(context.Background())
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = r.Stop(stopCtx)
