@@ -1,0 +1,258 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/bus"
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/journal"
+)
+
+// Running one claimed episode: its journal, the actor, and the finishing
+// write (complete or fail) with its event, retried on transient errors.
+
+// startRun runs a claimed episode unless the node changed identity since
+// the claim (checked under the same lock reincarnate takes, so a run is
+// either registered before reincarnate cancels runs, or not started).
+func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string) bool {
+	ctx, cancel := context.WithCancelCause(r.runCtx)
+	r.mu.Lock()
+	if r.nodeID != claimedAs {
+		r.mu.Unlock()
+		cancel(nil)
+		return false
+	}
+	r.active[ep.ID] = &activeRun{ep: ep, cancel: cancel}
+	r.perActr[a.ID]++
+	r.mu.Unlock()
+	r.runs.Add(1)
+	go func() {
+		defer r.runs.Done()
+		defer func() {
+			cancel(nil)
+			r.mu.Lock()
+			delete(r.active, ep.ID)
+			r.perActr[a.ID]--
+			r.mu.Unlock()
+			r.signal()
+		}()
+		r.execute(ctx, a, ep)
+	}()
+	return true
+}
+
+// panicError carries a recovered panic.
+type panicError struct {
+	value any
+	stack string
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+func safeRun(ctx context.Context, a *Actor, ep *episodes.Episode, j *journal.Journal) (result any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: string(debug.Stack())}
+		}
+	}()
+	return a.Run(ctx, ep, j)
+}
+
+func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
+	log := r.logger.With(slog.String("episode", ep.ID.String()), slog.String("actor", a.ID), slog.Int64("token", ep.ClaimToken))
+	j, err := journal.Open(ctx, r.db, ep.ID, ep.ClaimToken, r.journalConfig())
+	var result any
+	if err == nil {
+		result, err = safeRun(ctx, a, ep, j)
+	}
+	// Finishing writes must happen even though ctx may be canceled, and
+	// are retried while the database reports transient errors: a run whose
+	// outcome is lost here stays running under a live node, which no sweep
+	// would ever take.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	cause := context.Cause(ctx)
+	var pe *panicError
+	switch {
+	case errors.Is(cause, ErrStopping):
+		if _, rerr := r.store.Release(fctx, ep.ID, ep.ClaimToken); rerr != nil && !errors.Is(rerr, ErrLeaseLost) && !errors.Is(rerr, episodes.ErrIllegalTransition) {
+			log.Warn("revenant: releasing episode at shutdown failed; recovery will pick it up", slog.Any("error", rerr))
+		}
+		return
+	case cause != nil && !errors.Is(cause, context.Canceled):
+		// Lease lost, canceled, or identity lost: someone else owns the
+		// outcome now; our writes would be refused anyway.
+		log.Info("revenant: run stopped", slog.Any("cause", cause))
+		return
+	case errors.As(err, &pe):
+		log.Error("revenant: episode panicked", slog.Any("panic", pe.value))
+		ferr := r.fail(fctx, ep, "panic", map[string]string{
+			"panic": dbx.CleanText(fmt.Sprint(pe.value), maxMessageBytes), "stack": dbx.CleanText(pe.stack, maxStackBytes)})
+		r.logFinish(log, ferr)
+	case errors.Is(err, ErrLeaseLost):
+		log.Info("revenant: run stopped: lease lost", slog.Any("error", err))
+	case dbx.IsRetryable(err):
+		// The database failed, not the actor (a lost connection, a locked
+		// SQLite file): hand the episode back for another try.
+		log.Warn("revenant: run hit a transient database error; handing the episode back", slog.Any("error", err))
+		rerr := retryTransient(fctx, func() error {
+			_, e := r.store.Release(fctx, ep.ID, ep.ClaimToken)
+			return e
+		})
+		if rerr != nil && !errors.Is(rerr, ErrLeaseLost) && !errors.Is(rerr, episodes.ErrIllegalTransition) {
+			log.Error("revenant: handing the episode back failed; retried at the next heartbeat", slog.Any("error", rerr))
+		}
+	case err != nil:
+		class := "error"
+		var ce interface{ ErrorClass() string }
+		if errors.As(err, &ce) && ce.ErrorClass() != "" {
+			class = ce.ErrorClass()
+		}
+		if dbx.CheckName("error class", class, true) != nil {
+			class = "error" // what the actor's error named cannot be stored
+		}
+		ferr := r.fail(fctx, ep, class, map[string]string{"message": dbx.CleanText(err.Error(), maxMessageBytes)})
+		r.logFinish(log, ferr)
+	default:
+		ferr := r.finish(fctx, bus.EpisodeCompleted, func(tx revenant.Executor) (*episodes.Episode, error) {
+			return r.store.CompleteTx(fctx, tx, ep.ID, ep.ClaimToken, result)
+		})
+		if errors.Is(ferr, revenant.ErrNotJSON) || errors.Is(ferr, revenant.ErrTooLarge) {
+			ferr = r.fail(fctx, ep, "bad_result", map[string]string{"message": ferr.Error()})
+		}
+		r.logFinish(log, ferr)
+	}
+}
+
+// journalConfig defaults the transactional-step idle timeout to the node
+// TTL: by the time others may take the episode over, a paused holder's
+// transaction is gone.
+func (r *Runner) journalConfig() *journal.Config {
+	c := journal.Config{}
+	if r.config.Journal != nil {
+		c = *r.config.Journal
+	}
+	if c.TxIdleTimeout == 0 {
+		c.TxIdleTimeout = r.config.NodeTTL
+	}
+	return &c
+}
+
+func (r *Runner) fail(ctx context.Context, ep *episodes.Episode, class string, detail any) error {
+	return r.finish(ctx, bus.EpisodeFailed, func(tx revenant.Executor) (*episodes.Episode, error) {
+		return r.store.FailTx(ctx, tx, ep.ID, ep.ClaimToken, class, detail)
+	})
+}
+
+// finishTimeout bounds the retries of a run's finishing write.
+const finishTimeout = 2 * time.Minute
+
+// Caps on what a failed run records of the actor's error and of a panic's
+// stack: the detail must always fit the episode's JSON cap.
+const (
+	maxMessageBytes = 8 << 10
+	maxStackBytes   = 64 << 10
+)
+
+// retryTransient runs write until it succeeds, fails for good, or ctx
+// ends, backing off while the error is a transient database one or a lock
+// or statement timeout (another transaction held the row for a while).
+func retryTransient(ctx context.Context, write func() error) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := write()
+		if err == nil || !dbx.IsRetryable(err) && !isTimeout(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+// finish applies a terminal transition and, with a bus, publishes its event
+// in the same transaction; transient database errors are retried.
+func (r *Runner) finish(ctx context.Context, eventType string, move func(tx revenant.Executor) (*episodes.Episode, error)) error {
+	return retryTransient(ctx, func() error { return r.finishOnce(ctx, eventType, move) })
+}
+
+func (r *Runner) finishOnce(ctx context.Context, eventType string, move func(tx revenant.Executor) (*episodes.Episode, error)) error {
+	if r.config.Bus == nil {
+		_, err := move(r.db)
+		return err
+	}
+	var after []bus.Event
+	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
+		ep, err := move(tx)
+		if err != nil {
+			return err
+		}
+		return r.publishTx(ctx, tx, &after, eventOf(eventType, ep))
+	})
+	if err == nil {
+		r.publishAfter(ctx, after)
+	}
+	return err
+}
+
+// publishTx writes events in tx when the bus is transactional (the Postgres
+// outbox); otherwise it keeps them for publishAfter, once tx committed.
+func (r *Runner) publishTx(ctx context.Context, tx *sqlx.Tx, after *[]bus.Event, evs ...bus.Event) error {
+	if r.config.Bus == nil {
+		return nil
+	}
+	if bus.Transactional(r.config.Bus) {
+		return r.config.Bus.PublishTx(ctx, tx, evs...)
+	}
+	*after = append(*after, evs...)
+	return nil
+}
+
+func (r *Runner) publishAfter(ctx context.Context, evs []bus.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	if err := r.config.Bus.Publish(ctx, evs...); err != nil {
+		r.logger.Warn("revenant: publishing events failed", slog.Any("error", err))
+	}
+}
+
+func (r *Runner) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	return dbx.InTx(ctx, r.db, fn)
+}
+
+// eventOf builds the lifecycle event of an episode's current state.
+func eventOf(eventType string, ep *episodes.Episode) bus.Event {
+	return bus.Event{Type: eventType, EpisodeID: ep.ID, ActorID: ep.ActorID, WorkflowInstanceID: ep.WorkflowInstanceID,
+		WorkflowStepID: ep.WorkflowStepID, Status: string(ep.Status), ErrorClass: ep.ErrorClass}
+}
+
+// isTimeout reports lock_timeout (55P03) and statement_timeout (57014).
+func isTimeout(err error) bool {
+	code := dbx.SQLState(err)
+	return code == "55P03" || code == "57014"
+}
+
+func (r *Runner) logFinish(log *slog.Logger, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrLeaseLost), errors.Is(err, episodes.ErrIllegalTransition):
+		log.Info("revenant: finishing refused; another node owns the episode now", slog.Any("error", err))
+	default:
+		// Still running under this live node in the database: the
+		// heartbeat finds it untracked and hands it back for another run.
+		log.Error("revenant: finishing episode failed; this node hands it back at its next heartbeat", slog.Any("error", err))
+	}
+}
