@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/store/backend"
 	"github.com/revenant-go/revenant/internal/testdb"
 	"github.com/revenant-go/revenant/recovery"
 )
@@ -501,15 +502,15 @@ func TestUnclaimableAndDeadOwners(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		b := setup(t, driver)
 		ctx := context.Background()
-		alive, err := recovery.DeadOwnersExist(ctx, b.db)
+		alive, err := backend.For(b.db).NodeDeadOwnersExist(ctx, b.db)
 		require.NoError(t, err)
 		require.False(t, alive)
 		dead := b.deadNode(t, "", "")
-		exists, err := recovery.DeadOwnersExist(ctx, b.db)
+		exists, err := backend.For(b.db).NodeDeadOwnersExist(ctx, b.db)
 		require.NoError(t, err)
 		require.False(t, exists, "a dead node owning nothing needs no sweep")
 		b.running(t, dead, episodes.CreateParams{})
-		exists, err = recovery.DeadOwnersExist(ctx, b.db)
+		exists, err = backend.For(b.db).NodeDeadOwnersExist(ctx, b.db)
 		require.NoError(t, err)
 		require.True(t, exists)
 

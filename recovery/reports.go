@@ -70,20 +70,6 @@ func markDeadNodes(ctx context.Context, db conn, c *config, res *Result) error {
 	return nil
 }
 
-// DeadOwnersExist reports, with one cheap query, whether any node is dead
-// while still owning running episodes. The Sweeper polls it to recover a
-// crashed node's work within about a second.
-func DeadOwnersExist(ctx context.Context, db *sqlx.DB) (bool, error) {
-	if db == nil {
-		return false, ErrNilDB
-	}
-	exists, err := backend.For(db).NodeDeadOwnersExist(ctx, db)
-	if err != nil {
-		return false, fmt.Errorf("checking for dead nodes: %w", dbx.Explain(err))
-	}
-	return exists, nil
-}
-
 // Backlog is pending work of one actor that no live node has registered.
 type Backlog struct {
 	ActorID string

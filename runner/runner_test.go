@@ -13,6 +13,7 @@ import (
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/store/backend"
 	"github.com/revenant-go/revenant/internal/testdb"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
@@ -255,7 +256,7 @@ func TestNodeDeathSeenAtOnceThroughTheAdvisoryLock(t *testing.T) {
 	<-started
 
 	victimID := victim.NodeID()
-	dead, err := recovery.DeadOwnersExist(ctx, s.DB)
+	dead, err := backend.For(s.DB).NodeDeadOwnersExist(ctx, s.DB)
 	require.NoError(t, err)
 	require.False(t, dead, "a live node is not dead")
 	// The victim's process "dies": its lock session ends. (The real
@@ -266,7 +267,7 @@ func TestNodeDeathSeenAtOnceThroughTheAdvisoryLock(t *testing.T) {
 		WHERE l.locktype = 'advisory' AND nd.node_id = $1`, victim.NodeID()))
 	require.Equal(t, 1, n)
 	require.Eventually(t, func() bool {
-		dead, err := recovery.DeadOwnersExist(ctx, s.DB)
+		dead, err := backend.For(s.DB).NodeDeadOwnersExist(ctx, s.DB)
 		require.NoError(t, err)
 		return dead
 	}, 5*time.Second, 10*time.Millisecond)
