@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -92,10 +93,21 @@ func run(reset bool, file string) error {
 		return err
 	}
 	done := make(chan *episodes.Episode, 1)
+	// The runner claims the episode the moment it is enqueued; the actor
+	// waits until main has said what it enqueued, so the output reads in
+	// order (and run 1's crash never comes before that line).
+	announced := make(chan struct{})
+	announce := sync.OnceFunc(func() { close(announced) })
+	defer announce()
 	err = r.Register(runner.Actor{
 		ID:       "order-fulfilment",
 		Recovery: recovery.Restart, // orphans of this actor are restarted, not failed
 		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+			select {
+			case <-announced:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 			fmt.Printf("episode %s, attempt %d\n", ep.ID, ep.Attempts)
 			ran := false
 			order, err := journal.Step(ctx, j, "reserve-stock", func(ctx context.Context) (string, error) {
@@ -187,6 +199,7 @@ func run(reset bool, file string) error {
 			fmt.Printf("its node crashed; SQLite has no advisory locks, so the node counts as alive until its heartbeat TTL (%s) lapses\n", cfg.NodeTTL)
 		}
 	}
+	announce()
 	go func() {
 		for {
 			got, err := r.Store().Get(ctx, ep.ID)
