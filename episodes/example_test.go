@@ -5,23 +5,36 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 
 	"github.com/revenant-go/revenant/episodes"
-	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/migrations"
+	"github.com/revenant-go/revenant/sqlite"
 )
 
 // Every transition is a compare-and-set: a second create with the same
 // dedupe key returns the first episode, and a holder whose claim token is
 // stale cannot write.
 func Example() {
-	schema, cleanup, err := testdb.Open(nil) // your app: its own *sqlx.DB, migrated
+	ctx := context.Background()
+	// Your app opens its own database; here, a SQLite file (nothing to
+	// install), migrated at boot.
+	dir, err := os.MkdirTemp("", "revenant-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer func() { _ = cleanup() }()
-	ctx := context.Background()
+	defer func() { _ = os.RemoveAll(dir) }()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "app.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	if _, err := migrations.Migrate(ctx, db); err != nil {
+		log.Fatal(err)
+	}
 
-	store, err := episodes.New(schema.DB, &episodes.Config{Stack: "billing", Env: "prod"})
+	store, err := episodes.New(db, &episodes.Config{Stack: "billing", Env: "prod"})
 	if err != nil {
 		log.Fatal(err)
 	}

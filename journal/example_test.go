@@ -4,22 +4,34 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 
 	"github.com/revenant-go/revenant/episodes"
-	"github.com/revenant-go/revenant/internal/testdb"
 	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/migrations"
+	"github.com/revenant-go/revenant/sqlite"
 )
 
 // A run crashes after its first step; the restarted run gets the recorded
 // output back and only runs the step that had not completed.
 func Example() {
-	schema, cleanup, err := testdb.Open(nil) // your app: its own *sqlx.DB, migrated
+	ctx := context.Background()
+	// Your app opens its own database; here, a SQLite file (nothing to
+	// install), migrated at boot.
+	dir, err := os.MkdirTemp("", "revenant-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer func() { _ = cleanup() }()
-	ctx := context.Background()
-	db := schema.DB
+	defer func() { _ = os.RemoveAll(dir) }()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "app.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	if _, err := migrations.Migrate(ctx, db); err != nil {
+		log.Fatal(err)
+	}
 
 	store, _ := episodes.New(db, nil)
 	created, _ := store.Create(ctx, episodes.CreateParams{ActorID: "greeter", Input: "Ada"})

@@ -4,28 +4,37 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 
-	"github.com/revenant-go/revenant/internal/testdb"
 	"github.com/revenant-go/revenant/migrations"
+	"github.com/revenant-go/revenant/sqlite"
 )
 
 // Call Migrate at boot on every node; a second call has nothing to do.
 func Example() {
-	schema, cleanup, err := testdb.Open(&testdb.Options{NoMigrate: true})
+	ctx := context.Background()
+	// Your app opens its own database; here, a SQLite file (nothing to
+	// install), migrated at boot.
+	dir, err := os.MkdirTemp("", "revenant-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer func() { _ = cleanup() }()
-	ctx := context.Background()
+	defer func() { _ = os.RemoveAll(dir) }()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "app.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
 
-	res, err := migrations.Migrate(ctx, schema.DB)
+	res, err := migrations.Migrate(ctx, db)
 	if err != nil {
 		log.Fatal(err)
 	}
 	for _, a := range res.Applied {
 		fmt.Println("applied", a.Version, a.Name)
 	}
-	res, _ = migrations.Migrate(ctx, schema.DB)
+	res, _ = migrations.Migrate(ctx, db)
 	fmt.Println("second run applied", len(res.Applied), "at version", res.Version)
 	// Output:
 	// applied 1 core

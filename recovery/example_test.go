@@ -4,25 +4,37 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 
 	"github.com/revenant-go/revenant/episodes"
-	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/migrations"
 	"github.com/revenant-go/revenant/recovery"
+	"github.com/revenant-go/revenant/sqlite"
 )
 
 // A node died owning two episodes. A dry run says what would happen and
 // why; the sweep then restarts one and fails the other, by policy.
 func Example() {
-	schema, cleanup, err := testdb.Open(nil) // your app: its own *sqlx.DB, migrated
+	ctx := context.Background()
+	// Your app opens its own database; here, a SQLite file (nothing to
+	// install), migrated at boot.
+	dir, err := os.MkdirTemp("", "revenant-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer func() { _ = cleanup() }()
-	ctx := context.Background()
-	db := schema.DB
+	defer func() { _ = os.RemoveAll(dir) }()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "app.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	if _, err := migrations.Migrate(ctx, db); err != nil {
+		log.Fatal(err)
+	}
 
-	// A node whose advisory lock is gone: its process died.
-	_, _ = db.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES ('web-1', 42, now() + interval '1 hour')`)
+	// A node whose heartbeat stopped long ago: its process died.
+	_, _ = db.Exec(`INSERT INTO revenant_nodes (node_id, name, expires_at) VALUES ('web-1', 'web', '2000-01-01 00:00:00.000')`)
 	store, _ := episodes.New(db, nil)
 	for _, actor := range []string{"mailer", "billing"} {
 		res, _ := store.Create(ctx, episodes.CreateParams{ActorID: actor})
@@ -39,7 +51,7 @@ func Example() {
 	res, _ = recovery.Sweep(ctx, db, &policies)
 	fmt.Println("restarted:", res.Restarted, "failed:", res.Failed, "dead nodes:", res.DeadNodes)
 	// Output:
-	// plan: mailer owner_lock_released restart from registry
-	// plan: billing owner_lock_released fail from registry
+	// plan: mailer owner_ttl_expired restart from registry
+	// plan: billing owner_ttl_expired fail from registry
 	// restarted: 1 failed: 1 dead nodes: [web-1]
 }

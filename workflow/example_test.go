@@ -4,26 +4,38 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
-	"github.com/revenant-go/revenant/internal/testdb"
 	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/migrations"
 	"github.com/revenant-go/revenant/runner"
+	"github.com/revenant-go/revenant/sqlite"
 	"github.com/revenant-go/revenant/workflow"
 )
 
 // A fan-out/fan-in workflow on one node with the in-process bus (use the
 // Postgres bus across nodes).
 func Example() {
-	schema, cleanup, err := testdb.Open(nil) // your app: its own *sqlx.DB, migrated
+	ctx := context.Background()
+	// Your app opens its own database; here, a SQLite file (nothing to
+	// install), migrated at boot.
+	dir, err := os.MkdirTemp("", "revenant-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer func() { _ = cleanup() }()
-	ctx := context.Background()
-	db := schema.DB
+	defer func() { _ = os.RemoveAll(dir) }()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "app.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	if _, err := migrations.Migrate(ctx, db); err != nil {
+		log.Fatal(err)
+	}
 	b := bus.NewInProcess(nil)
 
 	r, _ := runner.New(db, &runner.Config{Name: "example", Bus: b, PollInterval: 50 * time.Millisecond})
