@@ -237,11 +237,27 @@ func claimedIDAndToken(rows *sql.Rows) (uuid.UUID, int64) {
 
 // Affected returns whether an Exec changed exactly one row.
 func Affected(res sql.Result, err error) (bool, error) {
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
+	n, err := Count(res, err)
 	return n == 1, err
+}
+
+// Count returns how many rows an Exec changed.
+func Count(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// FindID runs a query returning at most one id; dbx.ErrNotFound when it
+// returns none.
+func FindID(ctx context.Context, q Querier, query string, args ...any) (uuid.UUID, error) {
+	var id uuid.UUID
+	err := q.QueryRowContext(ctx, query, args...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return uuid.Nil, dbx.ErrNotFound
+	}
+	return id, err
 }
 
 // ScanOrphans reads rows of EpisodeColumns followed by the orphan reason.

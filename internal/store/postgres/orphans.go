@@ -320,11 +320,7 @@ func (Store) NodeDeadOwnersExist(ctx context.Context, q store.Querier) (bool, er
 
 // NodePrune implements store.Store.
 func (Store) NodePrune(ctx context.Context, q store.Querier) (int64, error) {
-	res, err := q.ExecContext(ctx, pruneNodesSQL)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return store.Count(q.ExecContext(ctx, pruneNodesSQL))
 }
 
 // PrepareConn implements store.Store. SET takes no parameters; the value

@@ -62,10 +62,9 @@ func (Store) StepTxBegin(ctx context.Context, tx store.Querier, episodeID uuid.U
 			return false, fmt.Errorf("setting idle timeout: %w", err)
 		}
 	}
-	res, err := tx.ExecContext(ctx, stepFenceSQL, episodeID, claimToken)
+	held, err := store.Affected(tx.ExecContext(ctx, stepFenceSQL, episodeID, claimToken))
 	if err != nil {
 		return false, fmt.Errorf("fencing episode %s: %w", episodeID, err)
 	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return held, nil
 }

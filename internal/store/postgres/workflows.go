@@ -2,9 +2,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
 
 	"github.com/google/uuid"
 	"github.com/lib/pq"
@@ -202,17 +199,5 @@ func (Store) WorkflowOpen(ctx context.Context, q store.Querier, scope store.Scop
 
 // WorkflowFindBySubject implements store.Store.
 func (Store) WorkflowFindBySubject(ctx context.Context, q store.Querier, workflowID, subject string) (uuid.UUID, error) {
-	return findBySubject(ctx, q, workflowFindBySubjectSQL, workflowID, subject)
-}
-
-func findBySubject(ctx context.Context, q store.Querier, query, workflowID, subject string) (uuid.UUID, error) {
-	var id uuid.UUID
-	err := q.QueryRowContext(ctx, query, workflowID, subject).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return uuid.Nil, dbx.ErrNotFound
-	}
-	if err != nil {
-		return uuid.Nil, fmt.Errorf("finding an instance by subject: %w", err)
-	}
-	return id, nil
+	return store.FindID(ctx, q, workflowFindBySubjectSQL, workflowID, subject)
 }

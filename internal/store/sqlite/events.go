@@ -100,9 +100,5 @@ func (Store) EventPosition(ctx context.Context, q store.Querier) (int64, error) 
 
 // EventPrune implements store.Store.
 func (Store) EventPrune(ctx context.Context, q store.Querier, age time.Duration) (int64, error) {
-	res, err := q.ExecContext(ctx, eventPruneSQL, age.Milliseconds())
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return store.Count(q.ExecContext(ctx, eventPruneSQL, age.Milliseconds()))
 }

@@ -70,10 +70,9 @@ func (Store) StepRecord(ctx context.Context, q store.Querier, p *store.StepRecor
 // StepTxBegin implements store.Store. SQLite has no idle-in-transaction
 // timeout (and no row locks to hold): the fence alone.
 func (Store) StepTxBegin(ctx context.Context, tx store.Querier, episodeID uuid.UUID, claimToken, _ int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, stepFenceSQL, episodeID, claimToken)
+	held, err := store.Affected(tx.ExecContext(ctx, stepFenceSQL, episodeID, claimToken))
 	if err != nil {
 		return false, fmt.Errorf("fencing episode %s: %w", episodeID, err)
 	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return held, nil
 }

@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 
 	"github.com/google/uuid"
 
@@ -152,6 +150,9 @@ type flushEpisode struct {
 	StepID      string  `json:"step_id"`
 }
 
+// affected narrows a row count to int (a flush writes a handful of rows).
+func affected(n int64, err error) (int, error) { return int(n), err }
+
 // WorkflowFlush implements store.Store: the same writes as on Postgres, as
 // statements in the instance's write transaction.
 func (s Store) WorkflowFlush(ctx context.Context, tx store.Querier, p *store.WorkflowFlushParams) (store.WorkflowFlushCounts, error) {
@@ -170,12 +171,12 @@ func (s Store) WorkflowFlush(ctx context.Context, tx store.Querier, p *store.Wor
 		if err != nil {
 			return c, err
 		}
-		if c.Steps, err = affected(tx.ExecContext(ctx, workflowUpdateStepsSQL, p.InstanceID, arg)); err != nil {
+		if c.Steps, err = affected(store.Count(tx.ExecContext(ctx, workflowUpdateStepsSQL, p.InstanceID, arg))); err != nil {
 			return c, err
 		}
 	}
 	var err error
-	if c.Instances, err = affected(tx.ExecContext(ctx, workflowUpdateInstanceSQL, p.InstanceID, p.Status, store.NullJSON(p.ErrorDetail), p.Compensating)); err != nil {
+	if c.Instances, err = affected(store.Count(tx.ExecContext(ctx, workflowUpdateInstanceSQL, p.InstanceID, p.Status, store.NullJSON(p.ErrorDetail), p.Compensating))); err != nil {
 		return c, err
 	}
 	if len(p.NewEpisodes) > 0 {
@@ -191,19 +192,11 @@ func (s Store) WorkflowFlush(ctx context.Context, tx store.Querier, p *store.Wor
 		if err != nil {
 			return c, err
 		}
-		if c.Episodes, err = affected(tx.ExecContext(ctx, workflowInsertEpisodesSQL, p.InstanceID, store.NullString(p.Stack), store.NullString(p.Env), arg)); err != nil {
+		if c.Episodes, err = affected(store.Count(tx.ExecContext(ctx, workflowInsertEpisodesSQL, p.InstanceID, store.NullString(p.Stack), store.NullString(p.Env), arg))); err != nil {
 			return c, err
 		}
 	}
 	return c, s.EventInsert(ctx, tx, p.Events)
-}
-
-func affected(res sql.Result, err error) (int, error) {
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	return int(n), err
 }
 
 // WorkflowDue implements store.Store.
@@ -219,10 +212,5 @@ func (Store) WorkflowOpen(ctx context.Context, q store.Querier, scope store.Scop
 
 // WorkflowFindBySubject implements store.Store.
 func (Store) WorkflowFindBySubject(ctx context.Context, q store.Querier, workflowID, subject string) (uuid.UUID, error) {
-	var id uuid.UUID
-	err := q.QueryRowContext(ctx, workflowFindBySubjectSQL, workflowID, subject).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return uuid.Nil, dbx.ErrNotFound
-	}
-	return id, err
+	return store.FindID(ctx, q, workflowFindBySubjectSQL, workflowID, subject)
 }
