@@ -2,7 +2,6 @@ package revenant
 
 import (
 	"database/sql"
-	"errors"
 
 	"github.com/jmoiron/sqlx"
 
@@ -22,11 +21,11 @@ var (
 	ErrNotFound = dbx.ErrNotFound
 	// ErrIllegalTransition: the episode's status does not allow the
 	// requested move, e.g. done → running.
-	ErrIllegalTransition = errors.New("revenant: illegal status transition")
+	ErrIllegalTransition = dbx.ErrIllegalTransition
 	// ErrLeaseLost: the caller's claim token is no longer the episode's
 	// current one (another node claimed it, or it was released, canceled or
 	// finished). Nothing was written; the holder must stop.
-	ErrLeaseLost = errors.New("revenant: lease lost (stale claim token)")
+	ErrLeaseLost = dbx.ErrLeaseLost
 	// ErrInvalidInput: a parameter is missing or malformed. The message says
 	// which and how to fix it.
 	ErrInvalidInput = dbx.ErrInvalidInput

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 )
 
@@ -67,7 +66,7 @@ type Handler func(ctx context.Context, ev Event) error
 // transaction commits.
 type Publisher interface {
 	Publish(ctx context.Context, evs ...Event) error
-	PublishTx(ctx context.Context, tx revenant.Executor, evs ...Event) error
+	PublishTx(ctx context.Context, tx Executor, evs ...Event) error
 }
 
 // Transactional reports whether p's PublishTx writes inside the caller's
@@ -199,7 +198,7 @@ func (b *InProcess) Publish(ctx context.Context, evs ...Event) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return fmt.Errorf("%w: the in-process bus is closed", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: the in-process bus is closed", dbx.ErrInvalidInput)
 	}
 	b.once.Do(func() { go b.loop() })
 	for i := range evs {
@@ -227,7 +226,7 @@ func (b *InProcess) Close() {
 }
 
 // PublishTx implements Publisher; see the type's note on transactions.
-func (b *InProcess) PublishTx(ctx context.Context, _ revenant.Executor, evs ...Event) error {
+func (b *InProcess) PublishTx(ctx context.Context, _ Executor, evs ...Event) error {
 	return b.Publish(ctx, evs...)
 }
 
@@ -247,3 +246,7 @@ func (b *InProcess) loop() {
 		}
 	}
 }
+
+// Executor is what PublishTx joins: *sql.Tx or *sqlx.Tx (also *sql.DB,
+// *sql.Conn, *sqlx.DB). It is the same type as revenant.Executor.
+type Executor = dbx.Executor

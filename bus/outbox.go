@@ -10,7 +10,6 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
@@ -100,7 +99,7 @@ type Outbox struct {
 // by revenant).
 func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	if db == nil {
-		return nil, fmt.Errorf("%w: bus.NewOutbox: db is nil", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: bus.NewOutbox: db is nil", dbx.ErrInvalidInput)
 	}
 	c := OutboxConfig{}
 	if config != nil {
@@ -108,7 +107,7 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	}
 	st := backend.For(db)
 	if !st.Capabilities().Notify && c.ListenDSN != "" {
-		return nil, fmt.Errorf("%w: bus OutboxConfig.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (the bus polls every PollInterval)", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: bus OutboxConfig.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (the bus polls every PollInterval)", dbx.ErrInvalidInput)
 	}
 	if c.ListenDSN != "" {
 		if err := st.CheckListenDSN("bus OutboxConfig.ListenDSN", c.ListenDSN); err != nil {
@@ -153,7 +152,7 @@ func (b *Outbox) Publish(ctx context.Context, evs ...Event) error {
 
 // PublishTx writes events to the outbox in the caller's transaction, with
 // one NOTIFY delivered on commit (Postgres).
-func (b *Outbox) PublishTx(ctx context.Context, tx revenant.Executor, evs ...Event) error {
+func (b *Outbox) PublishTx(ctx context.Context, tx Executor, evs ...Event) error {
 	if err := dbx.CheckExecutor("bus PublishTx", tx); err != nil {
 		return err
 	}
@@ -174,12 +173,12 @@ func storeEvents(evs []Event) ([]store.Event, error) {
 	out := make([]store.Event, len(evs))
 	for i, ev := range evs {
 		if ev.Type == "" {
-			return nil, fmt.Errorf("%w: event type is empty", revenant.ErrInvalidInput)
+			return nil, fmt.Errorf("%w: event type is empty", dbx.ErrInvalidInput)
 		}
 		if len(ev.Payload) > 0 {
 			p, err := dbx.EncodeJSON(ev.Payload, 0)
 			if err != nil {
-				return nil, fmt.Errorf("%w: event payload: %w", revenant.ErrInvalidInput, err)
+				return nil, fmt.Errorf("%w: event payload: %w", dbx.ErrInvalidInput, err)
 			}
 			ev.Payload = json.RawMessage(p.(string))
 		}

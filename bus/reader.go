@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/internal/service"
@@ -42,11 +41,11 @@ func (b *Outbox) Start(ctx context.Context) error {
 	b.lifecycle.Lock()
 	defer b.lifecycle.Unlock()
 	if b.started {
-		return fmt.Errorf("%w: bus already started", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: bus already started", dbx.ErrInvalidInput)
 	}
 	select {
 	case <-b.stop:
-		return fmt.Errorf("%w: bus was stopped; create a new one to start again", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: bus was stopped; create a new one to start again", dbx.ErrInvalidInput)
 	default:
 	}
 	high, err := b.st.EventPosition(ctx, b.db)

@@ -22,6 +22,6 @@
 //	ep, err := store.Claim(ctx, res.Episode.ID, "node-1")
 //	_, err = store.Complete(ctx, ep.ID, ep.ClaimToken, result)
 //
-// Every write has a …Tx variant taking a revenant.Executor (*sql.Tx,
+// Every write has a …Tx variant taking an Executor (*sql.Tx,
 // *sqlx.Tx), so it commits or rolls back with the caller's own work.
 package episodes

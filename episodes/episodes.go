@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
@@ -35,11 +34,11 @@ const (
 
 // Re-exported sentinels; see package revenant for their meaning.
 var (
-	ErrNotFound          = revenant.ErrNotFound
-	ErrIllegalTransition = revenant.ErrIllegalTransition
-	ErrLeaseLost         = revenant.ErrLeaseLost
-	ErrInvalidInput      = revenant.ErrInvalidInput
-	ErrCorruptRow        = revenant.ErrCorruptRow
+	ErrNotFound          = dbx.ErrNotFound
+	ErrIllegalTransition = dbx.ErrIllegalTransition
+	ErrLeaseLost         = dbx.ErrLeaseLost
+	ErrInvalidInput      = dbx.ErrInvalidInput
+	ErrCorruptRow        = dbx.ErrCorruptRow
 )
 
 // Episode is one run of an actor.
@@ -206,7 +205,7 @@ func (s *Store) Create(ctx context.Context, p CreateParams) (*CreateResult, erro
 
 // CreateTx is Create inside the caller's transaction: the episode exists only
 // if that transaction commits.
-func (s *Store) CreateTx(ctx context.Context, tx revenant.Executor, p CreateParams) (*CreateResult, error) {
+func (s *Store) CreateTx(ctx context.Context, tx Executor, p CreateParams) (*CreateResult, error) {
 	if err := dbx.CheckExecutor("episodes.CreateTx", tx); err != nil {
 		return nil, err
 	}
@@ -302,7 +301,7 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (*Episode, error) {
 }
 
 // GetTx is Get inside the caller's transaction.
-func (s *Store) GetTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
+func (s *Store) GetTx(ctx context.Context, tx Executor, id uuid.UUID) (*Episode, error) {
 	if err := dbx.CheckExecutor("episodes.GetTx", tx); err != nil {
 		return nil, err
 	}
@@ -312,3 +311,8 @@ func (s *Store) GetTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (
 	}
 	return (*Episode)(ep), nil
 }
+
+// Executor is what the …Tx methods accept: *sql.Tx or *sqlx.Tx (also
+// *sql.DB, *sql.Conn, *sqlx.DB), so revenant's writes commit or roll back
+// with the caller's own work. It is the same type as revenant.Executor.
+type Executor = dbx.Executor

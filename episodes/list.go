@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 )
@@ -55,7 +54,7 @@ func (s *Store) List(ctx context.Context, p ListParams) (*ListResult, error) {
 }
 
 // ListTx is List inside the caller's transaction.
-func (s *Store) ListTx(ctx context.Context, tx revenant.Executor, p ListParams) (*ListResult, error) {
+func (s *Store) ListTx(ctx context.Context, tx Executor, p ListParams) (*ListResult, error) {
 	if err := dbx.CheckExecutor("episodes.ListTx", tx); err != nil {
 		return nil, err
 	}

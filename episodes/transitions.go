@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 )
@@ -54,7 +53,7 @@ func (e *TransitionError) Is(target error) bool {
 
 // move runs one compare-and-set statement. On zero rows it reads the
 // episode's state once, only to say why the move was refused.
-func (s *Store) move(ctx context.Context, ex revenant.Executor, op string, from []Status, p *store.TransitionParams) (*Episode, error) {
+func (s *Store) move(ctx context.Context, ex dbx.Executor, op string, from []Status, p *store.TransitionParams) (*Episode, error) {
 	if err := dbx.CheckExecutor(op+" episode", ex); err != nil {
 		return nil, err
 	}
@@ -87,7 +86,7 @@ func (s *Store) Claim(ctx context.Context, id uuid.UUID, node string) (*Episode,
 }
 
 // ClaimTx is Claim inside the caller's transaction.
-func (s *Store) ClaimTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, node string) (*Episode, error) {
+func (s *Store) ClaimTx(ctx context.Context, tx Executor, id uuid.UUID, node string) (*Episode, error) {
 	if err := dbx.CheckName("Claim: node id", node, true); err != nil {
 		return nil, err
 	}
@@ -100,7 +99,7 @@ func (s *Store) Complete(ctx context.Context, id uuid.UUID, token int64, result 
 }
 
 // CompleteTx is Complete inside the caller's transaction.
-func (s *Store) CompleteTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, result any) (*Episode, error) {
+func (s *Store) CompleteTx(ctx context.Context, tx Executor, id uuid.UUID, token int64, result any) (*Episode, error) {
 	res, err := dbx.EncodeJSON(result, s.config.MaxJSONBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: complete episode %s: result: %w", ErrInvalidInput, id, err)
@@ -115,7 +114,7 @@ func (s *Store) Fail(ctx context.Context, id uuid.UUID, token int64, errorClass 
 }
 
 // FailTx is Fail inside the caller's transaction.
-func (s *Store) FailTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, errorClass string, detail any) (*Episode, error) {
+func (s *Store) FailTx(ctx context.Context, tx Executor, id uuid.UUID, token int64, errorClass string, detail any) (*Episode, error) {
 	if err := dbx.CheckName("Fail: error class", errorClass, true); err != nil {
 		return nil, fmt.Errorf("fail episode %s: %w", id, err)
 	}
@@ -134,7 +133,7 @@ func (s *Store) Block(ctx context.Context, id uuid.UUID, token int64, phase stri
 }
 
 // BlockTx is Block inside the caller's transaction.
-func (s *Store) BlockTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
+func (s *Store) BlockTx(ctx context.Context, tx Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
 	if err := dbx.CheckText("Block: phase", phase, dbx.MaxKeyBytes); err != nil {
 		return nil, err
 	}
@@ -148,7 +147,7 @@ func (s *Store) Release(ctx context.Context, id uuid.UUID, token int64) (*Episod
 }
 
 // ReleaseTx is Release inside the caller's transaction.
-func (s *Store) ReleaseTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64) (*Episode, error) {
+func (s *Store) ReleaseTx(ctx context.Context, tx Executor, id uuid.UUID, token int64) (*Episode, error) {
 	return s.move(ctx, tx, "release", []Status{StatusRunning}, &store.TransitionParams{Move: store.TransitionRelease, ID: id, ClaimToken: token})
 }
 
@@ -158,7 +157,7 @@ func (s *Store) SetPhase(ctx context.Context, id uuid.UUID, token int64, phase s
 }
 
 // SetPhaseTx is SetPhase inside the caller's transaction.
-func (s *Store) SetPhaseTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
+func (s *Store) SetPhaseTx(ctx context.Context, tx Executor, id uuid.UUID, token int64, phase string) (*Episode, error) {
 	if err := dbx.CheckText("SetPhase: phase", phase, dbx.MaxKeyBytes); err != nil {
 		return nil, err
 	}
@@ -171,7 +170,7 @@ func (s *Store) Resume(ctx context.Context, id uuid.UUID) (*Episode, error) {
 }
 
 // ResumeTx is Resume inside the caller's transaction.
-func (s *Store) ResumeTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
+func (s *Store) ResumeTx(ctx context.Context, tx Executor, id uuid.UUID) (*Episode, error) {
 	return s.move(ctx, tx, "resume", []Status{StatusBlocked}, &store.TransitionParams{Move: store.TransitionResume, ID: id})
 }
 
@@ -183,7 +182,7 @@ func (s *Store) Cancel(ctx context.Context, id uuid.UUID, reason string) (*Episo
 }
 
 // CancelTx is Cancel inside the caller's transaction.
-func (s *Store) CancelTx(ctx context.Context, tx revenant.Executor, id uuid.UUID, reason string) (*Episode, error) {
+func (s *Store) CancelTx(ctx context.Context, tx Executor, id uuid.UUID, reason string) (*Episode, error) {
 	if err := dbx.CheckText("Cancel: reason", reason, dbx.MaxKeyBytes); err != nil {
 		return nil, err
 	}
@@ -204,6 +203,6 @@ func (s *Store) Archive(ctx context.Context, id uuid.UUID) (*Episode, error) {
 }
 
 // ArchiveTx is Archive inside the caller's transaction.
-func (s *Store) ArchiveTx(ctx context.Context, tx revenant.Executor, id uuid.UUID) (*Episode, error) {
+func (s *Store) ArchiveTx(ctx context.Context, tx Executor, id uuid.UUID) (*Episode, error) {
 	return s.move(ctx, tx, "archive", []Status{StatusDone, StatusFailed, StatusCanceled}, &store.TransitionParams{Move: store.TransitionArchive, ID: id})
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
@@ -27,17 +26,17 @@ const maxErrorBytes = 8 << 10
 var (
 	// ErrLeaseLost means the journal's claim token is stale, or the episode
 	// is no longer running. Nothing was written; the run must stop.
-	ErrLeaseLost = revenant.ErrLeaseLost
+	ErrLeaseLost = dbx.ErrLeaseLost
 	// ErrInvalidInput means a bad argument; the message says which.
-	ErrInvalidInput = revenant.ErrInvalidInput
+	ErrInvalidInput = dbx.ErrInvalidInput
 	// ErrStepMismatch means a restarted run asked for steps in a different
 	// order (or with different names) than the journal recorded. The run is
 	// not deterministic; it never receives another step's output.
 	ErrStepMismatch = errors.New("revenant: step does not match the journal")
 	// ErrNotJSON means a step's output cannot be encoded as JSON.
-	ErrNotJSON = revenant.ErrNotJSON
+	ErrNotJSON = dbx.ErrNotJSON
 	// ErrTooLarge means a step's output is over MaxOutputBytes.
-	ErrTooLarge = revenant.ErrTooLarge
+	ErrTooLarge = dbx.ErrTooLarge
 )
 
 // Config configures a Journal. The zero value is valid.
@@ -124,8 +123,8 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 	}
 	j := &Journal{db: db, episodeID: id, token: claimToken, config: cfg, st: backend.For(db)}
 	loaded, err := j.st.StepLoad(ctx, db, id)
-	if errors.Is(err, revenant.ErrNotFound) {
-		return nil, fmt.Errorf("opening journal of episode %s: %w", id, revenant.ErrNotFound)
+	if errors.Is(err, dbx.ErrNotFound) {
+		return nil, fmt.Errorf("opening journal of episode %s: %w", id, dbx.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening journal of episode %s: %w", id, dbx.Explain(err))
@@ -405,11 +404,11 @@ func (j *Journal) recordFailure(ctx context.Context, seq int, name string, start
 	return stepErr
 }
 
-func (j *Journal) insert(ctx context.Context, ex revenant.Executor, seq int, name string, output any, took time.Duration) error {
+func (j *Journal) insert(ctx context.Context, ex dbx.Executor, seq int, name string, output any, took time.Duration) error {
 	return j.insertRow(ctx, ex, seq, name, "done", output, nil, took)
 }
 
-func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, name, status string, output, errJSON any, took time.Duration) error {
+func (j *Journal) insertRow(ctx context.Context, ex dbx.Executor, seq int, name, status string, output, errJSON any, took time.Duration) error {
 	outcome, err := j.st.StepRecord(ctx, ex, &store.StepRecordParams{EpisodeID: j.episodeID, ClaimToken: j.token,
 		Seq: seq, Name: name, Status: status, Output: output, Error: errJSON, Took: took})
 	if err != nil {
@@ -426,9 +425,9 @@ func (j *Journal) insertRow(ctx context.Context, ex revenant.Executor, seq int, 
 	}
 }
 
-func (j *Journal) leaseLost(ctx context.Context, ex revenant.Executor, name string) error {
+func (j *Journal) leaseLost(ctx context.Context, ex dbx.Executor, name string) error {
 	status, token, err := j.st.EpisodeState(ctx, ex, j.episodeID)
-	if errors.Is(err, revenant.ErrNotFound) {
+	if errors.Is(err, dbx.ErrNotFound) {
 		return fmt.Errorf("step %q of episode %s: %w (the episode no longer exists)", name, j.episodeID, ErrLeaseLost)
 	}
 	if err != nil {

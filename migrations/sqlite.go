@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 )
 
@@ -34,7 +33,7 @@ func (m *Migrator) migrateSQLite(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("migrations: reading busy_timeout: %w", dbx.Explain(err))
 	}
 	if busy <= 0 {
-		return nil, fmt.Errorf("%w: migrations: the SQLite handle has no busy_timeout, so any concurrent write fails at once with \"database is locked\"; open it with revenant's sqlite.Open, or add _pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate to the DSN", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: migrations: the SQLite handle has no busy_timeout, so any concurrent write fails at once with \"database is locked\"; open it with revenant's sqlite.Open, or add _pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate to the DSN", dbx.ErrInvalidInput)
 	}
 	if _, err := conn.ExecContext(ctx, sqliteCreateTableSQL); err != nil {
 		return nil, fmt.Errorf("migrations: creating %s: %w", TableName, dbx.Explain(err))

@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
@@ -176,7 +175,7 @@ func (o *Options) withDefaults() (*config, error) {
 		return nil, err
 	}
 	if c.BatchSize < 0 || c.BatchSize > maxBatchSize {
-		return nil, fmt.Errorf("%w: recovery Options.BatchSize is %d; use 1..%d, or 0 for the default (%d)", revenant.ErrInvalidInput, c.BatchSize, maxBatchSize, BatchSizeDefault)
+		return nil, fmt.Errorf("%w: recovery Options.BatchSize is %d; use 1..%d, or 0 for the default (%d)", dbx.ErrInvalidInput, c.BatchSize, maxBatchSize, BatchSizeDefault)
 	}
 	if err := dbx.CheckName("recovery Options.Stack", c.Stack, false); err != nil {
 		return nil, err
@@ -213,7 +212,7 @@ func (c *config) orphans() *store.OrphanQuery {
 // conn is what a sweep runs on: the pool, or the Sweeper's reserved
 // connection (*sql.Conn).
 type conn interface {
-	revenant.Executor
+	dbx.Executor
 	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 }
 

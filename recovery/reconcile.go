@@ -7,7 +7,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
 )
 
 // Scope selects episodes or instances by source stack and env. Rows with no
@@ -63,7 +63,7 @@ func ReconcileWorkflows(ctx context.Context, db *sqlx.DB, opts *ReconcileOptions
 		return nil, ErrNilDB
 	}
 	if opts == nil || opts.Engine == nil {
-		return nil, fmt.Errorf("%w: ReconcileOptions.Engine is required: pass the workflow engine after registering your workflows", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: ReconcileOptions.Engine is required: pass the workflow engine after registering your workflows", dbx.ErrInvalidInput)
 	}
 	s := Scope{Stack: opts.Stack, AllStacks: opts.AllStacks, Env: opts.Env, AllEnvs: opts.AllEnvs}
 	if opts.Node != nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/internal/service"
@@ -141,11 +140,11 @@ func (s *Sweeper) Start(ctx context.Context) error {
 	s.lifecycle.Lock()
 	defer s.lifecycle.Unlock()
 	if s.started {
-		return fmt.Errorf("%w: sweeper already started", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: sweeper already started", dbx.ErrInvalidInput)
 	}
 	select {
 	case <-s.stop:
-		return fmt.Errorf("%w: sweeper was stopped; create a new Sweeper to start again", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: sweeper was stopped; create a new Sweeper to start again", dbx.ErrInvalidInput)
 	default:
 	}
 	s.connMu.Lock()

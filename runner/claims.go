@@ -8,7 +8,6 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -104,7 +103,7 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 	return eps, nil
 }
 
-func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
+func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
 	// This node's stack (or none), and exactly its env.
 	rows, err := r.st.EpisodeClaimMany(ctx, ex, &store.ClaimManyParams{Node: nodeID, ActorID: actorID, Limit: n,
 		Scope: store.Scope{Stack: r.config.Stack, Env: r.config.Env}})
@@ -127,7 +126,7 @@ func (r *Runner) claimOn(ctx context.Context, ex revenant.Executor, nodeID, acto
 // failUnreadable fails a claimed episode that cannot be read, by id and
 // token: running it is impossible, and handing it back would only have it
 // claimed again.
-func (r *Runner) failUnreadable(ctx context.Context, ex revenant.Executor, row store.ClaimedRow) {
+func (r *Runner) failUnreadable(ctx context.Context, ex dbx.Executor, row store.ClaimedRow) {
 	detail, _ := json.Marshal(map[string]string{"message": dbx.CleanText(row.Err.Error(), maxMessageBytes)})
 	if err := r.st.EpisodeFailUnreadable(context.WithoutCancel(ctx), ex, row.ID, row.Token, string(detail)); err != nil {
 		// Left running under this node: the heartbeat hands it back.

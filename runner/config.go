@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -152,7 +151,7 @@ func (c *Config) validate() error {
 	}
 	if c.NodeTTL <= 2*c.HeartbeatInterval {
 		return fmt.Errorf("%w: runner Config.NodeTTL (%s) must exceed twice HeartbeatInterval (%s), or one late heartbeat would declare the node dead",
-			revenant.ErrInvalidInput, c.NodeTTL, c.HeartbeatInterval)
+			dbx.ErrInvalidInput, c.NodeTTL, c.HeartbeatInterval)
 	}
 	// The node id is the name plus a dash and 8 hex digits.
 	if err := dbx.CheckText("runner Config.Name", c.Name, dbx.MaxNameBytes-9); err != nil {
@@ -169,25 +168,25 @@ func (a *Actor) validate() error {
 		return err
 	}
 	if a.Run == nil {
-		return fmt.Errorf("%w: actor %q: Actor.Run is nil", revenant.ErrInvalidInput, a.ID)
+		return fmt.Errorf("%w: actor %q: Actor.Run is nil", dbx.ErrInvalidInput, a.ID)
 	}
 	if a.Recovery == "" {
 		a.Recovery = recovery.Fail
 	}
 	if !a.Recovery.Valid() {
-		return fmt.Errorf("%w: actor %q: Recovery is %q; use recovery.Restart or recovery.Fail", revenant.ErrInvalidInput, a.ID, a.Recovery)
+		return fmt.Errorf("%w: actor %q: Recovery is %q; use recovery.Restart or recovery.Fail", dbx.ErrInvalidInput, a.ID, a.Recovery)
 	}
 	for exp, p := range a.ExpectationRecovery {
 		if err := dbx.CheckName(fmt.Sprintf("actor %q: ExpectationRecovery key", a.ID), exp, true); err != nil {
 			return err
 		}
 		if !p.Valid() {
-			return fmt.Errorf("%w: actor %q expectation %q: recovery policy is %q; use recovery.Restart or recovery.Fail", revenant.ErrInvalidInput, a.ID, exp, p)
+			return fmt.Errorf("%w: actor %q expectation %q: recovery policy is %q; use recovery.Restart or recovery.Fail", dbx.ErrInvalidInput, a.ID, exp, p)
 		}
 	}
 	if a.MaxAttempts < 0 || a.MaxAttempts > dbx.MaxMaxAttempts || a.MaxConcurrent < 0 || a.MaxConcurrent > maxConcurrentLimit {
 		return fmt.Errorf("%w: actor %q: MaxAttempts is %d and MaxConcurrent %d; use 1..%d and 1..%d (0 means the default)",
-			revenant.ErrInvalidInput, a.ID, a.MaxAttempts, a.MaxConcurrent, dbx.MaxMaxAttempts, maxConcurrentLimit)
+			dbx.ErrInvalidInput, a.ID, a.MaxAttempts, a.MaxConcurrent, dbx.MaxMaxAttempts, maxConcurrentLimit)
 	}
 	if a.MaxConcurrent == 0 {
 		a.MaxConcurrent = MaxConcurrentDefault

@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/store"
@@ -33,7 +32,7 @@ func (r *Runner) Enqueue(ctx context.Context, p episodes.CreateParams) (*episode
 
 // EnqueueTx is Enqueue inside the caller's transaction: the episode exists,
 // and runners are woken, only if it commits.
-func (r *Runner) EnqueueTx(ctx context.Context, tx revenant.Executor, p episodes.CreateParams) (*episodes.CreateResult, error) {
+func (r *Runner) EnqueueTx(ctx context.Context, tx episodes.Executor, p episodes.CreateParams) (*episodes.CreateResult, error) {
 	if p.MaxAttempts == 0 {
 		r.mu.Lock()
 		if a, ok := r.actors[p.ActorID]; ok {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -123,10 +122,10 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 		ferr := r.fail(fctx, ep, class, map[string]string{"message": dbx.CleanText(err.Error(), maxMessageBytes)})
 		r.logFinish(log, ferr)
 	default:
-		ferr := r.finish(fctx, bus.EpisodeCompleted, func(tx revenant.Executor) (*episodes.Episode, error) {
+		ferr := r.finish(fctx, bus.EpisodeCompleted, func(tx dbx.Executor) (*episodes.Episode, error) {
 			return r.store.CompleteTx(fctx, tx, ep.ID, ep.ClaimToken, result)
 		})
-		if errors.Is(ferr, revenant.ErrNotJSON) || errors.Is(ferr, revenant.ErrTooLarge) {
+		if errors.Is(ferr, dbx.ErrNotJSON) || errors.Is(ferr, dbx.ErrTooLarge) {
 			ferr = r.fail(fctx, ep, "bad_result", map[string]string{"message": ferr.Error()})
 		}
 		r.logFinish(log, ferr)
@@ -148,7 +147,7 @@ func (r *Runner) journalConfig() *journal.Config {
 }
 
 func (r *Runner) fail(ctx context.Context, ep *episodes.Episode, class string, detail any) error {
-	return r.finish(ctx, bus.EpisodeFailed, func(tx revenant.Executor) (*episodes.Episode, error) {
+	return r.finish(ctx, bus.EpisodeFailed, func(tx dbx.Executor) (*episodes.Episode, error) {
 		return r.store.FailTx(ctx, tx, ep.ID, ep.ClaimToken, class, detail)
 	})
 }
@@ -184,11 +183,11 @@ func retryTransient(ctx context.Context, write func() error) error {
 
 // finish applies a terminal transition and, with a bus, publishes its event
 // in the same transaction; transient database errors are retried.
-func (r *Runner) finish(ctx context.Context, eventType string, move func(tx revenant.Executor) (*episodes.Episode, error)) error {
+func (r *Runner) finish(ctx context.Context, eventType string, move func(tx dbx.Executor) (*episodes.Episode, error)) error {
 	return retryTransient(ctx, func() error { return r.finishOnce(ctx, eventType, move) })
 }
 
-func (r *Runner) finishOnce(ctx context.Context, eventType string, move func(tx revenant.Executor) (*episodes.Episode, error)) error {
+func (r *Runner) finishOnce(ctx context.Context, eventType string, move func(tx dbx.Executor) (*episodes.Episode, error)) error {
 	if r.config.Bus == nil {
 		_, err := move(r.db)
 		return err

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/internal/store"
 )
@@ -80,7 +80,7 @@ func (r *Runner) checkCancel(id uuid.UUID) {
 	defer cancel()
 	status, token, err := r.st.EpisodeState(ctx, r.db, id)
 	switch {
-	case errors.Is(err, revenant.ErrNotFound):
+	case errors.Is(err, dbx.ErrNotFound):
 		r.cancelRun(id, ErrLeaseLost)
 	case err != nil:
 		// The heartbeat's lease check settles it within an interval.

@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
@@ -28,7 +27,7 @@ const controlChannel = "revenant_control"
 // Why a run's context was canceled.
 var (
 	ErrStopping      = errors.New("revenant: runner stopping")
-	ErrLeaseLost     = revenant.ErrLeaseLost
+	ErrLeaseLost     = dbx.ErrLeaseLost
 	ErrCanceled      = errors.New("revenant: episode canceled")
 	ErrIdentityLost  = errors.New("revenant: node was declared dead; re-registered under a new id")
 	ErrAlreadyExists = errors.New("revenant: actor already registered")
@@ -86,7 +85,7 @@ type activeRun struct {
 // then Start it.
 func New(db *sqlx.DB, config *Config) (*Runner, error) {
 	if db == nil {
-		return nil, fmt.Errorf("%w: runner.New: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: runner.New: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", dbx.ErrInvalidInput)
 	}
 	cfg := config.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -94,7 +93,7 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 	}
 	st := backend.For(db)
 	if !st.Capabilities().Notify && cfg.ListenDSN != "" {
-		return nil, fmt.Errorf("%w: runner Config.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (runners poll every PollInterval)", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: runner Config.ListenDSN is set but the database is SQLite, which has no LISTEN/NOTIFY; leave it empty (runners poll every PollInterval)", dbx.ErrInvalidInput)
 	}
 	if cfg.ListenDSN != "" {
 		if err := st.CheckListenDSN("runner Config.ListenDSN", cfg.ListenDSN); err != nil {
@@ -129,7 +128,7 @@ func (r *Runner) Register(a Actor) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.started {
-		return fmt.Errorf("%w: register actor %q before Start", revenant.ErrInvalidInput, a.ID)
+		return fmt.Errorf("%w: register actor %q before Start", dbx.ErrInvalidInput, a.ID)
 	}
 	if _, ok := r.actors[a.ID]; ok {
 		return fmt.Errorf("%w: %q", ErrAlreadyExists, a.ID)
@@ -183,9 +182,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.mu.Unlock()
 	switch {
 	case stopped:
-		return fmt.Errorf("%w: runner was stopped; create a new Runner to start again", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: runner was stopped; create a new Runner to start again", dbx.ErrInvalidInput)
 	case started:
-		return fmt.Errorf("%w: runner already started", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: runner already started", dbx.ErrInvalidInput)
 	}
 	// A failed start holds nothing (the lock connection goes back to the
 	// pool) and may be retried.

@@ -14,7 +14,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 )
 
@@ -50,10 +49,10 @@ func (c *Config) withDefaults() (*Config, error) {
 	// SQLite takes whole milliseconds: under 1 ms would be 0, no wait at
 	// all, and every concurrent write would fail at once.
 	if out.BusyTimeout != 0 && (out.BusyTimeout < time.Millisecond || out.BusyTimeout > 24*time.Hour) {
-		return nil, fmt.Errorf("%w: sqlite Config.BusyTimeout is %s; use a duration from 1ms to 24h, or 0 for the default (%s)", revenant.ErrInvalidInput, out.BusyTimeout, BusyTimeoutDefault)
+		return nil, fmt.Errorf("%w: sqlite Config.BusyTimeout is %s; use a duration from 1ms to 24h, or 0 for the default (%s)", dbx.ErrInvalidInput, out.BusyTimeout, BusyTimeoutDefault)
 	}
 	if out.MaxOpenConns < 0 {
-		return nil, fmt.Errorf("%w: sqlite Config.MaxOpenConns is %d; use a positive number or 0 for the default (%d)", revenant.ErrInvalidInput, out.MaxOpenConns, MaxOpenConnsDefault)
+		return nil, fmt.Errorf("%w: sqlite Config.MaxOpenConns is %d; use a positive number or 0 for the default (%d)", dbx.ErrInvalidInput, out.MaxOpenConns, MaxOpenConnsDefault)
 	}
 	if out.BusyTimeout == 0 {
 		out.BusyTimeout = BusyTimeoutDefault
@@ -74,12 +73,12 @@ func DSN(path string, config *Config) (string, error) {
 		return "", err
 	}
 	if path == "" {
-		return "", fmt.Errorf("%w: sqlite: path is empty; pass a file name such as \"revenant.db\"", revenant.ErrInvalidInput)
+		return "", fmt.Errorf("%w: sqlite: path is empty; pass a file name such as \"revenant.db\"", dbx.ErrInvalidInput)
 	}
 	// A '?' could be escaped like '#', but a path holding one is far more
 	// often a DSN passed by mistake, which would silently become a file name.
 	if strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
-		return "", fmt.Errorf("%w: sqlite: pass a plain file path, not a DSN, and without '?' (%q); use sql.Open for custom DSNs", revenant.ErrInvalidInput, path)
+		return "", fmt.Errorf("%w: sqlite: pass a plain file path, not a DSN, and without '?' (%q); use sql.Open for custom DSNs", dbx.ErrInvalidInput, path)
 	}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds()))
@@ -150,7 +149,7 @@ func checkWritable(path string) error {
 	dir := filepath.Dir(path)
 	if fi, err := os.Stat(path); err == nil {
 		if fi.IsDir() {
-			return fmt.Errorf("%w: sqlite: %s is a directory; pass a file name", revenant.ErrInvalidInput, path)
+			return fmt.Errorf("%w: sqlite: %s is a directory; pass a file name", dbx.ErrInvalidInput, path)
 		}
 		f, err := os.OpenFile(path, os.O_RDWR, 0) //nolint:gosec // G304: opening the caller's database file is the point
 		if err != nil {

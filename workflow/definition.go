@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/internal/dbx"
 )
 
@@ -24,12 +23,12 @@ var (
 	// names the offending step.
 	ErrInvalidDefinition = errors.New("revenant: invalid workflow definition")
 	// ErrNotFound and ErrIllegalTransition as in package revenant.
-	ErrNotFound          = revenant.ErrNotFound
-	ErrIllegalTransition = revenant.ErrIllegalTransition
+	ErrNotFound          = dbx.ErrNotFound
+	ErrIllegalTransition = dbx.ErrIllegalTransition
 	// ErrCorruptRow (as in package revenant): a stored instance or step
 	// holds a value this version cannot read. It is skipped and reported,
 	// never guessed at.
-	ErrCorruptRow = revenant.ErrCorruptRow
+	ErrCorruptRow = dbx.ErrCorruptRow
 	// ErrDefinitionChanged: an instance's steps no longer match its
 	// registered definition (a step was renamed, removed or added between
 	// deploys). The instance is blocked with the reason, never advanced by

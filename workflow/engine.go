@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -85,7 +84,7 @@ type Engine struct {
 // NewEngine returns an engine on db (never closed by revenant).
 func NewEngine(db *sqlx.DB, config *Config) (*Engine, error) {
 	if db == nil {
-		return nil, fmt.Errorf("%w: workflow.NewEngine: db is nil", revenant.ErrInvalidInput)
+		return nil, fmt.Errorf("%w: workflow.NewEngine: db is nil", dbx.ErrInvalidInput)
 	}
 	c := Config{}
 	if config != nil {
@@ -145,7 +144,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	started := e.stop != nil
 	e.mu.Unlock()
 	if started {
-		return fmt.Errorf("%w: engine already started", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: engine already started", dbx.ErrInvalidInput)
 	}
 	if err := e.st.WorkflowProbe(ctx, e.db); err != nil {
 		return fmt.Errorf("workflow engine: %w", dbx.Explain(err))
@@ -153,7 +152,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	if e.stop != nil {
 		e.mu.Unlock()
-		return fmt.Errorf("%w: engine already started", revenant.ErrInvalidInput)
+		return fmt.Errorf("%w: engine already started", dbx.ErrInvalidInput)
 	}
 	e.stop, e.done = make(chan struct{}), make(chan struct{})
 	if e.config.Bus != nil {
@@ -267,7 +266,7 @@ func (e *Engine) StartInstance(ctx context.Context, workflowID string, trigger a
 // before the caller commits.
 func (e *Engine) StartInstanceTx(ctx context.Context, tx *sqlx.Tx, workflowID string, trigger any, opts *StartOptions) (uuid.UUID, error) {
 	if tx == nil {
-		return uuid.Nil, fmt.Errorf("%w: workflow StartInstanceTx: tx is nil; pass the *sqlx.Tx to start the instance in (or use StartInstance)", revenant.ErrInvalidInput)
+		return uuid.Nil, fmt.Errorf("%w: workflow StartInstanceTx: tx is nil; pass the *sqlx.Tx to start the instance in (or use StartInstance)", dbx.ErrInvalidInput)
 	}
 	id, after, err := e.startTx(ctx, tx, workflowID, trigger, opts)
 	if err == nil {
@@ -283,7 +282,7 @@ func (e *Engine) startTx(ctx context.Context, tx *sqlx.Tx, workflowID string, tr
 	}
 	trig, err := dbx.EncodeJSON(trigger, episodes.MaxJSONBytesDefault)
 	if err != nil {
-		return uuid.Nil, nil, fmt.Errorf("%w: workflow %q trigger: %w", revenant.ErrInvalidInput, workflowID, err)
+		return uuid.Nil, nil, fmt.Errorf("%w: workflow %q trigger: %w", dbx.ErrInvalidInput, workflowID, err)
 	}
 	subject := ""
 	if opts != nil {

@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
-	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -356,7 +355,7 @@ func (t *txn) createEpisode(s *StepState, actor, expectation string, input any, 
 	attempt := s.Attempts + 1
 	enc, err := dbx.EncodeJSON(input, episodes.MaxJSONBytesDefault)
 	if err != nil {
-		return fmt.Errorf("%w: input of step %q: %w", revenant.ErrInvalidInput, s.ID, err)
+		return fmt.Errorf("%w: input of step %q: %w", dbx.ErrInvalidInput, s.ID, err)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {

@@ -194,3 +194,11 @@ func RowUUID(rows *sql.Rows) uuid.UUID {
 	}
 	return uuid.Nil
 }
+
+// ErrIllegalTransition: the episode's status does not allow the requested
+// move (revenant re-exports it).
+var ErrIllegalTransition = errors.New("revenant: illegal status transition")
+
+// ErrLeaseLost: the caller's claim token is no longer the episode's
+// current one (revenant re-exports it).
+var ErrLeaseLost = errors.New("revenant: lease lost (stale claim token)")
