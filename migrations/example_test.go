@@ -41,7 +41,8 @@ func Example() {
 	// applied 2 nodes_actors
 	// applied 3 workflows_events
 	// applied 4 scoped_dedupe
-	// second run applied 0 at version 4
+	// applied 5 actor_policies
+	// second run applied 0 at version 5
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -54,4 +55,5 @@ func ExampleAll() {
 	// 00002_revenant_nodes_actors.sql 000002_revenant_nodes_actors.up.sql
 	// 00003_revenant_workflows_events.sql 000003_revenant_workflows_events.up.sql
 	// 00004_revenant_scoped_dedupe.sql 000004_revenant_scoped_dedupe.up.sql
+	// 00005_revenant_actor_policies.sql 000005_revenant_actor_policies.up.sql
 }

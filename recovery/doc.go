@@ -45,7 +45,7 @@
 //
 // Options.ResolvePolicy wins; then the registry (the runner's actors, per
 // expectation, then per actor); then enabled rows of
-// revenant_agent_definitions (per expectation, then per actor); then Fail. A
+// revenant_actor_definitions (per expectation, then per actor); then Fail. A
 // malformed value leaves the episode untouched and is reported in
 // Result.Errors and the log, never silently failed.
 //

@@ -14,25 +14,27 @@ func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 	if err != nil {
 		return fmt.Errorf("sweep: listing orphans: %w", err)
 	}
-	actors := []string{}
+	var actors, owners []string
 	for _, o := range orphans {
 		actors = append(actors, o.Episode.ActorID)
+		if o.Episode.OwnerNode != "" {
+			owners = append(owners, o.Episode.OwnerNode)
+		}
 	}
-	defs, err := loadDefinitions(ctx, db, c.st, actors)
+	r, err := newResolver(ctx, db, c, owners, actors)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
-	r := &resolver{registry: c.Registry, defs: defs}
 	for _, o := range orphans {
 		ep := (*episodes.Episode)(o.Episode)
 		pl := Plan{EpisodeID: ep.ID, ActorID: ep.ActorID, Expectation: ep.Expectation, Reason: o.Reason,
-			Attempts: ep.Attempts, MaxAttempts: ep.MaxAttempts}
+			PreviousOwner: ep.OwnerNode, Attempts: ep.Attempts, MaxAttempts: ep.MaxAttempts}
 		var v resolved
 		if c.ResolvePolicy != nil {
 			p, err := c.callback(ctx, ep)
 			v = resolved{policy: p, source: SourceCallback, err: err}
 		} else {
-			v = r.resolve(ep.ActorID, ep.Expectation)
+			v = r.resolve(orphanKey{ep.OwnerNode, ep.ActorID, ep.Expectation})
 		}
 		pl.Policy, pl.PolicySource, pl.Err = v.policy, v.source, v.err
 		switch {

@@ -47,8 +47,9 @@ const (
 	// ActionDeadLetter fails it with "max_attempts_exceeded" (a restart
 	// past its max attempts).
 	ActionDeadLetter Action = store.ActionDeadLetter
-	// ActionSkip leaves it untouched (its policy could not be resolved, or
-	// its counters are at their maximum).
+	// ActionSkip leaves it untouched (its policy could not be resolved or
+	// is unstated with DefaultPolicy Skip, or its counters are at their
+	// maximum).
 	ActionSkip Action = "skip"
 )
 
@@ -72,6 +73,12 @@ type Options struct {
 	ResolvePolicy ResolvePolicyFunc
 	// Registry gives registered actors' policies. Defaults to Node.
 	Registry PolicySource
+	// DefaultPolicy applies to orphans whose policy no source states: not
+	// registered here, not published by their dead owner, no enabled
+	// actor definition. Defaults to Fail (Cyclium's rule); Restart, or
+	// Skip, which leaves them running and reports each in Result.Errors
+	// (ErrNoPolicy).
+	DefaultPolicy Policy
 	// StaleAfter applies to episodes whose owner is not a known node.
 	// Defaults to StaleAfterDefault.
 	StaleAfter time.Duration
@@ -125,16 +132,17 @@ func (e EpisodeError) Error() string {
 
 // Plan is a dry run's verdict on one orphan.
 type Plan struct {
-	EpisodeID    uuid.UUID
-	ActorID      string
-	Expectation  string
-	Reason       string // why it is orphaned (Reason… constants)
-	Policy       Policy
-	PolicySource string // Source… constants
-	Action       Action
-	Attempts     int
-	MaxAttempts  int
-	Err          error // why it would be skipped
+	EpisodeID     uuid.UUID
+	ActorID       string
+	Expectation   string
+	PreviousOwner string // the dead node that owned it
+	Reason        string // why it is orphaned: the detection rule (Reason… constants)
+	Policy        Policy
+	PolicySource  string // Source… constants
+	Action        Action
+	Attempts      int
+	MaxAttempts   int
+	Err           error // why it would be skipped
 }
 
 // Result is what a sweep did.
@@ -146,7 +154,8 @@ type Result struct {
 	// resolved); Errors says why, per episode.
 	Skipped int
 	Errors  []EpisodeError
-	// DeadNodes are the nodes this sweep found dead and marked stopped.
+	// DeadNodes are the nodes this sweep found dead and marked stopped (a
+	// dry run lists those it would mark).
 	DeadNodes []string
 	// Plans is filled by a dry run only.
 	Plans []Plan
@@ -169,6 +178,13 @@ func (o *Options) withDefaults() (*config, error) {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = BatchSizeDefault
+	}
+	switch c.DefaultPolicy {
+	case "":
+		c.DefaultPolicy = Fail
+	case Restart, Fail, Skip:
+	default:
+		return nil, fmt.Errorf("%w: recovery Options.DefaultPolicy is %q; use recovery.Fail (the default), recovery.Restart or recovery.Skip", dbx.ErrInvalidInput, c.DefaultPolicy)
 	}
 	// StaleAfter is compared with the database clock in milliseconds.
 	if err := dbx.CheckDuration("recovery Options.StaleAfter", c.StaleAfter, time.Millisecond, 365*24*time.Hour, StaleAfterDefault); err != nil {

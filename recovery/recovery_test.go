@@ -290,7 +290,7 @@ func TestPolicyResolutionOrder(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		b := setup(t, driver)
 		ctx := context.Background()
-		_, err := b.db.Exec(`INSERT INTO revenant_agent_definitions (actor_id, recovery_policy, expectation_policies, enabled) VALUES
+		_, err := b.db.Exec(`INSERT INTO revenant_actor_definitions (actor_id, recovery_policy, expectation_policies, enabled) VALUES
 		('dyn', 'fail', '{"resumable": "restart"}', true),
 		('dyn-off', 'restart', '{}', false),
 		('dyn-bad', 'reboot', '{}', true),

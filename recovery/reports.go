@@ -60,7 +60,11 @@ func exhausted(ctx context.Context, ex store.Querier, c *config) ([]EpisodeError
 }
 
 func markDeadNodes(ctx context.Context, db conn, c *config, res *Result) error {
-	dead, err := c.st.NodeMarkDead(ctx, db)
+	mark := c.st.NodeMarkDead
+	if c.DryRun {
+		mark = c.st.NodeListDead // what the real sweep would mark
+	}
+	dead, err := mark(ctx, db)
 	if err != nil {
 		return fmt.Errorf("sweep: marking dead nodes: %w", err)
 	}

@@ -53,10 +53,8 @@ func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
 	if err := reportExhausted(ctx, db, c, res); err != nil {
 		return res, err
 	}
-	if !c.DryRun {
-		if err := markDeadNodes(ctx, db, c, res); err != nil {
-			return res, dbx.Explain(err)
-		}
+	if err := markDeadNodes(ctx, db, c, res); err != nil {
+		return res, dbx.Explain(err)
 	}
 	res.Duration = time.Since(start)
 	level := slog.LevelDebug
@@ -70,7 +68,8 @@ func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
 	return res, nil
 }
 
-// sweepByPolicy resolves policies per (actor, expectation) up front, then
+// sweepByPolicy resolves policies per owner and (actor, expectation) up
+// front, then
 // has the store recover the orphans batch by batch (one statement per
 // batch; the backend chooses how to batch).
 func sweepByPolicy(ctx context.Context, db conn, c *config, res *Result) error {
@@ -94,44 +93,52 @@ func sweepByPolicy(ctx context.Context, db conn, c *config, res *Result) error {
 	return nil
 }
 
-// resolvePairs resolves each pair's policy (registry, then the database's
-// agent definitions, then Fail). Pairs with a malformed policy are logged,
-// left untouched and reported in res; the others are returned.
+// resolvePairs resolves the policy of each group's owner and (actor,
+// expectation) pair. Groups whose policy is malformed (or, with Skip as
+// the default, unstated) are logged, left untouched and reported in res;
+// the others are returned.
 func resolvePairs(ctx context.Context, db conn, c *config, groups []store.OrphanGroup, res *Result) ([]store.PairPolicy, error) {
-	counts := map[pairKey]int{}
-	var pairs []pairKey
-	var actors []string
-	seenActor := map[string]bool{}
+	counts := map[orphanKey]int{}
+	var keys []orphanKey
+	var owners, actors []string
+	seenOwner, seenActor := map[string]bool{}, map[string]bool{}
 	for _, g := range groups {
-		k := pairKey{g.ActorID, g.Expectation}
+		k := orphanKey{g.Owner, g.ActorID, g.Expectation}
 		if _, ok := counts[k]; !ok {
-			pairs = append(pairs, k)
+			keys = append(keys, k)
 		}
 		counts[k] += g.N
 		if !seenActor[g.ActorID] {
 			seenActor[g.ActorID] = true
 			actors = append(actors, g.ActorID)
 		}
+		if g.Owner != "" && !seenOwner[g.Owner] {
+			seenOwner[g.Owner] = true
+			owners = append(owners, g.Owner)
+		}
 	}
-	defs, err := loadDefinitions(ctx, db, c.st, actors)
+	r, err := newResolver(ctx, db, c, owners, actors)
 	if err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
-	r := &resolver{registry: c.Registry, defs: defs}
 	var out []store.PairPolicy
-	badErr := map[pairKey]error{}
-	for _, p := range pairs {
-		v := r.resolve(p.actor, p.expectation)
+	untouched := map[orphanKey]error{}
+	for _, k := range keys {
+		v := r.resolve(k)
 		if v.err != nil {
-			badErr[p] = v.err
-			c.Logger.ErrorContext(ctx, "revenant: sweep leaves orphans untouched: malformed recovery policy",
-				slog.String("actor", p.actor), slog.String("expectation", p.expectation), slog.Int("episodes", counts[p]), slog.Any("error", v.err))
+			untouched[k] = v.err
+			msg := "revenant: sweep leaves orphans untouched: malformed recovery policy"
+			if errors.Is(v.err, ErrNoPolicy) {
+				msg = "revenant: sweep leaves orphans running: no source states a recovery policy for their actor"
+			}
+			c.Logger.ErrorContext(ctx, msg, slog.String("actor", k.actor), slog.String("expectation", k.expectation),
+				slog.String("owner", k.owner), slog.Int("episodes", counts[k]), slog.Any("error", v.err))
 			continue
 		}
-		out = append(out, store.PairPolicy{ActorID: p.actor, Expectation: p.expectation, Policy: string(v.policy), Source: v.source})
+		out = append(out, store.PairPolicy{Owner: k.owner, ActorID: k.actor, Expectation: k.expectation, Policy: string(v.policy), Source: v.source})
 	}
-	if len(badErr) > 0 {
-		if err := reportUntouched(ctx, db, c, badErr, res); err != nil {
+	if len(untouched) > 0 {
+		if err := reportUntouched(ctx, db, c, untouched, res); err != nil {
 			return nil, err
 		}
 	}
@@ -139,13 +146,13 @@ func resolvePairs(ctx context.Context, db conn, c *config, groups []store.Orphan
 }
 
 // reportUntouched lists the orphans whose policy could not be resolved.
-func reportUntouched(ctx context.Context, db conn, c *config, why map[pairKey]error, res *Result) error {
+func reportUntouched(ctx context.Context, db conn, c *config, why map[orphanKey]error, res *Result) error {
 	orphans, err := c.st.OrphanList(ctx, db, c.orphans(), DryRunLimitDefault)
 	if err != nil {
 		return fmt.Errorf("sweep: listing orphans: %w", err)
 	}
 	for _, o := range orphans {
-		if e, ok := why[pairKey{o.Episode.ActorID, o.Episode.Expectation}]; ok {
+		if e, ok := why[orphanKey{o.Episode.OwnerNode, o.Episode.ActorID, o.Episode.Expectation}]; ok {
 			res.Skipped++
 			res.Errors = append(res.Errors, EpisodeError{EpisodeID: o.Episode.ID, ActorID: o.Episode.ActorID, Err: e})
 		}

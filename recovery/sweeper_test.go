@@ -43,14 +43,14 @@ func TestSweeperRecoversAtOnceAndSurvivesFailingPasses(t *testing.T) {
 		// Break the database under the next pass: it fails, changes nothing,
 		// and the next one succeeds once the database is back.
 		ep2 := b.running(t, "someone", episodes.CreateParams{})
-		_, err = b.db.Exec(`ALTER TABLE revenant_agent_definitions RENAME TO broken`)
+		_, err = b.db.Exec(`ALTER TABLE revenant_actor_definitions RENAME TO broken`)
 		require.NoError(t, err)
 		_, err = b.db.Exec(`UPDATE revenant_episodes SET owner_node = $2 WHERE id = $1`, ep2.ID, b.deadNode(t, "", ""))
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return sw.Stats().Failures >= 1 }, 5*time.Second, 10*time.Millisecond)
 		require.Error(t, sw.Stats().LastError)
 		require.Equal(t, episodes.StatusRunning, b.get(t, ep2.ID).Status)
-		_, err = b.db.Exec(`ALTER TABLE broken RENAME TO revenant_agent_definitions`)
+		_, err = b.db.Exec(`ALTER TABLE broken RENAME TO revenant_actor_definitions`)
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return b.get(t, ep2.ID).Status == episodes.StatusPending }, 5*time.Second, 10*time.Millisecond)
 		require.Eventually(t, func() bool { st := sw.Stats(); return st.Restarted == 2 && st.LastError == nil }, 5*time.Second, 10*time.Millisecond)

@@ -38,8 +38,12 @@ type Actor struct {
 	ID string
 	// Run runs one episode. Required.
 	Run RunFunc
-	// Recovery is what a sweep does with this actor's orphans. Defaults to
-	// recovery.Fail.
+	// Recovery is what a sweep does with this actor's orphans:
+	// recovery.Restart or recovery.Fail. The node publishes it in its row,
+	// so that any node's sweep (or an operator's dry run) recovers this
+	// node's orphans by it. Empty means "not stated": a sweep falls through
+	// to the actor's definition in the database (package actors), then to
+	// its DefaultPolicy (Fail unless configured).
 	Recovery recovery.Policy
 	// ExpectationRecovery overrides Recovery per expectation name.
 	ExpectationRecovery map[string]recovery.Policy
@@ -170,11 +174,8 @@ func (a *Actor) validate() error {
 	if a.Run == nil {
 		return fmt.Errorf("%w: actor %q: Actor.Run is nil", dbx.ErrInvalidInput, a.ID)
 	}
-	if a.Recovery == "" {
-		a.Recovery = recovery.Fail
-	}
-	if !a.Recovery.Valid() {
-		return fmt.Errorf("%w: actor %q: Recovery is %q; use recovery.Restart or recovery.Fail", dbx.ErrInvalidInput, a.ID, a.Recovery)
+	if a.Recovery != "" && !a.Recovery.Valid() {
+		return fmt.Errorf("%w: actor %q: Recovery is %q; use recovery.Restart, recovery.Fail, or leave it empty to defer to the actor's definition", dbx.ErrInvalidInput, a.ID, a.Recovery)
 	}
 	for exp, p := range a.ExpectationRecovery {
 		if err := dbx.CheckName(fmt.Sprintf("actor %q: ExpectationRecovery key", a.ID), exp, true); err != nil {

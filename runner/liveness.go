@@ -50,7 +50,7 @@ func (r *Runner) register(ctx context.Context) error {
 		lockKey = r.lockKey
 	}
 	if err := r.st.NodeRegister(ctx, r.livenessConn(), &store.NodeRegisterParams{ID: r.NodeID(), Name: r.config.Name,
-		Stack: r.config.Stack, Env: r.config.Env, LockKey: lockKey, Actors: r.actorIDs(), TTL: r.config.NodeTTL}); err != nil {
+		Stack: r.config.Stack, Env: r.config.Env, LockKey: lockKey, Actors: r.actorIDs(), Policies: r.publishedPolicies(), TTL: r.config.NodeTTL}); err != nil {
 		// Start the next attempt afresh: the lock connection may be the
 		// one that broke (reusing it would fail the same way for ever),
 		// a lock without a node row protects nothing, and the insert may

@@ -155,7 +155,8 @@ func (r *Runner) Env() string { return r.config.Env }
 func (r *Runner) Store() *episodes.Store { return r.store }
 
 // RecoveryPolicy implements recovery.PolicySource: per expectation, then
-// per actor.
+// per actor. ok is false for actors not registered here, or registered
+// without a policy for the expectation.
 func (r *Runner) RecoveryPolicy(actorID, expectation string) (recovery.Policy, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -166,7 +167,28 @@ func (r *Runner) RecoveryPolicy(actorID, expectation string) (recovery.Policy, b
 	if p, ok := a.ExpectationRecovery[expectation]; ok && expectation != "" {
 		return p, true
 	}
-	return a.Recovery, true
+	return a.Recovery, a.Recovery != ""
+}
+
+// publishedPolicies is what the node row states for its actors: those
+// registered with a policy.
+func (r *Runner) publishedPolicies() map[string]store.ActorPolicy {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]store.ActorPolicy{}
+	for id, a := range r.actors {
+		p := store.ActorPolicy{Recovery: string(a.Recovery)}
+		for exp, ep := range a.ExpectationRecovery {
+			if p.Expectations == nil {
+				p.Expectations = map[string]string{}
+			}
+			p.Expectations[exp] = string(ep)
+		}
+		if p.Recovery != "" || p.Expectations != nil {
+			out[id] = p
+		}
+	}
+	return out
 }
 
 var _ recovery.Node = (*Runner)(nil)

@@ -324,9 +324,8 @@ func TestRegistrationAndConfigErrors(t *testing.T) {
 		require.ErrorIs(t, r.Register(runner.Actor{Run: run}), revenant.ErrInvalidInput)
 		require.ErrorContains(t, r.Register(runner.Actor{ID: "c", Run: run, Recovery: "reboot"}), "recovery.Restart")
 		require.ErrorIs(t, r.Register(runner.Actor{ID: "d", Run: run, MaxConcurrent: -1}), revenant.ErrInvalidInput)
-		p, ok := r.RecoveryPolicy("a", "")
-		require.True(t, ok)
-		require.Equal(t, recovery.Fail, p, "Fail is the default policy")
+		_, ok := r.RecoveryPolicy("a", "")
+		require.False(t, ok, "an actor registered without a policy states none: a sweep falls through to its definition")
 		require.NoError(t, r.Stop(context.Background()), "Stop before Start does nothing")
 	})
 }

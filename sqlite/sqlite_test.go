@@ -93,7 +93,7 @@ func TestFileLockedTooLongGivesARetryableErrorAndLosesNothing(t *testing.T) {
 	defer other.Close()
 	hold, err := other.BeginTx(ctx, nil) // BEGIN IMMEDIATE (the DSN says so)
 	require.NoError(t, err)
-	_, err = hold.ExecContext(ctx, `INSERT INTO revenant_agent_definitions (actor_id) VALUES ('holder')`)
+	_, err = hold.ExecContext(ctx, `INSERT INTO revenant_actor_definitions (actor_id) VALUES ('holder')`)
 	require.NoError(t, err)
 
 	start := time.Now()

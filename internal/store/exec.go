@@ -328,8 +328,10 @@ func ScanDeadNodes(rows *sql.Rows, err error) ([]DeadNode, error) {
 	return out, rows.Err()
 }
 
-// ScanActorDefinitions reads (actor_id, recovery_policy,
-// expectation_policies, enabled) rows.
+// ActorDefinitionColumns is the column list ScanActorDefinitions reads.
+const ActorDefinitionColumns = `actor_id, recovery_policy, expectation_policies, enabled, updated_at`
+
+// ScanActorDefinitions reads ActorDefinitionColumns rows.
 func ScanActorDefinitions(rows *sql.Rows, err error) ([]ActorDefinition, error) {
 	if err != nil {
 		return nil, err
@@ -338,7 +340,7 @@ func ScanActorDefinitions(rows *sql.Rows, err error) ([]ActorDefinition, error) 
 	var out []ActorDefinition
 	for rows.Next() {
 		var d ActorDefinition
-		if err := rows.Scan(&d.ActorID, &d.RecoveryPolicy, &d.ExpectationPolicies, &d.Enabled); err != nil {
+		if err := rows.Scan(&d.ActorID, &d.RecoveryPolicy, &d.ExpectationPolicies, &d.Enabled, &d.UpdatedAt); err != nil {
 			return nil, err
 		}
 		out = append(out, d)
@@ -456,6 +458,24 @@ func ScanIDs(rows *sql.Rows, err error) ([]uuid.UUID, error) {
 			return nil, err
 		}
 		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// ScanNodePolicies reads (node_id, actor_policies) rows.
+func ScanNodePolicies(rows *sql.Rows, err error) (map[string][]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var id string
+		var raw []byte
+		if err := rows.Scan(&id, &raw); err != nil {
+			return nil, err
+		}
+		out[id] = raw
 	}
 	return out, rows.Err()
 }

@@ -13,7 +13,10 @@ type NodeRegisterParams struct {
 	// LockKey is the advisory lock the node holds, or nil without one.
 	LockKey any
 	Actors  []string
-	TTL     time.Duration
+	// Policies are the recovery policies the node states for its actors
+	// (actors without a stated policy are left out).
+	Policies map[string]ActorPolicy
+	TTL      time.Duration
 }
 
 // RunLease is one run a node tracks: the episode and the token it holds.

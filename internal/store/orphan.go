@@ -30,19 +30,20 @@ type OrphanQuery struct {
 	Scope      Scope
 }
 
-// OrphanGroup counts orphans of one (actor, expectation) pair. Backends
-// that recover by owner also fill Owner and Reason, one group per owner
-// and pair; OrphanRecover takes the groups back to batch by them.
+// OrphanGroup counts orphans of one owner and (actor, expectation) pair.
+// Backends that recover by owner also fill Reason; OrphanRecover takes the
+// groups back to batch by them.
 type OrphanGroup struct {
 	ActorID, Expectation string
 	Owner, Reason        string
 	N                    int
 }
 
-// PairPolicy is the policy resolved for an (actor, expectation) pair, and
-// where it came from.
+// PairPolicy is the policy resolved for the orphans of one owner and
+// (actor, expectation) pair, and where it came from. Owner is the group's
+// Owner: the policy may differ per owner (each node publishes its own).
 type PairPolicy struct {
-	ActorID, Expectation, Policy, Source string
+	Owner, ActorID, Expectation, Policy, Source string
 }
 
 // OrphanRecoverParams recovers orphans of the resolved pairs, at most Limit
@@ -101,13 +102,4 @@ type DeadNode struct {
 type ActorBacklog struct {
 	ActorID string
 	Pending int
-}
-
-// ActorDefinition is one revenant_agent_definitions row, undecoded:
-// recovery judges malformed values.
-type ActorDefinition struct {
-	ActorID             string
-	RecoveryPolicy      *string
-	ExpectationPolicies []byte
-	Enabled             bool
 }

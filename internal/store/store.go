@@ -141,10 +141,30 @@ type Store interface {
 	// live node has registered.
 	EpisodeUnclaimable(ctx context.Context, q Querier, scope Scope) ([]ActorBacklog, error)
 
-	// revenant_agent_definitions
+	// NodePolicies reads the recovery policies the given nodes published
+	// (raw JSON objects keyed by actor; nodes without a row are left out).
+	NodePolicies(ctx context.Context, q Querier, nodeIDs []string) (map[string][]byte, error)
+	// NodeListDead lists the nodes NodeMarkDead would mark now, changing
+	// nothing (dry runs).
+	NodeListDead(ctx context.Context, q Querier) ([]DeadNode, error)
+	// ActorKnown reports whether a live node that can claim episodes of
+	// the actor in its scope has registered it, or the actor has a
+	// definition row.
+	ActorKnown(ctx context.Context, q Querier, a ActorScope) (bool, error)
+
+	// revenant_actor_definitions
 
 	// ActorDefinitions reads the definitions of actors.
 	ActorDefinitions(ctx context.Context, q Querier, actors []string) ([]ActorDefinition, error)
+	// ActorDefinitionList reads every definition, by actor id.
+	ActorDefinitionList(ctx context.Context, q Querier) ([]ActorDefinition, error)
+	// ActorDefinitionUpsert inserts or replaces a definition.
+	ActorDefinitionUpsert(ctx context.Context, q Querier, d *ActorDefinition) error
+	// ActorDefinitionSetEnabled enables or disables one; false when there
+	// is none.
+	ActorDefinitionSetEnabled(ctx context.Context, q Querier, actorID string, enabled bool) (bool, error)
+	// ActorDefinitionDelete deletes one; false when there is none.
+	ActorDefinitionDelete(ctx context.Context, q Querier, actorID string) (bool, error)
 
 	// revenant_workflow_instances and revenant_workflow_steps
 

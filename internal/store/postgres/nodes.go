@@ -11,8 +11,8 @@ import (
 	"github.com/revenant-go/revenant/internal/store"
 )
 
-const nodeRegisterSQL = `INSERT INTO revenant_nodes (node_id, name, stack, env, lock_key, actors, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6::text[], now() + $7 * interval '1 millisecond')`
+const nodeRegisterSQL = `INSERT INTO revenant_nodes (node_id, name, stack, env, lock_key, actors, expires_at, actor_policies)
+VALUES ($1, $2, $3, $4, $5, $6::text[], now() + $7 * interval '1 millisecond', $8::jsonb)`
 
 // nodeHeartbeatSQL is the node's single liveness statement per interval:
 // it renews the node row and, in the same round trip, returns the runs
@@ -68,8 +68,12 @@ func (Store) NodeRegister(ctx context.Context, q store.Querier, p *store.NodeReg
 	if actors == nil {
 		actors = []string{} // an empty list, not NULL
 	}
-	_, err := q.ExecContext(ctx, nodeRegisterSQL, p.ID, p.Name, store.NullString(p.Stack), store.NullString(p.Env),
-		p.LockKey, pq.Array(actors), p.TTL.Milliseconds())
+	policies, err := store.PoliciesJSON(p.Policies)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, nodeRegisterSQL, p.ID, p.Name, store.NullString(p.Stack), store.NullString(p.Env),
+		p.LockKey, pq.Array(actors), p.TTL.Milliseconds(), policies)
 	return err
 }
 

@@ -100,7 +100,7 @@ RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, ''),
 	e.workflow_instance_id, coalesce(e.workflow_step_id, ''), e.attempts`
 
 // batchByPairSQL claims and recovers one batch in one statement, with the
-// policies resolved per (actor, expectation) passed as arrays. The FOR
+// policies resolved per owner and (actor, expectation) passed as arrays. The FOR
 // UPDATE SKIP LOCKED subquery re-checks "running and orphaned" on the row
 // it locks, so concurrent sweeps never claim one episode twice. It is
 // MATERIALIZED so that the planner cannot rescan it per outer row (which
@@ -110,12 +110,12 @@ RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, ''),
 func batchByPairSQL(scope string, firstArg int) string {
 	a := func(i int) string { return "$" + strconv.Itoa(firstArg+i) }
 	return `WITH ` + nodeStateCTE + `,
-p AS (SELECT * FROM unnest(` + a(0) + `::text[], ` + a(1) + `::text[], ` + a(2) + `::text[], ` + a(3) + `::text[])
-	AS p(actor_id, expectation, policy, source)),
+p AS (SELECT * FROM unnest(` + a(0) + `::text[], ` + a(1) + `::text[], ` + a(2) + `::text[], ` + a(3) + `::text[], ` + a(5) + `::text[])
+	AS p(actor_id, expectation, policy, source, owner)),
 c AS MATERIALIZED (
 	SELECT e.id, o.reason, p.policy, p.source, e.owner_node AS old_owner, ` + actionExpr + ` AS action
 	FROM ` + orphanFrom + `
-	JOIN p ON p.actor_id = e.actor_id AND p.expectation = coalesce(e.expectation, '')
+	JOIN p ON p.actor_id = e.actor_id AND p.expectation = coalesce(e.expectation, '') AND p.owner = coalesce(e.owner_node, '')
 	WHERE ` + orphanWhere + scope + `
 	LIMIT ` + a(4) + `
 	FOR UPDATE OF e SKIP LOCKED
@@ -125,10 +125,10 @@ c AS MATERIALIZED (
 
 func pairsSQL(scope string) string {
 	return `WITH ` + nodeStateCTE + `
-SELECT e.actor_id, coalesce(e.expectation, ''), count(*)
+SELECT coalesce(e.owner_node, ''), e.actor_id, coalesce(e.expectation, ''), count(*)
 FROM ` + orphanFrom + `
 WHERE ` + orphanWhere + scope + `
-GROUP BY 1, 2`
+GROUP BY 1, 2, 3`
 }
 
 // lockBatchSQL locks a batch of orphans for a per-episode decision,
@@ -182,9 +182,6 @@ WHERE n.stopped_at < now() - interval '1 day'
 
 const notifyEachSQL = `SELECT pg_notify($1, a) FROM unnest($2::text[]) AS a`
 
-const actorDefinitionsSQL = `SELECT actor_id, recovery_policy, expectation_policies, enabled
-FROM revenant_agent_definitions WHERE actor_id = ANY($1::text[])`
-
 // unclaimableSQL: scope parameters start at $1.
 func unclaimableSQL(scope string) string {
 	return `SELECT e.actor_id, count(*)
@@ -202,8 +199,8 @@ func orphanArgs(p *store.OrphanQuery) (string, []any) {
 	return scope, append([]any{p.StaleAfter.Milliseconds()}, args...)
 }
 
-// OrphanGroups implements store.Store: one group per pair (Postgres
-// recovers by pair, whatever the owner).
+// OrphanGroups implements store.Store: one group per owner and pair
+// (Postgres recovers every owner's orphans in each statement).
 func (Store) OrphanGroups(ctx context.Context, q store.Querier, p *store.OrphanQuery) ([]store.OrphanGroup, error) {
 	scope, args := orphanArgs(p)
 	rows, err := q.QueryContext(ctx, pairsSQL(scope), args...)
@@ -214,7 +211,7 @@ func (Store) OrphanGroups(ctx context.Context, q store.Querier, p *store.OrphanQ
 	var out []store.OrphanGroup
 	for rows.Next() {
 		var g store.OrphanGroup
-		if err := rows.Scan(&g.ActorID, &g.Expectation, &g.N); err != nil {
+		if err := rows.Scan(&g.Owner, &g.ActorID, &g.Expectation, &g.N); err != nil {
 			return nil, err
 		}
 		out = append(out, g)
@@ -228,13 +225,14 @@ func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.Orphan
 		p.Done = true
 		return nil, nil
 	}
-	var pa, pe, pp, ps []string
+	var pa, pe, pp, ps, po []string
 	for _, x := range p.Policies {
 		pa, pe, pp, ps = append(pa, x.ActorID), append(pe, x.Expectation), append(pp, x.Policy), append(ps, x.Source)
+		po = append(po, x.Owner)
 	}
 	scope, args := orphanArgs(&p.Query)
 	query := batchByPairSQL(scope, len(args)+1)
-	args = append(args, pq.Array(pa), pq.Array(pe), pq.Array(pp), pq.Array(ps), p.Limit)
+	args = append(args, pq.Array(pa), pq.Array(pe), pq.Array(pp), pq.Array(ps), p.Limit, pq.Array(po))
 	out, err := scanRecovered(q.QueryContext(ctx, query, args...))
 	if err == nil && len(out) < p.Limit {
 		p.Done = true
@@ -334,9 +332,4 @@ func (Store) PrepareConn(ctx context.Context, conn store.Querier, statementTimeo
 func (Store) NotifyEach(ctx context.Context, q store.Querier, channel string, payloads []string) error {
 	_, err := q.ExecContext(ctx, notifyEachSQL, channel, pq.Array(payloads))
 	return err
-}
-
-// ActorDefinitions implements store.Store.
-func (Store) ActorDefinitions(ctx context.Context, q store.Querier, actors []string) ([]store.ActorDefinition, error) {
-	return store.ScanActorDefinitions(q.QueryContext(ctx, actorDefinitionsSQL, pq.Array(actors)))
 }

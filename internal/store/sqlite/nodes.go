@@ -15,8 +15,8 @@ import (
 // SQLite has no advisory locks, arrays or NOTIFY: actors are a JSON array,
 // liveness is the TTL, and nodes poll.
 
-var nodeRegisterSQL = `INSERT INTO revenant_nodes (node_id, name, stack, env, lock_key, actors, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, ` + dialect.SQLiteNowPlusMillis("$7") + `)`
+var nodeRegisterSQL = `INSERT INTO revenant_nodes (node_id, name, stack, env, lock_key, actors, expires_at, actor_policies)
+VALUES ($1, $2, $3, $4, $5, $6, ` + dialect.SQLiteNowPlusMillis("$7") + `, $8)`
 
 var nodeHeartbeatSQL = `UPDATE revenant_nodes SET heartbeat_at = ` + now + `, expires_at = ` + dialect.SQLiteNowPlusMillis("$2") + `
 WHERE node_id = $1 AND stopped_at IS NULL`
@@ -60,8 +60,12 @@ func (Store) NodeRegister(ctx context.Context, q store.Querier, p *store.NodeReg
 	if err != nil {
 		return err
 	}
+	policies, err := store.PoliciesJSON(p.Policies)
+	if err != nil {
+		return err
+	}
 	_, err = q.ExecContext(ctx, nodeRegisterSQL, p.ID, p.Name, store.NullString(p.Stack), store.NullString(p.Env),
-		p.LockKey, string(list), p.TTL.Milliseconds())
+		p.LockKey, string(list), p.TTL.Milliseconds(), policies)
 	return err
 }
 

@@ -137,9 +137,6 @@ const pruneNodesSQL = `DELETE FROM revenant_nodes
 WHERE stopped_at < strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 day')
   AND NOT EXISTS (SELECT 1 FROM revenant_episodes e WHERE e.status = 'running' AND e.owner_node = revenant_nodes.node_id)`
 
-const actorDefinitionsSQL = `SELECT actor_id, recovery_policy, expectation_policies, enabled
-FROM revenant_agent_definitions WHERE actor_id IN (SELECT value FROM json_each($1))`
-
 func unclaimableSQL(scope string) string {
 	return `SELECT e.actor_id, count(*)
 FROM revenant_episodes e
@@ -262,15 +259,17 @@ func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.Orphan
 		p.Done = true
 		return nil, nil
 	}
-	rows4 := make([][4]string, len(p.Policies))
-	for i, x := range p.Policies {
-		rows4[i] = [4]string{x.ActorID, x.Expectation, x.Policy, x.Source}
+	o := byOwner[p.Cursor]
+	rows4 := [][4]string{}
+	for _, x := range p.Policies {
+		if x.Owner == o[0] {
+			rows4 = append(rows4, [4]string{x.ActorID, x.Expectation, x.Policy, x.Source})
+		}
 	}
 	pairs, err := jsonArray(rows4)
 	if err != nil {
 		return nil, err
 	}
-	o := byOwner[p.Cursor]
 	var owner any
 	if o[0] != "" {
 		owner = o[0]
@@ -415,12 +414,3 @@ func (Store) PrepareConn(ctx context.Context, conn store.Querier, _ time.Duratio
 
 // NotifyEach implements store.Store: nodes poll.
 func (Store) NotifyEach(context.Context, store.Querier, string, []string) error { return nil }
-
-// ActorDefinitions implements store.Store.
-func (Store) ActorDefinitions(ctx context.Context, q store.Querier, actors []string) ([]store.ActorDefinition, error) {
-	arg, err := jsonArray(actors)
-	if err != nil {
-		return nil, err
-	}
-	return store.ScanActorDefinitions(q.QueryContext(ctx, actorDefinitionsSQL, arg))
-}

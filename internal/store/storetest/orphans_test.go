@@ -73,11 +73,11 @@ func TestOrphanRecoverAppliesEachPolicy(t *testing.T) {
 		}
 		require.Equal(t, map[string]int{"restartme/": 3, "failme/x": 2, "exhausted/": 1}, counts)
 
-		p := &store.OrphanRecoverParams{Query: q, Groups: groups, Limit: 2, Policies: []store.PairPolicy{
+		p := &store.OrphanRecoverParams{Query: q, Groups: groups, Limit: 2, Policies: perOwner(groups, []store.PairPolicy{
 			{ActorID: "restartme", Policy: "restart", Source: "registry"},
-			{ActorID: "failme", Expectation: "x", Policy: "fail", Source: "agent_definitions"},
+			{ActorID: "failme", Expectation: "x", Policy: "fail", Source: "actor_definitions"},
 			{ActorID: "exhausted", Policy: "restart", Source: "registry"},
-		}}
+		})}
 		got := recoverAll(t, f, f.schema.DB, p)
 		actions := map[uuid.UUID]string{}
 		for _, r := range got {
@@ -102,7 +102,7 @@ func TestOrphanRecoverAppliesEachPolicy(t *testing.T) {
 			require.Equal(t, "orphaned", ep.ErrorClass)
 			var detail map[string]any
 			require.NoError(t, json.Unmarshal(ep.ErrorDetail, &detail))
-			require.Equal(t, "agent_definitions", detail["policy_source"])
+			require.Equal(t, "actor_definitions", detail["policy_source"])
 			require.Equal(t, "n2", detail["previous_owner"])
 		}
 		require.Equal(t, store.ActionDeadLetter, actions[dead[0]])
@@ -141,7 +141,7 @@ func TestOrphanRecoverNeverOverlaps(t *testing.T) {
 					return
 				}
 				p := &store.OrphanRecoverParams{Query: q, Groups: groups, Limit: 3,
-					Policies: []store.PairPolicy{{ActorID: "a", Policy: "restart", Source: "registry"}}}
+					Policies: perOwner(groups, []store.PairPolicy{{ActorID: "a", Policy: "restart", Source: "registry"}})}
 				for !p.Done {
 					batch, err := f.st.OrphanRecover(ctx, f.schema.DB, p)
 					if err != nil {
@@ -170,7 +170,7 @@ func TestOrphanRecoverNeverOverlaps(t *testing.T) {
 		groups, err := f.st.OrphanGroups(ctx, f.schema.DB, &q)
 		require.NoError(t, err)
 		for _, r := range recoverAll(t, f, f.schema.DB, &store.OrphanRecoverParams{Query: q, Groups: groups, Limit: 100,
-			Policies: []store.PairPolicy{{ActorID: "a", Policy: "restart", Source: "registry"}}}) {
+			Policies: perOwner(groups, []store.PairPolicy{{ActorID: "a", Policy: "restart", Source: "registry"}})}) {
 			seen[r.ID]++
 		}
 		require.Len(t, seen, total)
@@ -299,7 +299,7 @@ func TestActorDefinitionsAndConnPrep(t *testing.T) {
 	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
 		f := setup(t, driver)
 		ctx := context.Background()
-		_, err := f.schema.DB.Exec(`INSERT INTO revenant_agent_definitions (actor_id, recovery_policy, expectation_policies, enabled)
+		_, err := f.schema.DB.Exec(`INSERT INTO revenant_actor_definitions (actor_id, recovery_policy, expectation_policies, enabled)
 VALUES ('a', 'restart', '{"x":"fail"}', true), ('b', NULL, '{}', false)`)
 		require.NoError(t, err)
 		defs, err := f.st.ActorDefinitions(ctx, f.schema.DB, []string{"a", "b", "c"})
@@ -324,4 +324,23 @@ VALUES ('a', 'restart', '{"x":"fail"}', true), ('b', NULL, '{}', false)`)
 			require.Equal(t, "1500ms", v)
 		}
 	})
+}
+
+// perOwner states each policy for every owner whose orphans the groups
+// hold (the sweep resolves per owner).
+func perOwner(groups []store.OrphanGroup, policies []store.PairPolicy) []store.PairPolicy {
+	seen := map[store.PairPolicy]bool{}
+	var out []store.PairPolicy
+	for _, g := range groups {
+		for _, p := range policies {
+			if p.ActorID == g.ActorID && p.Expectation == g.Expectation {
+				p.Owner = g.Owner
+				if !seen[p] {
+					seen[p] = true
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
 }

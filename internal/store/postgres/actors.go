@@ -1,0 +1,82 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+const actorDefinitionsSQL = `SELECT ` + store.ActorDefinitionColumns + `
+FROM revenant_actor_definitions WHERE actor_id = ANY($1::text[])`
+
+const actorDefinitionListSQL = `SELECT ` + store.ActorDefinitionColumns + `
+FROM revenant_actor_definitions ORDER BY actor_id`
+
+const actorDefinitionUpsertSQL = `INSERT INTO revenant_actor_definitions (actor_id, recovery_policy, expectation_policies, enabled)
+VALUES ($1, $2, $3::jsonb, $4)
+ON CONFLICT (actor_id) DO UPDATE SET recovery_policy = EXCLUDED.recovery_policy,
+	expectation_policies = EXCLUDED.expectation_policies, enabled = EXCLUDED.enabled, updated_at = now()`
+
+const actorDefinitionSetEnabledSQL = `UPDATE revenant_actor_definitions SET enabled = $2, updated_at = now() WHERE actor_id = $1`
+
+const actorDefinitionDeleteSQL = `DELETE FROM revenant_actor_definitions WHERE actor_id = $1`
+
+// actorKnownSQL: a live node that registered the actor and whose claims
+// reach the scope ($2 stack, NULL for none; $3 env), or a definition row.
+const actorKnownSQL = `SELECT EXISTS (
+	SELECT 1 FROM revenant_nodes n
+	WHERE n.stopped_at IS NULL AND n.expires_at > now() AND $1 = ANY(n.actors)
+	  AND n.env IS NOT DISTINCT FROM $3::text AND ($2::text IS NULL OR n.stack = $2::text)
+) OR EXISTS (SELECT 1 FROM revenant_actor_definitions d WHERE d.actor_id = $1)`
+
+const nodePoliciesSQL = `SELECT node_id, actor_policies FROM revenant_nodes WHERE node_id = ANY($1::text[])`
+
+const listDeadNodesSQL = `WITH ` + nodeStateCTE + `
+SELECT ns.node_id, ns.dead_reason FROM node_state ns JOIN revenant_nodes n ON n.node_id = ns.node_id
+WHERE n.stopped_at IS NULL AND ns.dead_reason IS NOT NULL
+ORDER BY ns.node_id`
+
+// ActorDefinitions implements store.Store.
+func (Store) ActorDefinitions(ctx context.Context, q store.Querier, actors []string) ([]store.ActorDefinition, error) {
+	return store.ScanActorDefinitions(q.QueryContext(ctx, actorDefinitionsSQL, pq.Array(actors)))
+}
+
+// ActorDefinitionList implements store.Store.
+func (Store) ActorDefinitionList(ctx context.Context, q store.Querier) ([]store.ActorDefinition, error) {
+	return store.ScanActorDefinitions(q.QueryContext(ctx, actorDefinitionListSQL))
+}
+
+// ActorDefinitionUpsert implements store.Store.
+func (Store) ActorDefinitionUpsert(ctx context.Context, q store.Querier, d *store.ActorDefinition) error {
+	_, err := q.ExecContext(ctx, actorDefinitionUpsertSQL, d.ActorID, d.RecoveryPolicy, string(d.ExpectationPolicies), d.Enabled)
+	return err
+}
+
+// ActorDefinitionSetEnabled implements store.Store.
+func (Store) ActorDefinitionSetEnabled(ctx context.Context, q store.Querier, actorID string, enabled bool) (bool, error) {
+	return store.Affected(q.ExecContext(ctx, actorDefinitionSetEnabledSQL, actorID, enabled))
+}
+
+// ActorDefinitionDelete implements store.Store.
+func (Store) ActorDefinitionDelete(ctx context.Context, q store.Querier, actorID string) (bool, error) {
+	return store.Affected(q.ExecContext(ctx, actorDefinitionDeleteSQL, actorID))
+}
+
+// ActorKnown implements store.Store.
+func (Store) ActorKnown(ctx context.Context, q store.Querier, a store.ActorScope) (bool, error) {
+	var known bool
+	err := q.QueryRowContext(ctx, actorKnownSQL, a.ActorID, store.NullString(a.Stack), store.NullString(a.Env)).Scan(&known)
+	return known, err
+}
+
+// NodePolicies implements store.Store.
+func (Store) NodePolicies(ctx context.Context, q store.Querier, nodeIDs []string) (map[string][]byte, error) {
+	return store.ScanNodePolicies(q.QueryContext(ctx, nodePoliciesSQL, pq.Array(nodeIDs)))
+}
+
+// NodeListDead implements store.Store.
+func (Store) NodeListDead(ctx context.Context, q store.Querier) ([]store.DeadNode, error) {
+	return store.ScanDeadNodes(q.QueryContext(ctx, listDeadNodesSQL))
+}

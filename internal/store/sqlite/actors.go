@@ -1,0 +1,90 @@
+package sqlite
+
+import (
+	"context"
+
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+const actorDefinitionsSQL = `SELECT ` + store.ActorDefinitionColumns + `
+FROM revenant_actor_definitions WHERE actor_id IN (SELECT value FROM json_each($1))`
+
+const actorDefinitionListSQL = `SELECT ` + store.ActorDefinitionColumns + `
+FROM revenant_actor_definitions ORDER BY actor_id`
+
+const actorDefinitionUpsertSQL = `INSERT INTO revenant_actor_definitions (actor_id, recovery_policy, expectation_policies, enabled)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (actor_id) DO UPDATE SET recovery_policy = excluded.recovery_policy,
+	expectation_policies = excluded.expectation_policies, enabled = excluded.enabled, updated_at = ` + now
+
+const actorDefinitionSetEnabledSQL = `UPDATE revenant_actor_definitions SET enabled = $2, updated_at = ` + now + ` WHERE actor_id = $1`
+
+const actorDefinitionDeleteSQL = `DELETE FROM revenant_actor_definitions WHERE actor_id = $1`
+
+// actorKnownSQL: a live node that registered the actor and whose claims
+// reach the scope ($2 stack, NULL for none; $3 env), or a definition row.
+const actorKnownSQL = `SELECT EXISTS (
+	SELECT 1 FROM revenant_nodes n
+	WHERE n.stopped_at IS NULL AND n.expires_at > ` + now + `
+	  AND EXISTS (SELECT 1 FROM json_each(n.actors) a WHERE a.value = $1)
+	  AND n.env IS $3 AND ($2 IS NULL OR n.stack = $2)
+) OR EXISTS (SELECT 1 FROM revenant_actor_definitions d WHERE d.actor_id = $1)`
+
+const nodePoliciesSQL = `SELECT node_id, actor_policies FROM revenant_nodes WHERE node_id IN (SELECT value FROM json_each($1))`
+
+// listDeadNodesSQL: without locks, a live (not stopped) node is dead only
+// when its TTL lapsed (as in markDeadNodesSQL).
+const listDeadNodesSQL = `SELECT node_id, '` + store.ReasonOwnerExpired + `' FROM revenant_nodes
+WHERE stopped_at IS NULL AND expires_at < ` + now + `
+ORDER BY node_id`
+
+// ActorDefinitions implements store.Store.
+func (Store) ActorDefinitions(ctx context.Context, q store.Querier, actors []string) ([]store.ActorDefinition, error) {
+	arg, err := jsonArray(actors)
+	if err != nil {
+		return nil, err
+	}
+	return store.ScanActorDefinitions(q.QueryContext(ctx, actorDefinitionsSQL, arg))
+}
+
+// ActorDefinitionList implements store.Store.
+func (Store) ActorDefinitionList(ctx context.Context, q store.Querier) ([]store.ActorDefinition, error) {
+	return store.ScanActorDefinitions(q.QueryContext(ctx, actorDefinitionListSQL))
+}
+
+// ActorDefinitionUpsert implements store.Store.
+func (Store) ActorDefinitionUpsert(ctx context.Context, q store.Querier, d *store.ActorDefinition) error {
+	_, err := q.ExecContext(ctx, actorDefinitionUpsertSQL, d.ActorID, d.RecoveryPolicy, string(d.ExpectationPolicies), d.Enabled)
+	return err
+}
+
+// ActorDefinitionSetEnabled implements store.Store.
+func (Store) ActorDefinitionSetEnabled(ctx context.Context, q store.Querier, actorID string, enabled bool) (bool, error) {
+	return store.Affected(q.ExecContext(ctx, actorDefinitionSetEnabledSQL, actorID, enabled))
+}
+
+// ActorDefinitionDelete implements store.Store.
+func (Store) ActorDefinitionDelete(ctx context.Context, q store.Querier, actorID string) (bool, error) {
+	return store.Affected(q.ExecContext(ctx, actorDefinitionDeleteSQL, actorID))
+}
+
+// ActorKnown implements store.Store.
+func (Store) ActorKnown(ctx context.Context, q store.Querier, a store.ActorScope) (bool, error) {
+	var known bool
+	err := q.QueryRowContext(ctx, actorKnownSQL, a.ActorID, store.NullString(a.Stack), store.NullString(a.Env)).Scan(&known)
+	return known, err
+}
+
+// NodePolicies implements store.Store.
+func (Store) NodePolicies(ctx context.Context, q store.Querier, nodeIDs []string) (map[string][]byte, error) {
+	arg, err := jsonArray(nodeIDs)
+	if err != nil {
+		return nil, err
+	}
+	return store.ScanNodePolicies(q.QueryContext(ctx, nodePoliciesSQL, arg))
+}
+
+// NodeListDead implements store.Store.
+func (Store) NodeListDead(ctx context.Context, q store.Querier) ([]store.DeadNode, error) {
+	return store.ScanDeadNodes(q.QueryContext(ctx, listDeadNodesSQL))
+}
