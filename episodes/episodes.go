@@ -195,6 +195,11 @@ type CreateResult struct {
 	// Duplicate is true when an episode with the same DedupeKey already
 	// existed and was returned instead of creating a new one.
 	Duplicate bool
+	// UnknownActor is set by runner (and client) Enqueue when no live node
+	// that can claim the episode has registered its actor, and the actor
+	// has no definition: the episode waits, pending, until one does. A
+	// typo in the actor id is the usual cause. Store.Create does not check.
+	UnknownActor bool
 }
 
 // Create inserts a pending episode, or returns the existing one with the

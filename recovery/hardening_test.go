@@ -227,7 +227,7 @@ func TestPoolTooSmallIsRefusedAtStart(t *testing.T) {
 		require.ErrorIs(t, err, revenant.ErrInvalidInput)
 		require.ErrorContains(t, err, "SetMaxOpenConns to at least")
 		_ = sw.Stop(context.Background())
-		require.NoError(t, r.Stop(ctx))
+		require.NoError(t, r.StopAndCancel(ctx))
 		if !s.IsSQLite() {
 			s.DB.SetMaxOpenConns(1)
 			err = newRunner().Start(ctx)
@@ -239,7 +239,7 @@ func TestPoolTooSmallIsRefusedAtStart(t *testing.T) {
 		s.DB.SetMaxOpenConns(runnerHolds + 2)
 		r = newRunner()
 		require.NoError(t, r.Start(ctx))
-		defer func() { _ = r.Stop(ctx) }()
+		defer func() { _ = r.StopAndCancel(ctx) }()
 		sw, err = recovery.NewSweeper(s.DB, &recovery.SweeperConfig{Options: recovery.Options{Node: r}})
 		require.NoError(t, err)
 		require.NoError(t, sw.Start(ctx))

@@ -65,7 +65,7 @@ func TestPostgresOutageFailsNoEpisode(t *testing.T) {
 			}}))
 		ctx := context.Background()
 		require.NoError(t, r.Start(ctx))
-		t.Cleanup(func() { _ = r.Stop(context.Background()) })
+		t.Cleanup(func() { _ = r.StopAndCancel(context.Background()) })
 		sw, err := recovery.NewSweeper(db, &recovery.SweeperConfig{Options: recovery.Options{Node: r, Logger: logger},
 			Interval: 200 * time.Millisecond, FailureCheckInterval: 50 * time.Millisecond})
 		require.NoError(t, err)

@@ -347,8 +347,8 @@ func (s *Sweeper) warnBacklog(ctx context.Context) {
 		return
 	}
 	for _, b := range backlog {
-		s.opts.Logger.WarnContext(ctx, "revenant: pending episodes of an actor no live node has registered; left pending",
-			slog.String("actor", b.ActorID), slog.Int("pending", b.Pending))
+		s.opts.Logger.WarnContext(ctx, "revenant: pending episodes of an actor that no live node in their scope has registered; left pending (register the actor on a node with this stack and env, or fix the actor id)",
+			slog.String("actor", b.ActorID), slog.Int("pending", b.Pending), slog.String("stack", s.opts.Stack), slog.String("env", s.opts.Env))
 	}
 	stuck, err := exhausted(ctx, c, s.opts)
 	if err != nil {

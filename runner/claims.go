@@ -19,12 +19,12 @@ import (
 // many as their free slots allow, one compare-and-set statement each.
 
 func (r *Runner) claimLoop() {
-	defer r.loops.Done()
+	defer close(r.claimDone)
 	t := time.NewTicker(r.config.PollInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-r.stopCh:
+		case <-r.claimStop:
 			return
 		case <-r.wake:
 		case <-t.C:
@@ -37,7 +37,7 @@ func (r *Runner) claimLoop() {
 func (r *Runner) claimAll() {
 	for _, id := range r.actorIDs() {
 		select {
-		case <-r.stopCh:
+		case <-r.claimStop:
 			return
 		default:
 		}

@@ -90,14 +90,21 @@ type Config struct {
 	// transaction-mode connection pooler (PgBouncer), where session locks
 	// do not work; liveness then relies on the heartbeat TTL alone.
 	DisableLockDetection bool
-	// ShutdownTimeout bounds how long Stop waits for canceled runs to
-	// return before releasing their episodes anyway. Defaults to
+	// ShutdownTimeout bounds how long Stop and StopAndCancel wait for
+	// canceled runs to return before handing their episodes back anyway,
+	// and then the hand-back writes themselves. Defaults to
 	// ShutdownTimeoutDefault.
 	ShutdownTimeout time.Duration
 	// Bus, when set, receives the episode lifecycle events (started,
 	// completed, failed, canceled). With the Postgres bus each event is
 	// written in the same transaction as the state change. Defaults to none.
 	Bus bus.Publisher
+	// StrictActors makes Enqueue refuse (ErrUnknownActor, nothing
+	// written) an episode whose actor no live node in its scope has
+	// registered and that has no definition. Defaults to false: such an
+	// episode is enqueued, flagged (CreateResult.UnknownActor) and logged
+	// once per actor.
+	StrictActors bool
 	// Journal configures the journals handed to runs.
 	Journal *journal.Config
 	// Logger defaults to discarding.

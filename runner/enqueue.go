@@ -3,12 +3,14 @@ package runner
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 )
 
@@ -40,10 +42,19 @@ func (r *Runner) EnqueueTx(ctx context.Context, tx episodes.Executor, p episodes
 		}
 		r.mu.Unlock()
 	}
+	known, err := r.actorKnown(ctx, tx, p)
+	if err != nil {
+		return nil, err
+	}
+	if !known && r.config.StrictActors {
+		return nil, fmt.Errorf("%w: %q: no live node in scope (stack %q, env %q) has registered it and it has no definition; check the spelling, register it on a node, define it (package actors), or unset StrictActors to enqueue anyway",
+			ErrUnknownActor, p.ActorID, r.scopeOf(p).Stack, r.scopeOf(p).Env)
+	}
 	res, err := r.store.CreateTx(ctx, tx, p)
 	if err != nil {
 		return nil, err
 	}
+	res.UnknownActor = !known
 	if !res.Duplicate {
 		if err := r.st.Notify(ctx, tx, store.PendingChannel, p.ActorID); err != nil {
 			return nil, fmt.Errorf("enqueue: notify: %w", err)
@@ -76,4 +87,50 @@ func (r *Runner) Cancel(ctx context.Context, id uuid.UUID, reason string) (*epis
 	r.publishAfter(ctx, after)
 	r.cancelRun(id, ErrCanceled) // a local run stops at once
 	return ep, nil
+}
+
+func (r *Runner) scopeOf(p episodes.CreateParams) store.ActorScope {
+	a := store.ActorScope{ActorID: p.ActorID, Stack: p.SourceStack, Env: p.SourceEnv}
+	if a.Stack == "" {
+		a.Stack = r.config.Stack
+	}
+	if a.Env == "" {
+		a.Env = r.config.Env
+	}
+	return a
+}
+
+// actorKnown reports whether some live node that can claim the episode
+// registered its actor, or the actor has a definition. Actors registered
+// here, and answers once found true, are not asked again (a node that dies
+// later leaves a backlog, which the Sweeper reports). The query runs in
+// the caller's transaction: a pool of one connection must not deadlock.
+// An unknown actor is logged once per actor and scope.
+func (r *Runner) actorKnown(ctx context.Context, tx episodes.Executor, p episodes.CreateParams) (bool, error) {
+	a := r.scopeOf(p)
+	r.mu.Lock()
+	_, local := r.actors[a.ActorID]
+	known := local && a.Stack == r.config.Stack && a.Env == r.config.Env
+	known = known || r.knownActors[a]
+	r.mu.Unlock()
+	if known || a.ActorID == "" {
+		return true, nil // an empty id fails validation in Create
+	}
+	known, err := r.st.ActorKnown(ctx, tx, a)
+	if err != nil {
+		return false, fmt.Errorf("enqueue: checking that actor %q is known: %w", a.ActorID, dbx.Explain(err))
+	}
+	r.mu.Lock()
+	warned := r.warnedActors[a]
+	if known {
+		r.knownActors[a] = true
+	} else {
+		r.warnedActors[a] = true
+	}
+	r.mu.Unlock()
+	if !known && !warned {
+		r.logger.WarnContext(ctx, "revenant: enqueued an episode of an actor that no live node in its scope has registered and that has no definition; it stays pending until one does (a typo?)",
+			slog.String("actor", a.ActorID), slog.String("stack", a.Stack), slog.String("env", a.Env))
+	}
+	return known, nil
 }

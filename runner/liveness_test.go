@@ -41,7 +41,7 @@ func TestLivenessIsOneStatementPerIntervalWith10000RunningEpisodes(t *testing.T)
 			return nil, nil
 		}}))
 	require.NoError(t, r.Start(context.Background()))
-	t.Cleanup(func() { close(release); _ = r.Stop(context.Background()) })
+	t.Cleanup(func() { close(release); _ = r.StopAndCancel(context.Background()) })
 	// Every run has opened its journal and is parked.
 	require.Eventually(t, func() bool { return entered.Load() == running }, 90*time.Second, 50*time.Millisecond)
 

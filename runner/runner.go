@@ -31,6 +31,10 @@ var (
 	ErrCanceled      = errors.New("revenant: episode canceled")
 	ErrIdentityLost  = errors.New("revenant: node was declared dead; re-registered under a new id")
 	ErrAlreadyExists = errors.New("revenant: actor already registered")
+	// ErrUnknownActor: with Config.StrictActors, Enqueue named an actor
+	// that no live node in the episode's scope has registered and that
+	// has no definition.
+	ErrUnknownActor = dbx.ErrUnknownActor
 )
 
 // Runner is one node: it registers itself, keeps its liveness, claims
@@ -46,6 +50,10 @@ type Runner struct {
 	actors  map[string]*Actor
 	active  map[uuid.UUID]*activeRun
 	perActr map[string]int
+	// knownActors and warnedActors remember Enqueue's actor checks: an
+	// actor once known is not asked about again; an unknown one is logged
+	// once.
+	knownActors, warnedActors map[store.ActorScope]bool
 	started bool
 	stopped bool
 	nodeID  string
@@ -68,7 +76,10 @@ type Runner struct {
 	claiming int
 
 	wake     chan struct{}
-	stopCh   chan struct{}
+	stopCh   chan struct{} // ends the heartbeat and listener loops
+	// claimStop ends the claim loop (first, so that a draining node takes
+	// no new work); claimDone closes when it has.
+	claimStop, claimDone chan struct{}
 	runCtx   context.Context
 	stopRuns context.CancelCauseFunc
 	loops    sync.WaitGroup
@@ -100,14 +111,16 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 			return nil, err
 		}
 	}
-	store, err := episodes.New(db, &episodes.Config{Stack: cfg.Stack, Env: cfg.Env, Logger: cfg.Logger})
+	eps, err := episodes.New(db, &episodes.Config{Stack: cfg.Stack, Env: cfg.Env, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
 	r := &Runner{
-		db: db, st: st, config: cfg, store: store, logger: cfg.Logger,
+		db: db, st: st, config: cfg, store: eps, logger: cfg.Logger,
 		actors: map[string]*Actor{}, active: map[uuid.UUID]*activeRun{}, perActr: map[string]int{},
+		knownActors: map[store.ActorScope]bool{}, warnedActors: map[store.ActorScope]bool{},
 		wake: make(chan struct{}, 1), stopCh: make(chan struct{}),
+		claimStop: make(chan struct{}), claimDone: make(chan struct{}),
 	}
 	r.nodeID = newNodeID(cfg.Name)
 	return r, nil
@@ -223,7 +236,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	if r.config.ListenDSN != "" {
 		r.startListener(ctx)
 	}
-	r.loops.Add(2)
+	r.loops.Add(1)
 	go r.heartbeatLoop()
 	go r.claimLoop()
 	r.signal()
@@ -265,12 +278,24 @@ func (r *Runner) Running() int {
 	return len(r.active)
 }
 
-// Stop shuts the node down gracefully: it stops claiming, cancels its runs
-// and hands their episodes back to pending at once (so no sweep has to find
-// them), marks the node stopped and releases its lock. It is safe before
-// Start (or after a failed Start), where it does nothing, and when called
-// again.
-func (r *Runner) Stop(ctx context.Context) error {
+// Stop shuts the node down gracefully: it stops claiming, lets the
+// episodes it runs finish until ctx ends (the node stays alive meanwhile:
+// its heartbeat keeps their leases), then cancels those still running and
+// hands them back to pending at once (so no sweep has to find them), marks
+// the node stopped and releases its lock. Give ctx a deadline shorter than
+// the time your platform allows for shutdown (Kubernetes'
+// terminationGracePeriodSeconds), or Stop waits as long as the runs take.
+// It is safe before Start (or after a failed Start), where it does
+// nothing, and when called again.
+func (r *Runner) Stop(ctx context.Context) error { return r.stop(ctx, true) }
+
+// StopAndCancel shuts the node down at once: it stops claiming, cancels
+// its runs and hands their episodes back to pending, marks the node
+// stopped and releases its lock. Canceled runs get up to
+// Config.ShutdownTimeout to return.
+func (r *Runner) StopAndCancel(ctx context.Context) error { return r.stop(ctx, false) }
+
+func (r *Runner) stop(ctx context.Context, drain bool) error {
 	r.lifecycle.Lock()
 	defer r.lifecycle.Unlock()
 	r.mu.Lock()
@@ -285,15 +310,23 @@ func (r *Runner) Stop(ctx context.Context) error {
 	r.stopped = true
 	r.mu.Unlock()
 
+	close(r.claimStop)
+	<-r.claimDone // a claim under way has started its runs
+	done := make(chan struct{})
+	go func() { r.runs.Wait(); close(done) }()
+	if drain {
+		r.logger.InfoContext(ctx, "revenant: node draining", slog.String("node", r.NodeID()), slog.Int("running", r.Running()))
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
 	close(r.stopCh)
 	r.stopRuns(ErrStopping)
 	r.loops.Wait()
 	if r.listener != nil {
 		r.listener.Close()
 	}
-
-	done := make(chan struct{})
-	go func() { r.runs.Wait(); close(done) }()
 	timeout := time.NewTimer(r.config.ShutdownTimeout)
 	defer timeout.Stop()
 	select {
@@ -301,6 +334,10 @@ func (r *Runner) Stop(ctx context.Context) error {
 	case <-timeout.C:
 	case <-ctx.Done():
 	}
+	// What follows runs even when ctx has ended: handing back and marking
+	// the node stopped are what spare the fleet a sweep.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.config.ShutdownTimeout)
+	defer cancel()
 	// Runs that did not return in time: hand their episodes back anyway.
 	r.mu.Lock()
 	stuck := make([]*episodes.Episode, 0, len(r.active))

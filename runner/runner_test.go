@@ -41,7 +41,7 @@ func start(t *testing.T, s *testdb.Schema, cfg *runner.Config, actors ...runner.
 		require.NoError(t, r.Register(a))
 	}
 	require.NoError(t, r.Start(context.Background()))
-	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	t.Cleanup(func() { _ = r.StopAndCancel(context.Background()) })
 	return r
 }
 
@@ -218,7 +218,7 @@ func TestGracefulStopHandsEpisodesBackAtOnce(t *testing.T) {
 			ids = append(ids, res.Episode.ID)
 		}
 		require.Eventually(t, func() bool { return started.Load() == 3 }, 5*time.Second, 10*time.Millisecond)
-		require.NoError(t, a.Stop(ctx))
+		require.NoError(t, a.StopAndCancel(ctx))
 		for _, id := range ids {
 			ep, err := a.Store().Get(ctx, id)
 			require.NoError(t, err)

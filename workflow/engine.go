@@ -76,6 +76,9 @@ type Engine struct {
 
 	mu    sync.RWMutex
 	defs  map[string]*Definition
+	// knownActors and warnedActors remember the step actor checks of
+	// reconciliation (see warnUnknownActors).
+	knownActors, warnedActors map[string]bool
 	unsub []func()
 	stop  chan struct{}
 	done  chan struct{}
@@ -109,7 +112,8 @@ func NewEngine(db *sqlx.DB, config *Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{db: db, st: backend.For(db), config: c, store: store, logger: c.Logger, defs: map[string]*Definition{}}, nil
+	return &Engine{db: db, st: backend.For(db), config: c, store: store, logger: c.Logger, defs: map[string]*Definition{},
+		knownActors: map[string]bool{}, warnedActors: map[string]bool{}}, nil
 }
 
 // Register validates and adds a definition.

@@ -52,7 +52,7 @@ func Example() {
 	_ = eng.Start(ctx)
 	defer func() { _ = eng.Stop(context.Background()) }()
 	_ = r.Start(ctx)
-	defer func() { _ = r.Stop(ctx) }()
+	defer func() { _ = r.StopAndCancel(ctx) }()
 
 	id, _ := eng.StartInstance(ctx, "greet", map[string]string{"to": "world"}, nil)
 	for {

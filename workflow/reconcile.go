@@ -28,6 +28,7 @@ import (
 // Call it through recovery.ReconcileWorkflows, after recovery.Sweep and
 // after the workflows are registered.
 func (e *Engine) ReconcileWorkflows(ctx context.Context, scope recovery.Scope) (*recovery.ReconcileResult, error) {
+	e.warnUnknownActors(ctx)
 	res := &recovery.ReconcileResult{}
 	after := uuid.Nil
 	for {
@@ -90,3 +91,40 @@ var _ recovery.WorkflowReconciler = (*Engine)(nil)
 
 // reconcileBatch is the page size of a reconciliation's instance listing.
 const reconcileBatch = 500
+
+// warnUnknownActors logs, once per actor, the registered workflows' step
+// actors that no live node in the engine's scope has registered and that
+// have no definition: their steps' episodes would stay pending. A runner
+// whose Stack or Env differs from the engine's is the usual cause when
+// wiring by hand (the client shares one scope). Actors found known are not
+// asked about again.
+func (e *Engine) warnUnknownActors(ctx context.Context) {
+	e.mu.RLock()
+	steps := map[string][]string{} // actor -> "workflow/step"
+	for _, d := range e.defs {
+		for _, st := range d.Steps {
+			if !e.knownActors[st.Actor] {
+				steps[st.Actor] = append(steps[st.Actor], d.ID+"/"+st.ID)
+			}
+		}
+	}
+	e.mu.RUnlock()
+	for actor, where := range steps {
+		known, err := e.st.ActorKnown(ctx, e.db, store.ActorScope{ActorID: actor, Stack: e.config.Stack, Env: e.config.Env})
+		if err != nil {
+			return // the reconcile that follows reports the database's trouble
+		}
+		e.mu.Lock()
+		warned := e.knownActors[actor] || e.warnedActors[actor]
+		if known {
+			e.knownActors[actor] = true
+		} else {
+			e.warnedActors[actor] = true
+		}
+		e.mu.Unlock()
+		if !known && !warned {
+			e.logger.WarnContext(ctx, "revenant: workflow steps run an actor that no live node in the engine's scope has registered and that has no definition; their episodes stay pending until one does (a typo, or a runner with another Stack or Env than the engine?)",
+				slog.String("actor", actor), slog.Any("steps", where), slog.String("stack", e.config.Stack), slog.String("env", e.config.Env))
+		}
+	}
+}

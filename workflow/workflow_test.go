@@ -68,7 +68,7 @@ func startNode(t *testing.T, s *testdb.Schema, o nodeOpts) *node {
 		require.NoError(t, r.Register(a))
 	}
 	require.NoError(t, r.Start(ctx))
-	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	t.Cleanup(func() { _ = r.StopAndCancel(context.Background()) })
 	var engBus bus.Bus = b
 	if o.noEngineSub {
 		engBus = nil
