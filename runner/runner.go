@@ -54,9 +54,9 @@ type Runner struct {
 	// actor once known is not asked about again; an unknown one is logged
 	// once.
 	knownActors, warnedActors map[store.ActorScope]bool
-	started bool
-	stopped bool
-	nodeID  string
+	started                   bool
+	stopped                   bool
+	nodeID                    string
 	// unregistered: nodeID has no node row yet (a re-registration failed).
 	// The node claims nothing until the heartbeat registers it: episodes
 	// claimed under an id no row names would be out of every sweep's
@@ -75,16 +75,16 @@ type Runner struct {
 	// the database before the node tracks it in active.
 	claiming int
 
-	wake     chan struct{}
-	stopCh   chan struct{} // ends the heartbeat and listener loops
+	wake   chan struct{}
+	stopCh chan struct{} // ends the heartbeat and listener loops
 	// claimStop ends the claim loop (first, so that a draining node takes
 	// no new work); claimDone closes when it has.
 	claimStop, claimDone chan struct{}
-	runCtx   context.Context
-	stopRuns context.CancelCauseFunc
-	loops    sync.WaitGroup
-	runs     sync.WaitGroup
-	listener store.Listener
+	runCtx               context.Context
+	stopRuns             context.CancelCauseFunc
+	loops                sync.WaitGroup
+	runs                 sync.WaitGroup
+	listener             store.Listener
 }
 
 type activeRun struct {

@@ -74,14 +74,14 @@ type Engine struct {
 	store  *episodes.Store
 	logger *slog.Logger
 
-	mu    sync.RWMutex
-	defs  map[string]*Definition
+	mu   sync.RWMutex
+	defs map[string]*Definition
 	// knownActors and warnedActors remember the step actor checks of
 	// reconciliation (see warnUnknownActors).
 	knownActors, warnedActors map[string]bool
-	unsub []func()
-	stop  chan struct{}
-	done  chan struct{}
+	unsub                     []func()
+	stop                      chan struct{}
+	done                      chan struct{}
 }
 
 // NewEngine returns an engine on db (never closed by revenant).
