@@ -40,6 +40,10 @@ var (
 	// ErrNotMigrated: a revenant table does not exist; run
 	// migrations.Migrate at boot (with the pool's search_path).
 	ErrNotMigrated = dbx.ErrNotMigrated
+	// ErrUnknownActor: with Config.StrictActors, Enqueue named an actor
+	// that no live node in the episode's scope has registered and that
+	// has no definition.
+	ErrUnknownActor = dbx.ErrUnknownActor
 )
 
 // Limits on what revenant stores, the same on every backend. Values past
