@@ -8,6 +8,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/revenant-go/revenant/actors"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -100,6 +101,7 @@ type Client struct {
 	runner  *runner.Runner
 	engine  *workflow.Engine
 	sweeper *recovery.Sweeper
+	actors  *actors.Store
 
 	mu        sync.Mutex
 	state     clientState
@@ -144,6 +146,10 @@ func New(db *sqlx.DB, config *Config) (*Client, error) {
 	}
 	c.engine, err = workflow.NewEngine(db, &workflow.Config{Bus: c.bus, Stack: cfg.Stack, Env: cfg.Env,
 		RetryPollInterval: cfg.PollInterval, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("revenant.New: %w", err)
+	}
+	c.actors, err = actors.New(db, &actors.Config{Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("revenant.New: %w", err)
 	}
@@ -223,3 +229,7 @@ func (c *Client) Bus() *bus.Outbox { return c.bus }
 
 // Episodes is the episode store, stamped with the node's scope.
 func (c *Client) Episodes() *episodes.Store { return c.runner.Store() }
+
+// Actors defines, lists, disables and deletes actor definitions: recovery
+// policies kept in the database, for actors whose code runs elsewhere.
+func (c *Client) Actors() *actors.Store { return c.actors }
