@@ -3,6 +3,7 @@ package revenant_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -380,5 +381,40 @@ func TestKilledOwnersPoliciesTravelWithIt(t *testing.T) {
 		var d map[string]any
 		require.NoError(t, json.Unmarshal([]byte(detail), &d))
 		require.Equal(t, recovery.SourceOwner, d["policy_source"])
+	})
+}
+
+// "attempts" has one meaning per noun: Episode.Attempts counts claims of
+// one episode; Episode.StepAttempt counts a workflow step's tries.
+func TestStepAttemptAndEpisodeAttemptsAreDistinct(t *testing.T) {
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		ctx := context.Background()
+		seen := make(chan [2]int, 4)
+		flaky := func(_ context.Context, ep *episodes.Episode, _ *journal.Journal) (any, error) {
+			seen <- [2]int{ep.StepAttempt(), ep.Attempts}
+			if ep.StepAttempt() == 1 {
+				return nil, errors.New("flaky upstream")
+			}
+			return "ok", nil
+		}
+		c := newClient(t, s.DB, revenant.Config{})
+		require.NoError(t, c.Register(runner.Actor{ID: "flaky", Run: flaky}))
+		require.NoError(t, c.RegisterWorkflow(workflow.Definition{ID: "wf", Steps: []workflow.Step{
+			{ID: "call", Actor: "flaky", OnFailure: workflow.Retry(3, 10*time.Millisecond)},
+		}}))
+		require.NoError(t, c.Start(ctx))
+		id, err := c.StartWorkflow(ctx, "wf", nil, nil)
+		require.NoError(t, err)
+		waitFor(t, "the workflow completes", func() bool {
+			in, err := c.Workflows().Get(ctx, id)
+			require.NoError(t, err)
+			return in.Status == workflow.StatusDone
+		})
+		require.Equal(t, [2]int{1, 1}, <-seen, "first try: step attempt 1, first claim of its episode")
+		require.Equal(t, [2]int{2, 1}, <-seen, "the retry is a new episode: step attempt 2, its first claim")
+		plain, err := c.Enqueue(ctx, episodes.CreateParams{ActorID: "flaky"})
+		require.NoError(t, err)
+		require.Zero(t, plain.Episode.StepAttempt(), "outside workflows")
 	})
 }

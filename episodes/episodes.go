@@ -52,7 +52,10 @@ type Episode struct {
 	Result      json.RawMessage
 	ErrorClass  string
 	ErrorDetail json.RawMessage
-	// Attempts counts claims (counted when claimed, so crashes count).
+	// Attempts counts claims of this episode: 1 on its first run, 2 after
+	// a crash restart, and so on (counted when claimed, so crashes count).
+	// A workflow step retried after a failure runs as a new episode: see
+	// StepAttempt for the step's own count.
 	Attempts    int
 	MaxAttempts int
 	OwnerNode   string
@@ -321,3 +324,11 @@ func (s *Store) GetTx(ctx context.Context, tx Executor, id uuid.UUID) (*Episode,
 // *sql.DB, *sql.Conn, *sqlx.DB), so revenant's writes commit or roll back
 // with the caller's own work. It is the same type as revenant.Executor.
 type Executor = dbx.Executor
+
+// StepAttempt is, for a workflow step's episode, which attempt of the step
+// it runs: 1 for the first, 2 for the first retry after a failure, and so
+// on. It is 0 for an episode outside workflows. (Attempts, by contrast,
+// counts claims of this one episode, which crash restarts bump.)
+func (e *Episode) StepAttempt() int {
+	return store.WorkflowStepAttempt(e.WorkflowInstanceID, e.WorkflowStepID, e.DedupeKey)
+}

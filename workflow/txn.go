@@ -365,7 +365,7 @@ func (t *txn) createEpisode(s *StepState, actor, expectation string, input any, 
 		maxAttempts = episodes.MaxAttemptsDefault
 	}
 	t.newEpisodes = append(t.newEpisodes, newEpisode{id: id, actor: actor, expectation: expectation, input: enc,
-		maxAttempts: maxAttempts, dedupeKey: fmt.Sprintf("wf:%s:%s:%d", t.inst.ID, s.ID, attempt), stepID: s.ID})
+		maxAttempts: maxAttempts, dedupeKey: store.WorkflowStepDedupeKey(t.inst.ID, s.ID, attempt), stepID: s.ID})
 	s.Status, s.Attempts, s.EpisodeID, s.dueInMS, s.outcome = StepRunning, attempt, id, nil, nil
 	t.touch(s)
 	t.publish(bus.Event{Type: bus.WorkflowStepStarted, WorkflowStepID: s.ID, EpisodeID: id, ActorID: actor, Status: StepRunning})

@@ -2,6 +2,9 @@ package store
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -110,4 +113,26 @@ type WorkflowFlushParams struct {
 // WorkflowFlushCounts is what a flush wrote, for the caller to check.
 type WorkflowFlushCounts struct {
 	Steps, Instances, Episodes int
+}
+
+// WorkflowStepDedupeKey is the dedupe key of a workflow step's episode for
+// one attempt of the step: a second creation of that attempt can never
+// make a second episode.
+func WorkflowStepDedupeKey(instance uuid.UUID, stepID string, attempt int) string {
+	return fmt.Sprintf("wf:%s:%s:%d", instance, stepID, attempt)
+}
+
+// WorkflowStepAttempt reads the step attempt back from an episode's
+// dedupe key; 0 when the key is not a workflow step's.
+func WorkflowStepAttempt(instance uuid.UUID, stepID, dedupeKey string) int {
+	prefix := fmt.Sprintf("wf:%s:%s:", instance, stepID)
+	rest, ok := strings.CutPrefix(dedupeKey, prefix)
+	if !ok || instance == uuid.Nil {
+		return 0
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
 }
