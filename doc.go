@@ -40,31 +40,30 @@
 //   - [github.com/revenant-go/revenant/workflow]: DAG workflows of episodes
 //     with retry, abort (with saga compensation) and pause policies;
 //     recovery.ReconcileWorkflows repairs instances that missed events.
+//   - [github.com/revenant-go/revenant/actors]: recovery policies kept in
+//     the database, for actors whose code runs on other nodes.
 //   - [github.com/revenant-go/revenant/sqlite]: opens a SQLite file (pure
 //     Go) for all of the above with nothing installed. The backend is read
 //     from the handle's driver; the README lists what differs (no
 //     advisory-lock failure detection, polling instead of LISTEN/NOTIFY, no
 //     SKIP LOCKED).
 //
-// # Usage sketch
+// # The client
 //
-//	db := sqlx.MustOpen("postgres", os.Getenv("DATABASE_URL")) // or revenant.WrapDB(sqlDB)
-//	if _, err := migrations.Migrate(ctx, db); err != nil { ... }
+// One Client per node wires everything with one scope, one logger and one
+// bus, and starts it in an order that loses nothing (see Client.Start):
 //
-//	r, _ := runner.New(db, &runner.Config{Name: host, ListenDSN: dsn})
-//	_ = r.Register(runner.Actor{ID: "invoicer", Recovery: recovery.Restart,
-//		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-//			order, err := journal.Step(ctx, j, "load", loadOrder)
-//			if err != nil { return nil, err }
-//			return journal.StepTx(ctx, j, "debit", func(ctx context.Context, tx *sqlx.Tx) (int64, error) {
-//				return debit(ctx, tx, order) // same-database effect, committed with its journal entry
-//			})
-//		}})
-//	_, _ = recovery.Sweep(ctx, db, &recovery.Options{Node: r}) // app startup
-//	_ = r.Start(ctx)
-//	sw, _ := recovery.NewSweeper(db, &recovery.SweeperConfig{Options: recovery.Options{Node: r}})
-//	_ = sw.Start(ctx)
-//	_, _ = r.Enqueue(ctx, episodes.CreateParams{ActorID: "invoicer", DedupeKey: "invoice-42", Input: in})
+//	db := sqlx.MustOpen("postgres", os.Getenv("DATABASE_URL")) // or sqlite.Open, or revenant.WrapDB(sqlDB)
+//	client, _ := revenant.New(db, &revenant.Config{Name: host, Stack: "shop", Env: "prod", ListenDSN: dsn})
+//	_ = client.Register(runner.Actor{ID: "invoicer", Recovery: recovery.Restart, Run: invoice})
+//	_ = client.RegisterWorkflow(checkout)
+//	if err := client.Start(ctx); err != nil { ... } // migrate, node, bus, startup sweep, reconcile, Sweeper
+//	defer client.Stop(shutdownCtx)                  // drain until the deadline, then hand back
+//	_, _ = client.Enqueue(ctx, episodes.CreateParams{ActorID: "invoicer", DedupeKey: "invoice-42", Input: in})
+//
+// The packages below stay public for wiring by hand: call recovery.Sweep
+// from app startup, register actor recovery policies, run reconcile after
+// workflow registration.
 //
 // Revenant accepts the caller's *sqlx.DB (lib/pq or pgx's stdlib driver,
 // or modernc.org/sqlite through sqlite.Open) and never closes it. Its tables are named revenant_* and live in the first

@@ -43,11 +43,17 @@
 //
 // # Policies
 //
-// Options.ResolvePolicy wins; then the registry (the runner's actors, per
-// expectation, then per actor); then enabled rows of
-// revenant_actor_definitions (per expectation, then per actor); then Fail. A
-// malformed value leaves the episode untouched and is reported in
-// Result.Errors and the log, never silently failed.
+// Options.ResolvePolicy wins; then the registry (the sweeping node's
+// actors, per expectation, then per actor); then the policies the dead
+// owner published in its node row when it registered the actor; then
+// enabled actor definitions (package actors; per expectation, then per
+// actor); then Options.DefaultPolicy (Fail unless set; Skip leaves the
+// orphan running and reports it with ErrNoPolicy). An actor registered
+// without a policy states none, so resolution falls through. A malformed
+// value leaves the episode untouched and is reported in Result.Errors and
+// the log, never silently failed. A dry run resolves exactly as the sweep
+// does, so any process, with or without a registry, gets the same answer
+// as the node that acts.
 //
 // # Scope
 //
