@@ -195,15 +195,15 @@ func RowUUID(rows *sql.Rows) uuid.UUID {
 	return uuid.Nil
 }
 
-// ErrIllegalTransition: the episode's status does not allow the requested
+// ErrIllegalTransition means the episode's status does not allow the requested
 // move (revenant re-exports it).
 var ErrIllegalTransition = errors.New("revenant: illegal status transition")
 
-// ErrLeaseLost: the caller's claim token is no longer the episode's
+// ErrLeaseLost means the caller's claim token is no longer the episode's
 // current one (revenant re-exports it).
 var ErrLeaseLost = errors.New("revenant: lease lost (stale claim token)")
 
-// ErrUnknownActor: an episode names an actor that no live node in its
+// ErrUnknownActor means an episode names an actor that no live node in its
 // scope has registered and that has no definition (revenant re-exports
 // it).
 var ErrUnknownActor = errors.New("revenant: unknown actor")
