@@ -42,6 +42,9 @@ func (r *Runner) EnqueueTx(ctx context.Context, tx episodes.Executor, p episodes
 		}
 		r.mu.Unlock()
 	}
+	if err := dbx.CheckExecutor("runner EnqueueTx", tx); err != nil {
+		return nil, err
+	}
 	known, err := r.actorKnown(ctx, tx, p)
 	if err != nil {
 		return nil, err
@@ -113,8 +116,8 @@ func (r *Runner) actorKnown(ctx context.Context, tx episodes.Executor, p episode
 	known := local && a.Stack == r.config.Stack && a.Env == r.config.Env
 	known = known || r.knownActors[a]
 	r.mu.Unlock()
-	if known || a.ActorID == "" {
-		return true, nil // an empty id fails validation in Create
+	if known || dbx.CheckName("actor", a.ActorID, true) != nil || dbx.CheckName("stack", a.Stack, false) != nil || dbx.CheckName("env", a.Env, false) != nil {
+		return true, nil // Create refuses a malformed id or scope, saying why
 	}
 	known, err := r.st.ActorKnown(ctx, tx, a)
 	if err != nil {

@@ -11,7 +11,8 @@ import (
 func (Store) CheckListenDSN(field, dsn string) error { return listen.CheckDSN(field, dsn) }
 
 // Listen implements store.Store with lib/pq's reconnecting listener,
-// whatever driver the pool uses.
+// whatever driver the pool uses: one connection per DSN and process,
+// shared by the node's runner and bus.
 func (Store) Listen(ctx context.Context, c store.ListenConfig) store.Listener {
-	return listen.Start(ctx, listen.Config{DSN: c.DSN, Channels: c.Channels, Owner: c.Owner, Logger: c.Logger})
+	return listen.Join(ctx, listen.Config{DSN: c.DSN, Channels: c.Channels, Owner: c.Owner, Logger: c.Logger})
 }

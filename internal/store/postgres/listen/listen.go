@@ -92,6 +92,14 @@ type Listener struct {
 // is re-issued after every reconnect; an outage is logged once when it
 // starts (one warning, not one per attempt) and once when it ends.
 func Start(ctx context.Context, c Config) *Listener {
+	l := start(c)
+	go l.listen(c.Channels)
+	l.wait(ctx, c.ConnectTimeout)
+	return l
+}
+
+// start connects in the background; the caller issues LISTEN.
+func start(c Config) *Listener {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = ConnectTimeoutDefault
 	}
@@ -106,15 +114,7 @@ func Start(ctx context.Context, c Config) *Listener {
 	l.mu.Unlock()
 	l.out = make(chan *store.Notification, 16)
 	go l.forward(p.Notify)
-	go l.listen(c.Channels)
 	go l.ping()
-	wait := time.NewTimer(c.ConnectTimeout)
-	defer wait.Stop()
-	select {
-	case <-l.settled:
-	case <-ctx.Done():
-	case <-wait.C:
-	}
 	return l
 }
 
