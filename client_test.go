@@ -418,3 +418,20 @@ func TestStepAttemptAndEpisodeAttemptsAreDistinct(t *testing.T) {
 		require.Zero(t, plain.Episode.StepAttempt(), "outside workflows")
 	})
 }
+
+func TestWorkflowStepWithAnUnknownActorWarnsAtStart(t *testing.T) {
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		logs, logger := testdb.NewLogs()
+		c := newClient(t, s.DB, revenant.Config{Logger: logger})
+		require.NoError(t, c.Register(runner.Actor{ID: "inventory", Run: noop}))
+		require.NoError(t, c.RegisterWorkflow(workflow.Definition{ID: "restock", Steps: []workflow.Step{
+			{ID: "count", Actor: "inventory"},
+			{ID: "order", Actor: "invntory", DependsOn: []string{"count"}},
+		}}))
+		require.NoError(t, c.Start(context.Background()))
+		require.Equal(t, 1, logs.Count("actor=invntory"), logs.String())
+		require.Contains(t, logs.String(), "restock/order")
+		require.Zero(t, logs.Count("actor=inventory "), "the registered actor is known")
+	})
+}
