@@ -1,18 +1,20 @@
 package recovery_test
 
-// Cross-process crash tests: the test binary re-executes itself as cluster
-// workers (internal/clusterdemo), which are killed with real signals.
+// Cross-process crash tests: workers are the examples/cluster program,
+// built once per test and killed with real signals.
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,29 +27,39 @@ import (
 	"github.com/revenant-go/revenant/internal/testdb"
 )
 
-const workerEnv = "REVENANT_TEST_CLUSTER_WORKER"
+// clusterBinaries caches the program built for each test (or benchmark).
+var clusterBinaries sync.Map // testing.TB -> string
 
-// runWorkerIfAsked turns this process into a cluster worker when the test
-// started it as one.
-func runWorkerIfAsked() bool {
-	spec := os.Getenv(workerEnv)
-	if spec == "" {
+// clusterBinary builds examples/cluster into t's temporary directory, once
+// per t, with the race detector when this test binary has it.
+func clusterBinary(t testing.TB) string {
+	t.Helper()
+	if path, ok := clusterBinaries.Load(t); ok {
+		return path.(string)
+	}
+	path := filepath.Join(t.TempDir(), "cluster")
+	args := []string{"build", "-o", path}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, clusterdemo.Package)...).CombinedOutput()
+	require.NoError(t, err, "building %s:\n%s", clusterdemo.Package, out)
+	clusterBinaries.Store(t, path)
+	t.Cleanup(func() { clusterBinaries.Delete(t) })
+	return path
+}
+
+func raceEnabled() bool {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
 		return false
 	}
-	var o clusterdemo.Options
-	if err := json.Unmarshal([]byte(spec), &o); err != nil {
-		fmt.Fprintln(os.Stderr, "worker: bad spec:", err)
-		os.Exit(2)
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	sum, err := clusterdemo.Run(ctx, o)
-	fmt.Println(sum)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
-		os.Exit(1)
-	}
-	return true
+	return false
 }
 
 type worker struct {
@@ -58,10 +70,8 @@ type worker struct {
 
 func startWorker(t testing.TB, o clusterdemo.Options) *worker {
 	t.Helper()
-	spec, err := json.Marshal(o)
-	require.NoError(t, err)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), workerEnv+"="+string(spec))
+	cmd := exec.Command(clusterBinary(t), o.Args()...)
+	cmd.Env = append(os.Environ(), o.Env()...)
 	w := &worker{cmd: cmd, out: &bytes.Buffer{}, o: o}
 	cmd.Stdout, cmd.Stderr = w.out, w.out
 	require.NoError(t, cmd.Start())
@@ -169,6 +179,7 @@ func TestCrashClusterSIGKILL(t *testing.T) {
 				HeartbeatInterval: hb, NodeTTL: ttl}
 		}
 		workers := []*worker{startWorker(t, opts("w0")), startWorker(t, opts("w1")), startWorker(t, opts("w2"))}
+		killed := []*worker{}
 
 		deadline := time.Now().Add(3 * time.Minute)
 		kills := 0
@@ -194,6 +205,7 @@ func TestCrashClusterSIGKILL(t *testing.T) {
 			if kills < 12 {
 				i := rand.IntN(len(workers))
 				workers[i].kill()
+				killed = append(killed, workers[i])
 				kills++
 				workers[i] = startWorker(t, opts(fmt.Sprintf("w%d", i)))
 			}
@@ -208,6 +220,11 @@ func TestCrashClusterSIGKILL(t *testing.T) {
 		t.Logf("%d SIGKILLs; %d episodes were recovered and resumed at least once", kills, restarted)
 		require.GreaterOrEqual(t, kills, 3, "the run must outlast several kills")
 		require.Positive(t, restarted, "kills must have hit episodes mid-run")
+		var outs strings.Builder
+		for _, w := range append(killed, workers...) {
+			outs.WriteString(w.out.String())
+		}
+		require.Regexp(t, `#\d+ resumed \(claim \d+\)`, outs.String(), "the workers print the episodes they resume from a dead node's journal")
 	})
 }
 

@@ -17,12 +17,7 @@ import (
 	"github.com/revenant-go/revenant/recovery"
 )
 
-func TestMain(m *testing.M) {
-	if runWorkerIfAsked() {
-		return
-	}
-	testdb.Main(m)
-}
+func TestMain(m *testing.M) { testdb.Main(m) }
 
 type bundle struct {
 	db     *sqlx.DB

@@ -1,21 +1,20 @@
 // Command quickstart shows revenant's crash recovery in two runs.
 //
-// Run 1 starts an episode of three journaled steps; the process crashes
-// (os.Exit) inside step 2. Run 2 finds the orphan, restarts it, and the
-// episode completes without running step 1 again.
+// Run 1 starts an episode of three journaled steps; the process crashes on
+// purpose (os.Exit(3), so the run exits non-zero) inside step 2. Run 2
+// starts a node that finds the orphan, restarts it, and the episode
+// completes without running step 1 again.
+//
+//	go run ./examples/quickstart          # run 1: crashes in step 2 (exit status 3)
+//	go run ./examples/quickstart          # run 2: recovers and completes
+//	go run ./examples/quickstart -reset   # start over
 //
 // With nothing installed it uses a SQLite file (revenant-quickstart.db in
 // the current directory). There a dead node is found when its heartbeat
-// TTL (2s here) lapses, so run 2's sweeper restarts the episode a moment
-// after start-up:
-//
-//	go run ./examples/quickstart   # run 1: crashes in step 2
-//	go run ./examples/quickstart   # run 2: recovers and completes
-//	go run ./examples/quickstart -reset   # start over
-//
-// With DATABASE_URL it uses Postgres, where the crashed node's advisory
-// lock vanished with its process, so run 2's startup sweep restarts the
-// episode at once:
+// TTL (2s here) lapses, so run 2's Sweeper restarts the episode a moment
+// after start-up. With DATABASE_URL set it uses Postgres, where the crashed
+// node's advisory lock vanished with its process, so run 2's startup sweep
+// restarts the episode at once:
 //
 //	export DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 package main
@@ -32,6 +31,8 @@ import (
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
 
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/migrations"
@@ -40,10 +41,13 @@ import (
 	"github.com/revenant-go/revenant/sqlite"
 )
 
-const dedupeKey = "quickstart-demo"
+const (
+	actorID   = "order-fulfilment"
+	dedupeKey = "quickstart-demo"
+)
 
 func main() {
-	reset := flag.Bool("reset", false, "archive the demo episode and start over")
+	reset := flag.Bool("reset", false, "forget the demo episode and start over")
 	file := flag.String("sqlite", "revenant-quickstart.db", "SQLite file used when DATABASE_URL is unset")
 	flag.Parse()
 	if err := run(*reset, *file); err != nil {
@@ -55,52 +59,43 @@ func main() {
 func run(reset bool, file string) error {
 	ctx := context.Background()
 	dsn := os.Getenv("DATABASE_URL")
+	if reset {
+		if err := resetDemo(ctx, dsn, file); err != nil {
+			return err
+		}
+		fmt.Println("reset: the next run starts a new episode")
+		return nil
+	}
+	cfg := &revenant.Config{Name: "quickstart", PollInterval: 100 * time.Millisecond}
 	var db *sqlx.DB
 	var err error
-	cfg := &runner.Config{Name: "quickstart", HeartbeatInterval: time.Second, NodeTTL: 5 * time.Second}
 	if dsn == "" {
-		if reset {
-			for _, suffix := range []string{"", "-wal", "-shm"} {
-				_ = os.Remove(file + suffix)
-			}
-			fmt.Println("reset: the next run starts a new episode")
-			return nil
-		}
 		fmt.Printf("using SQLite file %s (set DATABASE_URL to use Postgres)\n", file)
 		db, err = sqlite.Open(ctx, file, nil)
 		// No advisory locks on SQLite: a short TTL finds the crash sooner.
 		cfg.HeartbeatInterval, cfg.NodeTTL = 500*time.Millisecond, 2*time.Second
 	} else {
+		fmt.Println("using Postgres from DATABASE_URL")
 		db, err = sqlx.Open("postgres", dsn)
-		cfg.ListenDSN = dsn
+		cfg.ListenDSN = dsn // wake-ups by LISTEN/NOTIFY instead of polling
 	}
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if _, err := migrations.Migrate(ctx, db); err != nil {
-		return err
-	}
-	if reset {
-		_, err := db.ExecContext(ctx, `UPDATE revenant_episodes SET status = CASE WHEN status IN ('done', 'failed', 'canceled') THEN status ELSE 'canceled' END,
-			finished_at = coalesce(finished_at, now()), archived_at = now() WHERE dedupe_key = $1 AND archived_at IS NULL`, dedupeKey)
-		fmt.Println("reset: the next run starts a new episode")
-		return err
-	}
+	defer func() { _ = db.Close() }()
 
-	r, err := runner.New(db, cfg)
+	client, err := revenant.New(db, cfg)
 	if err != nil {
 		return err
 	}
-	done := make(chan *episodes.Episode, 1)
-	// The runner claims the episode the moment it is enqueued; the actor
+	// The node claims the episode the moment it is enqueued; the actor
 	// waits until main has said what it enqueued, so the output reads in
 	// order (and run 1's crash never comes before that line).
 	announced := make(chan struct{})
 	announce := sync.OnceFunc(func() { close(announced) })
 	defer announce()
-	err = r.Register(runner.Actor{
-		ID:       "order-fulfilment",
+	err = client.Register(runner.Actor{
+		ID:       actorID,
 		Recovery: recovery.Restart, // orphans of this actor are restarted, not failed
 		Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
 			select {
@@ -108,7 +103,8 @@ func run(reset bool, file string) error {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			fmt.Printf("episode %s, attempt %d\n", ep.ID, ep.Attempts)
+			// Attempts counts claims: 1 on the first run, 2 after a crash restart.
+			fmt.Printf("episode %s, claim %d\n", ep.ID, ep.Attempts)
 			ran := false
 			order, err := journal.Step(ctx, j, "reserve-stock", func(ctx context.Context) (string, error) {
 				ran = true
@@ -126,7 +122,7 @@ func run(reset bool, file string) error {
 			charge, err := journal.Step(ctx, j, "charge-card", func(ctx context.Context) (string, error) {
 				fmt.Println("  step 2 charge-card: running")
 				if ep.Attempts == 1 {
-					fmt.Println("  step 2 charge-card: the process crashes now (os.Exit)")
+					fmt.Println("  step 2 charge-card: the process crashes now, on purpose (os.Exit(3): this run exits non-zero); run the demo again to see the recovery")
 					os.Exit(3)
 				}
 				info, _ := journal.Info(ctx)
@@ -150,34 +146,33 @@ func run(reset bool, file string) error {
 	if err != nil {
 		return err
 	}
+	// Lifecycle events arrive on the bus, in order, from every node;
+	// subscribed before Start to see the startup sweep's too.
+	ended := make(chan bus.Event, 8)
+	client.Subscribe("", func(_ context.Context, ev bus.Event) error {
+		switch {
+		case ev.Type == bus.EpisodeRecovered:
+			fmt.Printf("recovered: episode %s went back to pending (its node died; its actor's policy is Restart)\n", ev.EpisodeID)
+		case ev.Terminal():
+			select {
+			case ended <- ev:
+			default:
+			}
+		}
+		return nil
+	})
+	// Start migrates, sweeps the orphans of dead nodes (restarting or
+	// failing each by its actor's policy), starts the Sweeper for nodes
+	// that die later, and begins claiming work.
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { _ = client.Stop(context.Background()) }()
+	if sw := client.Startup().Sweep; sw != nil { // nil if it failed: the Sweeper retries it
+		fmt.Printf("startup sweep: restarted=%d failed=%d skipped=%d\n", sw.Restarted, sw.Failed, sw.Skipped)
+	}
 
-	// App startup: sweep for orphans of dead nodes, then start the runner.
-	res, err := recovery.Sweep(ctx, db, &recovery.Options{Node: r})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("startup sweep: restarted=%d failed=%d skipped=%d\n", res.Restarted, res.Failed, res.Skipped)
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	defer func() { _ = r.Stop(context.Background()) }()
-	// While the app runs, a Sweeper recovers the work of nodes that die
-	// later, or whose death is only seen when their heartbeat TTL lapses.
-	sw, err := recovery.NewSweeper(db, &recovery.SweeperConfig{Options: recovery.Options{
-		Node: r,
-		OnEvent: func(_ context.Context, ev recovery.Event) {
-			fmt.Printf("sweeper: %s episode %s (%s)\n", ev.Type, ev.EpisodeID, ev.Reason)
-		},
-	}})
-	if err != nil {
-		return err
-	}
-	if err := sw.Start(ctx); err != nil {
-		return err
-	}
-	defer func() { _ = sw.Stop(context.Background()) }()
-
-	created, err := r.Enqueue(ctx, episodes.CreateParams{ActorID: "order-fulfilment", DedupeKey: dedupeKey, MaxAttempts: 5})
+	created, err := client.Enqueue(ctx, episodes.CreateParams{ActorID: actorID, DedupeKey: dedupeKey, MaxAttempts: 5})
 	if err != nil {
 		return err
 	}
@@ -185,11 +180,6 @@ func run(reset bool, file string) error {
 	switch {
 	case !created.Duplicate:
 		fmt.Println("run 1: started a new episode")
-	case ep.Status == episodes.StatusDone && res.Restarted > 0:
-		// Restarted by this run's sweep and finished by the runner before
-		// the enqueue above even looked.
-		fmt.Printf("episode %s: %s after %d attempts; result %s\n", ep.ID, ep.Status, ep.Attempts, ep.Result)
-		return nil
 	case ep.Status == episodes.StatusDone:
 		fmt.Printf("the demo episode is already done (result %s); run with -reset to start over\n", ep.Result)
 		return nil
@@ -200,21 +190,61 @@ func run(reset bool, file string) error {
 		}
 	}
 	announce()
-	go func() {
-		for {
-			got, err := r.Store().Get(ctx, ep.ID)
-			if err == nil && got.Status.Terminal() {
-				done <- got
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
+	// Wait for the episode's end on the bus (after its recovery, if any:
+	// events arrive in order).
+	timeout := time.After(30 * time.Second)
+	for done := false; !done; {
+		select {
+		case ev := <-ended:
+			done = ev.EpisodeID == ep.ID
+		case <-timeout:
+			return errors.New("the episode did not finish within 30s")
 		}
-	}()
-	select {
-	case got := <-done:
-		fmt.Printf("episode %s: %s after %d attempts; result %s\n", got.ID, got.Status, got.Attempts, got.Result)
-	case <-time.After(30 * time.Second):
-		return errors.New("the episode did not finish within 30s")
+	}
+	if ep, err = client.Episodes().Get(ctx, ep.ID); err != nil {
+		return err
+	}
+	fmt.Printf("episode %s: %s, claimed %d times (a crash restart is a new claim); result %s\n", ep.ID, ep.Status, ep.Attempts, ep.Result)
+	return nil
+}
+
+// resetDemo forgets the demo episode. On SQLite it deletes the file; on
+// Postgres it cancels the episode if it is unfinished and archives it,
+// which frees its dedupe key.
+func resetDemo(ctx context.Context, dsn, file string) error {
+	if dsn == "" {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(file + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	}
+	db, err := sqlx.Open("postgres", dsn)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = db.Close() }()
+	if _, err := migrations.Migrate(ctx, db); err != nil {
+		return err
+	}
+	store, err := episodes.New(db, nil)
+	if err != nil {
+		return err
+	}
+	list, err := store.List(ctx, episodes.ListParams{ActorID: actorID})
+	if err != nil {
+		return err
+	}
+	for _, ep := range list.Episodes {
+		if !ep.Status.Terminal() {
+			if _, err := store.Cancel(ctx, ep.ID, "demo reset"); err != nil {
+				return err
+			}
+		}
+		if _, err := store.Archive(ctx, ep.ID); err != nil {
+			return err
+		}
 	}
 	return nil
 }
