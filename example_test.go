@@ -16,6 +16,7 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/migrations"
 	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
 	"github.com/revenant-go/revenant/sqlite"
@@ -188,11 +189,15 @@ func ExampleClient_Subscribe() {
 // A dry run says what the next sweep would do with each orphan, and why:
 // the dead node that owned it, the rule that found it, the policy and
 // where the policy came from. Any process gets the same answer, with or
-// without the actors registered.
+// without the actors registered; an operator tool need not Start its
+// client (a started one's Sweeper would act on the orphan first).
 func ExampleClient_Sweep() {
 	db, cleanup := openDB()
 	defer cleanup()
 	ctx := context.Background()
+	if _, err := migrations.Migrate(ctx, db); err != nil {
+		log.Fatal(err)
+	}
 	// StaleAfter is short here so that an episode held by a node nobody
 	// knows is an orphan at once (the default waits two minutes).
 	client, err := revenant.New(db, &revenant.Config{StaleAfter: time.Millisecond})
@@ -204,25 +209,17 @@ func ExampleClient_Sweep() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := client.Start(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer func() { _ = client.Stop(ctx) }()
 
 	// An episode left running by a process that is gone.
 	eps, err := episodes.New(db, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	tx := db.MustBeginTx(ctx, nil) // so that this node cannot claim it first
-	created, err := eps.CreateTx(ctx, tx, episodes.CreateParams{ActorID: "invoicer"})
+	created, err := eps.Create(ctx, episodes.CreateParams{ActorID: "invoicer"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := eps.ClaimTx(ctx, tx, created.Episode.ID, "old-node-1"); err != nil {
-		log.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
+	if _, err := eps.Claim(ctx, created.Episode.ID, "old-node-1"); err != nil {
 		log.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond) // past StaleAfter
