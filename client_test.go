@@ -67,13 +67,16 @@ func status(t *testing.T, db *sqlx.DB, id uuid.UUID) episodes.Status {
 // deadNode registers a node that published policies and claims one
 // episode of each actor as that node, then lets its TTL lapse: its
 // episodes are orphans, as after a crash.
-func deadNode(t *testing.T, db *sqlx.DB, id string, policies map[string]store.ActorPolicy, actors ...string) map[string]uuid.UUID {
+func deadNode(t *testing.T, s *testdb.Schema, id string, policies map[string]store.ActorPolicy, actors ...string) map[string]uuid.UUID {
 	t.Helper()
+	db := s.DB
 	ctx := context.Background()
 	st := backend.For(db)
 	require.NoError(t, st.NodeRegister(ctx, db, &store.NodeRegisterParams{ID: id, Name: id, Actors: actors, Policies: policies, TTL: time.Minute}))
 	defer func() {
-		_, err := db.Exec(`UPDATE revenant_nodes SET expires_at = heartbeat_at WHERE node_id = $1`, id)
+		// A minute ago by the database clock: "now" must not still equal it
+		// (SQLite's clock has millisecond steps).
+		_, err := db.Exec(`UPDATE revenant_nodes SET expires_at = `+s.NowPlus(-time.Minute)+` WHERE node_id = $1`, id)
 		require.NoError(t, err)
 	}()
 	eps, err := episodes.New(db, nil)
@@ -107,7 +110,7 @@ func TestDryRunMatchesTheSweepWithAndWithoutARegistry(t *testing.T) {
 		ctx := context.Background()
 		_, err := s.DB.Exec(`INSERT INTO revenant_actor_definitions (actor_id, recovery_policy) VALUES ('def', 'restart')`)
 		require.NoError(t, err)
-		ids := deadNode(t, s.DB, "dead-1", map[string]store.ActorPolicy{
+		ids := deadNode(t, s, "dead-1", map[string]store.ActorPolicy{
 			"reg": {Recovery: "restart"}, "own": {Recovery: "restart"},
 		}, "reg", "own", "def", "unk")
 
@@ -165,7 +168,7 @@ func TestDryRunMatchesTheSweepWithAndWithoutARegistry(t *testing.T) {
 func TestSkipDefaultLeavesUnknownOrphansRunning(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		s := testdb.New(t, &testdb.Options{Driver: driver})
-		ids := deadNode(t, s.DB, "dead-2", nil, "stranger")
+		ids := deadNode(t, s, "dead-2", nil, "stranger")
 		res, err := recovery.Sweep(context.Background(), s.DB, &recovery.Options{DefaultPolicy: recovery.Skip})
 		require.NoError(t, err)
 		require.Equal(t, 1, res.Skipped)
