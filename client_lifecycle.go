@@ -89,8 +89,14 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	undo = append(undo, c.runner.StopAndCancel)
 
-	opts := c.sweepOptions()
-	up.Sweep, up.SweepErr = recovery.Sweep(ctx, c.db, &opts)
+	sw, err := c.newSweeper()
+	if err != nil {
+		return fail("building the Sweeper", err)
+	}
+	undo = append(undo, sw.Stop)
+	// The startup sweep is the Sweeper's first pass, so that it does not
+	// sweep (and reconcile) again at once when it starts.
+	up.Sweep, up.SweepErr = sw.Pass(ctx)
 	if up.SweepErr != nil {
 		up.Sweep = nil
 		c.logger.ErrorContext(ctx, "revenant: the startup sweep failed; the Sweeper retries it", slog.Any("error", up.SweepErr))
@@ -102,11 +108,7 @@ func (c *Client) Start(ctx context.Context) error {
 			c.logger.ErrorContext(ctx, "revenant: reconciling workflows at start failed; the Sweeper retries it", slog.Any("error", up.ReconcileErr))
 		}
 	}
-	sw, err := c.newSweeper()
-	if err == nil {
-		err = sw.Start(ctx)
-	}
-	if err != nil {
+	if err := sw.Start(ctx); err != nil {
 		return fail("starting the Sweeper", err)
 	}
 	c.mu.Lock()

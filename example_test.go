@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -16,7 +17,6 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/journal"
-	"github.com/revenant-go/revenant/migrations"
 	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
 	"github.com/revenant-go/revenant/sqlite"
@@ -195,22 +195,25 @@ func ExampleClient_Sweep() {
 	db, cleanup := openDB()
 	defer cleanup()
 	ctx := context.Background()
-	if _, err := migrations.Migrate(ctx, db); err != nil {
-		log.Fatal(err)
-	}
-	// StaleAfter is short here so that an episode held by a node nobody
-	// knows is an orphan at once (the default waits two minutes).
-	client, err := revenant.New(db, &revenant.Config{StaleAfter: time.Millisecond})
-	if err != nil {
-		log.Fatal(err)
-	}
-	err = client.Register(runner.Actor{ID: "invoicer", Recovery: recovery.Restart,
-		Run: func(context.Context, *episodes.Episode, *journal.Journal) (any, error) { return nil, nil }})
-	if err != nil {
-		log.Fatal(err)
-	}
+	invoicer := runner.Actor{ID: "invoicer", Recovery: recovery.Restart,
+		Run: func(context.Context, *episodes.Episode, *journal.Journal) (any, error) { return nil, nil }}
 
-	// An episode left running by a process that is gone.
+	// A node that ran invoicer and is gone (it stopped here; a crash is
+	// found through its lock or its TTL).
+	old, err := revenant.New(db, &revenant.Config{Name: "old-node"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := old.Register(invoicer); err != nil {
+		log.Fatal(err)
+	}
+	if err := old.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := old.Stop(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// An episode it left running.
 	eps, err := episodes.New(db, nil)
 	if err != nil {
 		log.Fatal(err)
@@ -219,17 +222,22 @@ func ExampleClient_Sweep() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := eps.Claim(ctx, created.Episode.ID, "old-node-1"); err != nil {
+	if _, err := eps.Claim(ctx, created.Episode.ID, old.NodeID()); err != nil {
 		log.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond) // past StaleAfter
 
-	res, err := client.Sweep(ctx, true)
+	// An operator's process, with no actors registered.
+	operator, err := revenant.New(db, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := operator.Sweep(ctx, true)
 	if err != nil {
 		log.Fatal(err)
 	}
 	for _, p := range res.Plans {
-		fmt.Println(p.ActorID, "owned by", p.PreviousOwner, "found by", p.Reason, "->", p.Action, "by policy", p.Policy, "from", p.PolicySource)
+		fmt.Println(p.ActorID, "owned by old-node:", strings.HasPrefix(p.PreviousOwner, "old-node-"),
+			"found by", p.Reason, "->", p.Action, "by policy", p.Policy, "from", p.PolicySource)
 	}
-	// Output: invoicer owned by old-node-1 found by no_activity -> restart by policy restart from registry
+	// Output: invoicer owned by old-node: true found by owner_stopped -> restart by policy restart from owner
 }

@@ -15,9 +15,14 @@ func dryRun(ctx context.Context, db conn, c *config, res *Result) error {
 		return fmt.Errorf("sweep: listing orphans: %w", err)
 	}
 	var actors, owners []string
+	seen := map[string]bool{}
 	for _, o := range orphans {
-		actors = append(actors, o.Episode.ActorID)
-		if o.Episode.OwnerNode != "" {
+		if a := "a:" + o.Episode.ActorID; !seen[a] {
+			seen[a] = true
+			actors = append(actors, o.Episode.ActorID)
+		}
+		if n := "n:" + o.Episode.OwnerNode; o.Episode.OwnerNode != "" && !seen[n] {
+			seen[n] = true
 			owners = append(owners, o.Episode.OwnerNode)
 		}
 	}

@@ -69,8 +69,7 @@ func sweep(ctx context.Context, db conn, c *config) (*Result, error) {
 }
 
 // sweepByPolicy resolves policies per owner and (actor, expectation) up
-// front, then
-// has the store recover the orphans batch by batch (one statement per
+// front, then has the store recover the orphans batch by batch (one statement per
 // batch; the backend chooses how to batch).
 func sweepByPolicy(ctx context.Context, db conn, c *config, res *Result) error {
 	groups, err := c.st.OrphanGroups(ctx, db, c.orphans())

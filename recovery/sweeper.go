@@ -134,8 +134,9 @@ func (c *SweeperConfig) validate() error {
 
 // Start reserves the Sweeper's connection (so a database that is down, a
 // closed handle or a pool too small for it fails here, holding nothing,
-// and Start may be called again), then runs the first pass at once and
-// keeps sweeping until Stop.
+// and Start may be called again), then runs the first pass at once (or,
+// when a Pass called before Start succeeded, as the app's startup sweep,
+// after one Interval) and keeps sweeping until Stop.
 func (s *Sweeper) Start(ctx context.Context) error {
 	s.lifecycle.Lock()
 	defer s.lifecycle.Unlock()
@@ -200,7 +201,13 @@ func (s *Sweeper) loop() {
 	defer cancel()
 	go func() { <-s.stop; cancel() }()
 
-	full := time.NewTimer(0) // first pass at once
+	// The first pass runs at once, unless a pass has just succeeded (an
+	// app's startup sweep through Pass): then it comes after an interval.
+	first := time.Duration(0)
+	if !s.Stats().LastSuccess.IsZero() {
+		first = s.jittered()
+	}
+	full := time.NewTimer(first)
 	defer full.Stop()
 	var check <-chan time.Time
 	if s.config.FailureCheckInterval > 0 {

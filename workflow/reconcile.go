@@ -96,14 +96,15 @@ const reconcileBatch = 500
 // actors that no live node in the engine's scope has registered and that
 // have no definition: their steps' episodes would stay pending. A runner
 // whose Stack or Env differs from the engine's is the usual cause when
-// wiring by hand (the client shares one scope). Actors found known are not
-// asked about again.
+// wiring by hand (the client shares one scope). An actor found known, or
+// warned about, is not asked about again: one query per step actor, not
+// one per pass.
 func (e *Engine) warnUnknownActors(ctx context.Context) {
 	e.mu.RLock()
 	steps := map[string][]string{} // actor -> "workflow/step"
 	for _, d := range e.defs {
 		for _, st := range d.Steps {
-			if !e.knownActors[st.Actor] {
+			if !e.knownActors[st.Actor] && !e.warnedActors[st.Actor] {
 				steps[st.Actor] = append(steps[st.Actor], d.ID+"/"+st.ID)
 			}
 		}
@@ -115,7 +116,7 @@ func (e *Engine) warnUnknownActors(ctx context.Context) {
 			return // the reconcile that follows reports the database's trouble
 		}
 		e.mu.Lock()
-		warned := e.knownActors[actor] || e.warnedActors[actor]
+		warned := e.warnedActors[actor]
 		if known {
 			e.knownActors[actor] = true
 		} else {
