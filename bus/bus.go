@@ -21,6 +21,16 @@ const (
 	EpisodeCanceled     = "episode.canceled"
 	EpisodeRecovered    = "episode.recovered"
 	EpisodeDeadLettered = "episode.dead_lettered"
+	// EpisodeRetrying: an attempt failed and the episode waits, pending,
+	// for its next one (ErrorClass says why).
+	EpisodeRetrying = "episode.retrying"
+	// EpisodeRequeued: an operator put a failed episode back to pending.
+	EpisodeRequeued = "episode.requeued"
+
+	// Breaker events carry the actor and the new state as Status.
+	BreakerOpened   = "breaker.opened"
+	BreakerHalfOpen = "breaker.half_open"
+	BreakerClosed   = "breaker.closed"
 
 	WorkflowStarted       = "workflow.started"
 	WorkflowStepStarted   = "workflow.step_started"

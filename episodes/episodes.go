@@ -75,11 +75,38 @@ type Episode struct {
 	WorkflowInstanceID uuid.UUID
 	WorkflowStepID     string
 	Metadata           json.RawMessage
+	// RunAt is when the episode falls due (database clock): its enqueue
+	// time, a scheduled time, or the end of a retry's backoff. Runners
+	// claim a pending episode only once it is due.
+	RunAt time.Time
+	// Retry is the episode's own retry policy, nil when it follows its
+	// actor's.
+	Retry *RetryPolicy
+	// Requeues is the episode's requeue history, oldest first.
+	Requeues []Requeue
 }
+
+// RetryPolicy says whether and when a failed attempt runs again; see
+// CreateParams.Retry and the actor's policy (runner.Actor.Retry). Its
+// fields are documented on the type it names.
+type RetryPolicy = store.RetryPolicy
+
+// Requeue is one entry of an episode's requeue history.
+type Requeue = store.Requeue
+
+// Retry defaults: the first retry waits about a second, each next one
+// twice as long, never more than ten minutes (each ±20% jitter).
+const (
+	RetryMinBackoffDefault = store.RetryMinBackoffDefault
+	RetryMaxBackoffDefault = store.RetryMaxBackoffDefault
+)
 
 // MaxAttemptsDefault is the max attempts given to new episodes when neither
 // CreateParams nor Config sets one.
 const MaxAttemptsDefault = 3
+
+// MaxScheduleDelay bounds CreateParams.Delay (and requeue delays).
+const MaxScheduleDelay = 100 * 365 * 24 * time.Hour
 
 // MaxJSONBytesDefault caps input, result, error detail and metadata values.
 const MaxJSONBytesDefault = 1 << 20
@@ -190,6 +217,16 @@ type CreateParams struct {
 	WorkflowStepID     string
 	// Metadata is a free JSON object. Defaults to {}.
 	Metadata any
+	// RunAt schedules the episode: runners claim it once this time has
+	// come (compared with the database clock). Delay does the same
+	// relative to the database's now. Set at most one; by default the
+	// episode is due at once.
+	RunAt time.Time
+	Delay time.Duration
+	// Retry overrides the actor's retry policy for this episode; it is
+	// stored with it, so it cannot carry a Backoff function. Defaults to
+	// nil (the actor's policy).
+	Retry *RetryPolicy
 }
 
 // CreateResult is what Create did.
@@ -250,7 +287,8 @@ func (s *Store) CreateTx(ctx context.Context, tx Executor, p CreateParams) (*Cre
 	}
 	row := &store.EpisodeInsertParams{ID: id, ActorID: p.ActorID, Expectation: p.Expectation, Input: input,
 		MaxAttempts: maxAttempts, DedupeKey: p.DedupeKey, SourceStack: stack, SourceEnv: env,
-		WorkflowInstanceID: p.WorkflowInstanceID, WorkflowStepID: p.WorkflowStepID, Metadata: meta}
+		WorkflowInstanceID: p.WorkflowInstanceID, WorkflowStepID: p.WorkflowStepID, Metadata: meta,
+		RunAt: p.RunAt, DelayMillis: p.Delay.Milliseconds(), Retry: store.EncodeRetryPolicy(p.Retry)}
 
 	// A dedupe conflict inserts nothing; the existing episode is then read.
 	// If it was archived in between, the insert is simply tried again.
@@ -300,7 +338,16 @@ func (p *CreateParams) validate() error {
 	if p.MaxAttempts < 0 || p.MaxAttempts > dbx.MaxMaxAttempts {
 		return fmt.Errorf("%w: CreateParams.MaxAttempts is %d; use 1..%d, or 0 for the default", ErrInvalidInput, p.MaxAttempts, dbx.MaxMaxAttempts)
 	}
-	return nil
+	if !p.RunAt.IsZero() && p.Delay != 0 {
+		return fmt.Errorf("%w: CreateParams sets both RunAt and Delay; set one", ErrInvalidInput)
+	}
+	if p.Delay < 0 || p.Delay > MaxScheduleDelay {
+		return fmt.Errorf("%w: CreateParams.Delay is %s; use 0 up to %s", ErrInvalidInput, p.Delay, MaxScheduleDelay)
+	}
+	if !p.RunAt.IsZero() && (p.RunAt.Year() < 1970 || p.RunAt.Year() > 9999) {
+		return fmt.Errorf("%w: CreateParams.RunAt (%s) is out of range; use a time between 1970 and 9999", ErrInvalidInput, p.RunAt)
+	}
+	return p.Retry.Validate("CreateParams.Retry", true)
 }
 
 // Get returns one episode, or an error wrapping ErrNotFound.

@@ -3,6 +3,7 @@ package episodes
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -22,6 +23,11 @@ type ListParams struct {
 	WorkflowInstanceID uuid.UUID
 	// IncludeArchived also returns archived episodes.
 	IncludeArchived bool
+	// ErrorClass keeps episodes whose (last) error has this class.
+	ErrorClass string
+	// FinishedAfter and FinishedBefore bound the finish time (inclusive,
+	// exclusive); zero is unbounded.
+	FinishedAfter, FinishedBefore time.Time
 	// After is the cursor: pass the previous page's Next to continue.
 	After uuid.UUID
 	// Limit is the page size. Defaults to ListLimitDefault; at most
@@ -73,6 +79,7 @@ func (s *Store) ListTx(ctx context.Context, tx Executor, p ListParams) (*ListRes
 	// One extra row tells whether another page follows.
 	rows, err := s.st.EpisodeList(ctx, tx, &store.EpisodeListParams{Statuses: p.Statuses, ActorID: p.ActorID,
 		Stack: p.Stack, Env: p.Env, WorkflowInstanceID: p.WorkflowInstanceID, IncludeArchived: p.IncludeArchived,
+		ErrorClass: p.ErrorClass, FinishedAfter: p.FinishedAfter, FinishedBefore: p.FinishedBefore,
 		After: p.After, Limit: limit + 1})
 	if err != nil {
 		return nil, fmt.Errorf("listing episodes: %w", dbx.Explain(err))
@@ -93,4 +100,14 @@ func (s *Store) ListTx(ctx context.Context, tx Executor, p ListParams) (*ListRes
 		res.Next = ids[limit-1].ID
 	}
 	return res, nil
+}
+
+// DeadLetters lists the dead-letter list: failed, non-archived episodes
+// (attempts exhausted, failed permanently, or dead-lettered by a sweep),
+// filtered by p's actor, error class and finish time like List; p's
+// Statuses are ignored. Put them back with Requeue or RequeueMatching, or
+// discard them with Archive.
+func (s *Store) DeadLetters(ctx context.Context, p ListParams) (*ListResult, error) {
+	p.Statuses, p.IncludeArchived = []Status{StatusFailed}, false
+	return s.ListTx(ctx, s.db, p)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -123,6 +124,31 @@ func (s *Store) FailTx(ctx context.Context, tx Executor, id uuid.UUID, token int
 		return nil, fmt.Errorf("%w: fail episode %s: detail: %w", ErrInvalidInput, id, err)
 	}
 	return s.move(ctx, tx, "fail", []Status{StatusRunning}, &store.TransitionParams{Move: store.TransitionFail, ID: id, ClaimToken: token, ErrorClass: errorClass, ErrorDetail: d})
+}
+
+// Retry ends the caller's failed attempt of a running episode: it goes back
+// to pending, due after delay by the database clock, recording the
+// attempt's error class and detail (the next attempt sees them). The
+// attempt stays counted. Runners call it when an actor's error may be
+// retried; see RetryPolicy.
+func (s *Store) Retry(ctx context.Context, id uuid.UUID, token int64, errorClass string, detail any, delay time.Duration) (*Episode, error) {
+	return s.RetryTx(ctx, s.db, id, token, errorClass, detail, delay)
+}
+
+// RetryTx is Retry inside the caller's transaction.
+func (s *Store) RetryTx(ctx context.Context, tx Executor, id uuid.UUID, token int64, errorClass string, detail any, delay time.Duration) (*Episode, error) {
+	if err := dbx.CheckName("Retry: error class", errorClass, true); err != nil {
+		return nil, fmt.Errorf("retry episode %s: %w", id, err)
+	}
+	if delay < 0 || delay > MaxScheduleDelay {
+		return nil, fmt.Errorf("%w: retry episode %s: delay is %s; use 0 up to %s", ErrInvalidInput, id, delay, MaxScheduleDelay)
+	}
+	d, err := dbx.EncodeJSON(detail, s.config.MaxJSONBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: retry episode %s: detail: %w", ErrInvalidInput, id, err)
+	}
+	return s.move(ctx, tx, "retry", []Status{StatusRunning}, &store.TransitionParams{Move: store.TransitionRetry, ID: id,
+		ClaimToken: token, ErrorClass: errorClass, ErrorDetail: d, DelayMillis: delay.Milliseconds()})
 }
 
 // Block moves a running episode the caller holds to blocked (waiting for

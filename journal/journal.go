@@ -104,6 +104,7 @@ type Journal struct {
 	st        store.Store
 
 	mu       sync.Mutex
+	attempt  Attempt
 	recorded []entry // loaded at Open, appended as steps complete
 	next     int     // sequence number of the next step
 }
@@ -133,6 +134,10 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 		return nil, fmt.Errorf("opening journal of episode %s: %w (status %s, token %d, holder token %d)",
 			id, ErrLeaseLost, loaded.Status, loaded.ClaimToken, claimToken)
 	}
+	j.attempt = Attempt{Attempt: loaded.Attempts, MaxAttempts: loaded.MaxAttempts}
+	if loaded.Attempts > 1 && loaded.ErrorClass != "" {
+		j.attempt.PreviousError = &PreviousError{Class: loaded.ErrorClass, Message: decodeErrMessage(loaded.ErrorDetail)}
+	}
 	j.recorded = make([]entry, 0, len(loaded.Steps))
 	for _, row := range loaded.Steps {
 		e := entry{seq: row.Seq, name: row.Name, status: row.Status, output: row.Output}
@@ -145,6 +150,39 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 		j.recorded = append(j.recorded, e)
 	}
 	return j, nil
+}
+
+// Attempt is what a run knows about its attempt. Read it with
+// Journal.Attempt, or inside a step from Info(ctx).
+type Attempt struct {
+	// Attempt is this run's attempt number: 1 for the first, and one more
+	// for each retry or crash restart (the episode's Attempts).
+	Attempt int
+	// MaxAttempts is the episode's bound; the run is the last attempt when
+	// Attempt equals it.
+	MaxAttempts int
+	// PreviousError is the last error recorded on the episode by an
+	// earlier attempt: the one retried, or the failure before a requeue.
+	// nil on a first attempt, or when no attempt recorded one.
+	PreviousError *PreviousError
+}
+
+// PreviousError is a failed attempt's error as recorded.
+type PreviousError struct {
+	// Class is the error class ("error", "timeout", "panic", or the
+	// ErrorClass() of the actor's error).
+	Class string
+	// Message is the error's text.
+	Message string
+}
+
+// Attempt returns what the run knows about its attempt. A nil journal
+// returns the zero Attempt.
+func (j *Journal) Attempt() Attempt {
+	if j == nil {
+		return Attempt{}
+	}
+	return j.attempt
 }
 
 // EpisodeID is the episode this journal records.
@@ -183,6 +221,8 @@ type StepInfo struct {
 	// external APIs (payment providers, mailers) so a step that ran but was
 	// not recorded before a crash does not act twice.
 	IdempotencyKey string
+	// Attempt is the run's attempt (the same as Journal.Attempt).
+	Attempt Attempt
 }
 
 type infoKey struct{}
@@ -256,7 +296,7 @@ func (j *Journal) begin(name string) (int, *entry, error) {
 }
 
 func (j *Journal) info(seq int, name string) StepInfo {
-	return StepInfo{EpisodeID: j.episodeID, Seq: seq, Name: name, IdempotencyKey: IdempotencyKey(j.episodeID, seq, name)}
+	return StepInfo{EpisodeID: j.episodeID, Seq: seq, Name: name, IdempotencyKey: IdempotencyKey(j.episodeID, seq, name), Attempt: j.attempt}
 }
 
 // replay turns a recorded entry into the step's result.

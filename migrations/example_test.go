@@ -42,7 +42,8 @@ func Example() {
 	// applied 3 workflows_events
 	// applied 4 scoped_dedupe
 	// applied 5 actor_policies
-	// second run applied 0 at version 5
+	// applied 6 retries_schedules_breakers
+	// second run applied 0 at version 6
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -56,4 +57,5 @@ func ExampleAll() {
 	// 00003_revenant_workflows_events.sql 000003_revenant_workflows_events.up.sql
 	// 00004_revenant_scoped_dedupe.sql 000004_revenant_scoped_dedupe.up.sql
 	// 00005_revenant_actor_policies.sql 000005_revenant_actor_policies.up.sql
+	// 00006_revenant_retries_schedules_breakers.sql 000006_revenant_retries_schedules_breakers.up.sql
 }

@@ -3,11 +3,13 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/revenant-go/revenant/breakers"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -15,45 +17,103 @@ import (
 	"github.com/revenant-go/revenant/internal/store"
 )
 
-// Claiming: the claim loop takes pending episodes of this node's actors, as
-// many as their free slots allow, one compare-and-set statement each.
+// Claiming: the claim loop takes due pending episodes of this node's
+// actors, as many as their free slots allow, one compare-and-set statement
+// each. It wakes on a notification, on its poll, and when the next
+// scheduled or retrying episode falls due (or a breaker's cool-down ends),
+// which it asks the database after a pass that left slots free.
 
 func (r *Runner) claimLoop() {
 	defer close(r.claimDone)
 	t := time.NewTicker(r.config.PollInterval)
 	defer t.Stop()
+	due := time.NewTimer(time.Hour)
+	due.Stop()
+	defer due.Stop()
 	for {
 		select {
 		case <-r.claimStop:
 			return
 		case <-r.wake:
 		case <-t.C:
+		case <-due.C:
 		}
-		_ = safe.Pass(r.runCtx, r.logger, "runner claims", func() error { r.claimAll(); return nil })
+		_ = safe.Pass(r.runCtx, r.logger, "runner claims", func() error {
+			if d, ok := r.nextWake(r.claimAll()); ok {
+				due.Reset(d)
+			}
+			return nil
+		})
 	}
 }
 
-// claimAll claims work for every actor with free slots.
-func (r *Runner) claimAll() {
+// claimAll claims work for every actor with free slots, and returns those
+// whose slots it could not fill (nothing more is due for them).
+func (r *Runner) claimAll() (idle []string) {
 	for _, id := range r.actorIDs() {
 		select {
 		case <-r.claimStop:
-			return
+			return nil
 		default:
 		}
-		r.claimActor(id)
+		if r.claimActor(id) {
+			idle = append(idle, id)
+		}
 	}
+	return idle
 }
 
-// claimActor claims and starts what the actor's free slots allow.
-func (r *Runner) claimActor(id string) {
+// nextWake asks when the idle actors next have work: their next waiting
+// episode's due time, or their breaker's end of cool-down (a breaker due
+// for a probe gets it now). ok is false when nothing waits.
+func (r *Runner) nextWake(idle []string) (time.Duration, bool) {
+	if len(idle) == 0 {
+		return 0, false
+	}
+	dues, err := r.st.EpisodeNextDue(r.runCtx, r.db, idle, store.Scope{Stack: r.config.Stack, Env: r.config.Env})
+	if err != nil {
+		if r.runCtx.Err() == nil {
+			r.logger.Warn("revenant: reading when the next episode falls due failed; polling", slog.Any("error", err))
+		}
+		return 0, false
+	}
+	var wake *time.Duration
+	earlier := func(d *time.Duration) {
+		if d != nil && (wake == nil || *d < *wake) {
+			wake = d
+		}
+	}
+	for _, d := range dues {
+		if d.Breaker == store.BreakerClosed {
+			earlier(d.NextDueIn)
+			continue
+		}
+		if d.ReopenIn == nil {
+			continue // opened by hand: only an operator closes it
+		}
+		if *d.ReopenIn > 0 || !r.probe(d.ActorID) {
+			earlier(d.ReopenIn)
+			earlier(d.NextDueIn)
+		}
+	}
+	if wake == nil {
+		return 0, false
+	}
+	// A millisecond late, so that the due time has passed by the
+	// database clock too; never a busy loop.
+	return max(*wake+time.Millisecond, minInterval), true
+}
+
+// claimActor claims and starts what the actor's free slots allow; idle is
+// true when slots remain free (nothing more is due).
+func (r *Runner) claimActor(id string) (idle bool) {
 	r.mu.Lock()
 	a := r.actors[id]
 	free := a.MaxConcurrent - r.perActr[id]
 	nodeID, unregistered := r.nodeID, r.unregistered
 	if free <= 0 || unregistered {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	r.claiming++
 	r.mu.Unlock()
@@ -66,10 +126,16 @@ func (r *Runner) claimActor(id string) {
 	if err != nil && r.runCtx.Err() == nil {
 		r.logger.Warn("revenant: claiming failed", slog.String("actor", id), slog.Any("error", err))
 	}
-	// Episodes read before an error are claimed (on SQLite a RETURNING
-	// statement's changes stand once its first row is out): run them.
+	r.startClaimed(a, eps, nodeID, false)
+	return err == nil && len(eps) < free
+}
+
+// startClaimed runs claimed episodes. Episodes read before an error are
+// claimed too (on SQLite a RETURNING statement's changes stand once its
+// first row is out): they run like the others.
+func (r *Runner) startClaimed(a *Actor, eps []*episodes.Episode, nodeID string, probe bool) {
 	for _, ep := range eps {
-		if !r.startRun(a, ep, nodeID) {
+		if !r.startRun(a, ep, nodeID, probe) {
 			// Claimed under an identity this node lost meanwhile: those
 			// episodes are orphans already; hand them back at once.
 			if _, err := r.store.Release(context.WithoutCancel(r.runCtx), ep.ID, ep.ClaimToken); err != nil {
@@ -79,15 +145,70 @@ func (r *Runner) claimActor(id string) {
 	}
 }
 
+// errNoProbe rolls a probe back: nothing was due to be its trial.
+var errNoProbe = errors.New("no episode due for a probe")
+
+// probe lets one episode through the actor's breaker, once its cool-down
+// has passed: in one transaction the breaker moves to half-open (a
+// compare-and-set, so one node in the cluster wins) and one due episode is
+// claimed; with none due, nothing changes. It reports whether a probe
+// started.
+func (r *Runner) probe(actorID string) bool {
+	r.mu.Lock()
+	a := r.actors[actorID]
+	nodeID, unregistered := r.nodeID, r.unregistered
+	if a == nil || a.MaxConcurrent-r.perActr[actorID] <= 0 || unregistered {
+		r.mu.Unlock()
+		return false
+	}
+	r.claiming++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.claiming--
+		r.mu.Unlock()
+	}()
+	ctx, key := r.runCtx, r.breakerKey(actorID)
+	var eps []*episodes.Episode
+	var after []bus.Event
+	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
+		ok, err := r.st.BreakerProbe(ctx, tx, key)
+		if err != nil || !ok {
+			return err
+		}
+		if eps, err = r.claimOn(ctx, tx, nodeID, actorID, 1, true); err != nil {
+			return err
+		}
+		if len(eps) == 0 {
+			return errNoProbe
+		}
+		return r.publishTx(ctx, tx, &after, breakers.Event(key, breakers.HalfOpen, "cool-down over: one probe episode let through"),
+			eventOf(bus.EpisodeStarted, eps[0]))
+	})
+	if err != nil {
+		if !errors.Is(err, errNoProbe) && ctx.Err() == nil {
+			r.logger.Warn("revenant: a breaker probe failed", slog.String("actor", actorID), slog.Any("error", err))
+		}
+		return false
+	}
+	r.publishAfter(ctx, after)
+	if len(eps) > 0 {
+		r.logger.Info("revenant: circuit breaker half-open: running one probe episode", slog.String("actor", actorID),
+			slog.String("episode", eps[0].ID.String()))
+	}
+	r.startClaimed(a, eps, nodeID, true)
+	return len(eps) > 0
+}
+
 func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
 	if r.config.Bus == nil {
-		return r.claimOn(ctx, r.db, nodeID, actorID, n)
+		return r.claimOn(ctx, r.db, nodeID, actorID, n, false)
 	}
 	var eps []*episodes.Episode
 	var after []bus.Event
 	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		if eps, err = r.claimOn(ctx, tx, nodeID, actorID, n); err != nil || len(eps) == 0 {
+		if eps, err = r.claimOn(ctx, tx, nodeID, actorID, n, false); err != nil || len(eps) == 0 {
 			return err
 		}
 		evs := make([]bus.Event, len(eps))
@@ -103,10 +224,10 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 	return eps, nil
 }
 
-func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
+func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int, probe bool) ([]*episodes.Episode, error) {
 	// This node's stack (or none), and exactly its env.
 	rows, err := r.st.EpisodeClaimMany(ctx, ex, &store.ClaimManyParams{Node: nodeID, ActorID: actorID, Limit: n,
-		Scope: store.Scope{Stack: r.config.Stack, Env: r.config.Env}})
+		Scope: store.Scope{Stack: r.config.Stack, Env: r.config.Env}, Probe: probe})
 	// Every row returned is claimed already, even beside an error: run
 	// those that can be read, fail those that cannot, so that none is left
 	// running with nobody to run it.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/revenant-go/revenant/breakers"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -48,8 +49,27 @@ type Actor struct {
 	// ExpectationRecovery overrides Recovery per expectation name.
 	ExpectationRecovery map[string]recovery.Policy
 	// MaxAttempts is given to episodes enqueued through this runner for the
-	// actor. Defaults to episodes.MaxAttemptsDefault.
+	// actor: how many attempts an episode gets in all, counting both error
+	// retries and crash restarts (one counter, as in River). Defaults to
+	// episodes.MaxAttemptsDefault (3).
 	MaxAttempts int
+	// Retry says how an error ends an attempt: by default (nil) it is
+	// retried, while attempts remain, after an exponential backoff with
+	// jitter (about 1 s, 2 s, 4 s, … up to 10 min), except errors marked
+	// journal.Permanent and the classes in NoRetry. An episode's own
+	// policy (episodes.CreateParams.Retry) overrides this one. A waiting
+	// episode is pending, holds no lease, and is due by the database
+	// clock; its completed steps are replayed, not run again.
+	Retry *episodes.RetryPolicy
+	// Timeout bounds one attempt: the run's context is canceled when it
+	// passes and the attempt ends with error class "timeout" (retried per
+	// Retry). The node keeps owning the episode while the run winds down,
+	// so an actor must return once its context is done. Defaults to 0 (no
+	// limit).
+	Timeout time.Duration
+	// Breaker, when set, gives the actor a cluster-wide circuit breaker
+	// (see package breakers). Defaults to nil: no breaker, and no cost.
+	Breaker *breakers.Policy
 	// MaxConcurrent bounds this node's running episodes of the actor.
 	// Defaults to MaxConcurrentDefault.
 	MaxConcurrent int
@@ -198,6 +218,19 @@ func (a *Actor) validate() error {
 	}
 	if a.MaxConcurrent == 0 {
 		a.MaxConcurrent = MaxConcurrentDefault
+	}
+	if err := a.Retry.Validate(fmt.Sprintf("actor %q: Retry", a.ID), false); err != nil {
+		return err
+	}
+	if a.Timeout < 0 || a.Timeout > dbx.MaxDBTimeout {
+		return fmt.Errorf("%w: actor %q: Timeout is %s; use 0 (none) up to %s", dbx.ErrInvalidInput, a.ID, a.Timeout, dbx.MaxDBTimeout)
+	}
+	if a.Breaker != nil {
+		b := *a.Breaker // validated and defaulted on a copy: the caller's stays as given
+		if err := b.Validate(fmt.Sprintf("actor %q: Breaker", a.ID)); err != nil {
+			return err
+		}
+		a.Breaker = &b
 	}
 	return nil
 }

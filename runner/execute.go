@@ -22,7 +22,8 @@ import (
 // startRun runs a claimed episode unless the node changed identity since
 // the claim (checked under the same lock reincarnate takes, so a run is
 // either registered before reincarnate cancels runs, or not started).
-func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string) bool {
+// probe marks the breaker's half-open trial.
+func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string, probe bool) bool {
 	ctx, cancel := context.WithCancelCause(r.runCtx)
 	r.mu.Lock()
 	if r.nodeID != claimedAs {
@@ -44,7 +45,13 @@ func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string) bool
 			r.mu.Unlock()
 			r.signal()
 		}()
-		r.execute(ctx, a, ep)
+		runCtx := ctx
+		if a.Timeout > 0 {
+			var stop context.CancelFunc
+			runCtx, stop = context.WithTimeoutCause(ctx, a.Timeout, ErrTimeout)
+			defer stop()
+		}
+		r.execute(runCtx, a, ep, probe)
 	}()
 	return true
 }
@@ -66,7 +73,7 @@ func safeRun(ctx context.Context, a *Actor, ep *episodes.Episode, j *journal.Jou
 	return a.Run(ctx, ep, j)
 }
 
-func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
+func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode, probe bool) {
 	log := r.logger.With(slog.String("episode", ep.ID.String()), slog.String("actor", a.ID), slog.Int64("token", ep.ClaimToken))
 	j, err := journal.Open(ctx, r.db, ep.ID, ep.ClaimToken, r.journalConfig())
 	var result any
@@ -87,16 +94,19 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 			log.Warn("revenant: releasing episode at shutdown failed; recovery will pick it up", slog.Any("error", rerr))
 		}
 		return
-	case cause != nil && !errors.Is(cause, context.Canceled):
+	case cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, ErrTimeout):
 		// Lease lost, canceled, or identity lost: someone else owns the
 		// outcome now; our writes would be refused anyway.
 		log.Info("revenant: run stopped", slog.Any("cause", cause))
 		return
 	case errors.As(err, &pe):
 		log.Error("revenant: episode panicked", slog.Any("panic", pe.value))
-		ferr := r.fail(fctx, ep, "panic", map[string]string{
-			"panic": dbx.CleanText(fmt.Sprint(pe.value), maxMessageBytes), "stack": dbx.CleanText(pe.stack, maxStackBytes)})
-		r.logFinish(log, ferr)
+		r.endAttempt(fctx, log, a, ep, probe, "panic", map[string]string{
+			"panic": dbx.CleanText(fmt.Sprint(pe.value), maxMessageBytes), "stack": dbx.CleanText(pe.stack, maxStackBytes)}, err)
+	case err != nil && errors.Is(cause, ErrTimeout):
+		log.Warn("revenant: attempt timed out", slog.Duration("timeout", a.Timeout))
+		r.endAttempt(fctx, log, a, ep, probe, "timeout", map[string]string{
+			"message": dbx.CleanText(fmt.Sprintf("the attempt ran past its actor's Timeout (%s): %v", a.Timeout, err), maxMessageBytes)}, err)
 	case errors.Is(err, ErrLeaseLost):
 		log.Info("revenant: run stopped: lease lost", slog.Any("error", err))
 	case dbx.IsRetryable(err):
@@ -119,14 +129,14 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode) {
 		if dbx.CheckName("error class", class, true) != nil {
 			class = "error" // what the actor's error named cannot be stored
 		}
-		ferr := r.fail(fctx, ep, class, map[string]string{"message": dbx.CleanText(err.Error(), maxMessageBytes)})
-		r.logFinish(log, ferr)
+		r.endAttempt(fctx, log, a, ep, probe, class, map[string]string{"message": dbx.CleanText(err.Error(), maxMessageBytes)}, err)
 	default:
-		ferr := r.finish(fctx, bus.EpisodeCompleted, func(tx dbx.Executor) (*episodes.Episode, error) {
+		ferr := r.finish(fctx, a, outcome{probe: probe}, bus.EpisodeCompleted, func(tx dbx.Executor) (*episodes.Episode, error) {
 			return r.store.CompleteTx(fctx, tx, ep.ID, ep.ClaimToken, result)
 		})
 		if errors.Is(ferr, dbx.ErrNotJSON) || errors.Is(ferr, dbx.ErrTooLarge) {
-			ferr = r.fail(fctx, ep, "bad_result", map[string]string{"message": ferr.Error()})
+			r.endAttempt(fctx, log, a, ep, probe, "bad_result", map[string]string{"message": ferr.Error()}, ferr)
+			return
 		}
 		r.logFinish(log, ferr)
 	}
@@ -144,12 +154,6 @@ func (r *Runner) journalConfig() *journal.Config {
 		c.TxIdleTimeout = r.config.NodeTTL
 	}
 	return &c
-}
-
-func (r *Runner) fail(ctx context.Context, ep *episodes.Episode, class string, detail any) error {
-	return r.finish(ctx, bus.EpisodeFailed, func(tx dbx.Executor) (*episodes.Episode, error) {
-		return r.store.FailTx(ctx, tx, ep.ID, ep.ClaimToken, class, detail)
-	})
 }
 
 // finishTimeout bounds the retries of a run's finishing write.
@@ -181,15 +185,16 @@ func retryTransient(ctx context.Context, write func() error) error {
 	}
 }
 
-// finish applies a terminal transition and, with a bus, publishes its event
-// in the same transaction; transient database errors are retried.
-func (r *Runner) finish(ctx context.Context, eventType string, move func(tx dbx.Executor) (*episodes.Episode, error)) error {
-	return retryTransient(ctx, func() error { return r.finishOnce(ctx, eventType, move) })
+// finish ends an attempt (a terminal transition, or a retry) and, in the
+// same transaction, counts it on the actor's breaker and publishes the
+// events; transient database errors are retried.
+func (r *Runner) finish(ctx context.Context, a *Actor, o outcome, eventType string, move func(tx dbx.Executor) (*episodes.Episode, error)) error {
+	return retryTransient(ctx, func() error { return r.finishOnce(ctx, a, o, eventType, move) })
 }
 
-func (r *Runner) finishOnce(ctx context.Context, eventType string, move func(tx dbx.Executor) (*episodes.Episode, error)) error {
-	if r.config.Bus == nil {
-		_, err := move(r.db)
+func (r *Runner) finishOnce(ctx context.Context, a *Actor, o outcome, eventType string, move func(tx dbx.Executor) (*episodes.Episode, error)) error {
+	if r.config.Bus == nil && a.Breaker == nil && !o.probe {
+		_, err := move(r.db) // one statement: no transaction needed
 		return err
 	}
 	var after []bus.Event
@@ -198,7 +203,15 @@ func (r *Runner) finishOnce(ctx context.Context, eventType string, move func(tx 
 		if err != nil {
 			return err
 		}
-		return r.publishTx(ctx, tx, &after, eventOf(eventType, ep))
+		evs := []bus.Event{eventOf(eventType, ep)}
+		ev, err := r.countBreaker(ctx, tx, a, o)
+		if err != nil {
+			return err
+		}
+		if ev != nil {
+			evs = append(evs, *ev)
+		}
+		return r.publishTx(ctx, tx, &after, evs...)
 	})
 	if err == nil {
 		r.publishAfter(ctx, after)

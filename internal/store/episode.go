@@ -71,6 +71,9 @@ type Episode struct {
 	WorkflowInstanceID uuid.UUID
 	WorkflowStepID     string
 	Metadata           json.RawMessage
+	RunAt              time.Time
+	Retry              *RetryPolicy
+	Requeues           []Requeue
 }
 
 // EpisodeColumns is the column list ScanEpisode reads, in order. Both
@@ -78,7 +81,7 @@ type Episode struct {
 const EpisodeColumns = `id, actor_id, expectation, status, phase, input, result, error_class, error_detail,
 	attempts, max_attempts, owner_node, claim_token, cancel_requested_at, created_at, started_at,
 	last_activity_at, finished_at, archived_at, dedupe_key, source_stack, source_env,
-	workflow_instance_id, workflow_step_id, metadata`
+	workflow_instance_id, workflow_step_id, metadata, run_at, retry_policy, requeue_history`
 
 // RowScanner is a *sql.Row or *sql.Rows.
 type RowScanner interface{ Scan(dest ...any) error }
@@ -94,12 +97,13 @@ func ScanEpisode(row RowScanner, extra ...any) (*Episode, error) {
 		expectation, phase, errClass, owner, dedupe, stack, env sql.NullString
 		stepID                                                  sql.NullString
 		wfID                                                    uuid.NullUUID
-		input, result, errDetail, meta                          []byte
+		input, result, errDetail, meta, retry, requeues         []byte
 		cancelAt, startedAt, lastAt, finishedAt, archivedAt     sql.NullTime
+		runAt                                                   sql.NullTime
 	)
 	dest := append([]any{&ep.ID, &ep.ActorID, &expectation, &status, &phase, &input, &result, &errClass, &errDetail,
 		&ep.Attempts, &ep.MaxAttempts, &owner, &ep.ClaimToken, &cancelAt, &ep.CreatedAt, &startedAt,
-		&lastAt, &finishedAt, &archivedAt, &dedupe, &stack, &env, &wfID, &stepID, &meta}, extra...)
+		&lastAt, &finishedAt, &archivedAt, &dedupe, &stack, &env, &wfID, &stepID, &meta, &runAt, &retry, &requeues}, extra...)
 	err := row.Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dbx.ErrNotFound
@@ -123,6 +127,13 @@ func ScanEpisode(row RowScanner, extra ...any) (*Episode, error) {
 	ep.Input, ep.Result, ep.ErrorDetail, ep.Metadata = rawJSON(input), rawJSON(result), rawJSON(errDetail), rawJSON(meta)
 	ep.CancelRequestedAt, ep.StartedAt, ep.LastActivityAt = timePtr(cancelAt), timePtr(startedAt), timePtr(lastAt)
 	ep.FinishedAt, ep.ArchivedAt = timePtr(finishedAt), timePtr(archivedAt)
+	ep.RunAt = runAt.Time
+	if ep.Retry, err = decodeRetryPolicy(retry); err != nil {
+		return nil, fmt.Errorf("%w: episode %s has an unreadable retry_policy: %w", dbx.ErrCorruptRow, ep.ID, err)
+	}
+	if ep.Requeues, err = decodeRequeues(requeues); err != nil {
+		return nil, fmt.Errorf("%w: episode %s has an unreadable requeue_history: %w", dbx.ErrCorruptRow, ep.ID, err)
+	}
 	return &ep, nil
 }
 
@@ -156,6 +167,12 @@ type EpisodeInsertParams struct {
 	WorkflowStepID     string
 	// Metadata defaults to {} when nil.
 	Metadata any
+	// RunAt, when not zero, is when the episode falls due; otherwise it
+	// falls due DelayMillis after now (database clock).
+	RunAt       time.Time
+	DelayMillis int64
+	// Retry is encoded JSON text (EncodeRetryPolicy) or nil.
+	Retry any
 }
 
 // Transition names one compare-and-set move of an episode.
@@ -172,6 +189,7 @@ const (
 	TransitionResume                         // blocked → pending
 	TransitionCancel                         // pending|running|blocked → canceled, with ErrorDetail
 	TransitionArchive                        // done|failed|canceled → archived
+	TransitionRetry                          // running → pending (fenced), due DelayMillis from now, with ErrorClass and ErrorDetail
 )
 
 // TransitionParams is one move and what it writes. Fields a move does not
@@ -186,6 +204,8 @@ type TransitionParams struct {
 	// ErrorDetail is encoded JSON text or nil.
 	ErrorDetail any
 	Phase       string
+	// DelayMillis is how long a retried episode waits.
+	DelayMillis int64
 }
 
 // EpisodeListParams filters one List page. Empty fields do not filter.
@@ -196,7 +216,11 @@ type EpisodeListParams struct {
 	Env                string
 	WorkflowInstanceID uuid.UUID
 	IncludeArchived    bool
-	After              uuid.UUID
+	// ErrorClass filters by error class; FinishedAfter and FinishedBefore
+	// (zero: unbounded) by finish time.
+	ErrorClass                    string
+	FinishedAfter, FinishedBefore time.Time
+	After                         uuid.UUID
 	// Limit is the number of rows to return (the caller asks for one more
 	// than a page to learn whether another follows).
 	Limit int

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -17,12 +18,14 @@ import (
 
 // RunInsert runs an episode insert whose parameters are, in order: id,
 // actor, expectation, input, max attempts, dedupe key, stack, env,
-// workflow instance, workflow step, metadata; and which returns
-// EpisodeColumns, or no row on a dedupe conflict (then (nil, nil)).
-func RunInsert(ctx context.Context, q Querier, query string, p *EpisodeInsertParams) (*Episode, error) {
+// workflow instance, workflow step, metadata, run at (runAt: the
+// backend's form of p.RunAt, nil when zero), delay in milliseconds, retry
+// policy; and which returns EpisodeColumns, or no row on a dedupe conflict
+// (then (nil, nil)).
+func RunInsert(ctx context.Context, q Querier, query string, p *EpisodeInsertParams, runAt any) (*Episode, error) {
 	ep, err := ScanEpisode(q.QueryRowContext(ctx, query, p.ID, p.ActorID, NullString(p.Expectation),
 		p.Input, p.MaxAttempts, NullString(p.DedupeKey), NullString(p.SourceStack), NullString(p.SourceEnv),
-		NullUUID(p.WorkflowInstanceID), NullString(p.WorkflowStepID), p.Metadata))
+		NullUUID(p.WorkflowInstanceID), NullString(p.WorkflowStepID), p.Metadata, runAt, p.DelayMillis, p.Retry))
 	if errors.Is(err, dbx.ErrNotFound) {
 		return nil, nil
 	}
@@ -61,6 +64,8 @@ func RunTransition(ctx context.Context, q Querier, byMove map[Transition]string,
 		args = []any{p.ID, p.ClaimToken}
 	case TransitionCancel:
 		args = []any{p.ID, p.ErrorDetail}
+	case TransitionRetry:
+		args = []any{p.ID, p.ClaimToken, p.ErrorClass, p.ErrorDetail, p.DelayMillis}
 	default: // resume, archive
 		args = []any{p.ID}
 	}
@@ -70,7 +75,8 @@ func RunTransition(ctx context.Context, q Querier, byMove map[Transition]string,
 // RunList runs a List page: prefix is "SELECT EpisodeColumns FROM
 // revenant_episodes WHERE " in the backend's dialect; the filters are
 // portable.
-func RunList(ctx context.Context, q Querier, prefix string, p *EpisodeListParams) ([]EpisodeListRow, error) {
+// timeArg is the backend's form of a time parameter.
+func RunList(ctx context.Context, q Querier, prefix string, timeArg func(time.Time) any, p *EpisodeListParams) ([]EpisodeListRow, error) {
 	var (
 		where []string
 		args  []any
@@ -97,6 +103,15 @@ func RunList(ctx context.Context, q Querier, prefix string, p *EpisodeListParams
 	}
 	if p.WorkflowInstanceID != uuid.Nil {
 		where = append(where, "workflow_instance_id = "+arg(p.WorkflowInstanceID))
+	}
+	if p.ErrorClass != "" {
+		where = append(where, "error_class = "+arg(p.ErrorClass))
+	}
+	if !p.FinishedAfter.IsZero() {
+		where = append(where, "finished_at >= "+arg(timeArg(p.FinishedAfter)))
+	}
+	if !p.FinishedBefore.IsZero() {
+		where = append(where, "finished_at < "+arg(timeArg(p.FinishedBefore)))
 	}
 	if !p.IncludeArchived {
 		where = append(where, "archived_at IS NULL")
@@ -145,7 +160,8 @@ func NullUUID(id uuid.UUID) any {
 }
 
 // RunStepLoad runs a journal load whose rows are (episode status, claim
-// token, seq, name, step status, output, error), with NULL step columns
+// token, attempts, max attempts, error class, error detail, seq, name,
+// step status, output, error), with NULL step columns
 // on the one row of an episode without steps.
 func RunStepLoad(ctx context.Context, q Querier, query string, episodeID uuid.UUID) (*StepJournal, error) {
 	rows, err := q.QueryContext(ctx, query, episodeID)
@@ -156,16 +172,18 @@ func RunStepLoad(ctx context.Context, q Querier, query string, episodeID uuid.UU
 	var j *StepJournal
 	for rows.Next() {
 		var (
-			status, name, stepStatus sql.NullString
-			token                    int64
-			seq                      sql.NullInt64
-			output, errJSON          []byte
+			status, name, stepStatus, errClass sql.NullString
+			token                              int64
+			attempts, maxAttempts              int
+			seq                                sql.NullInt64
+			output, errJSON, errDetail         []byte
 		)
-		if err := rows.Scan(&status, &token, &seq, &name, &stepStatus, &output, &errJSON); err != nil {
+		if err := rows.Scan(&status, &token, &attempts, &maxAttempts, &errClass, &errDetail, &seq, &name, &stepStatus, &output, &errJSON); err != nil {
 			return nil, err
 		}
 		if j == nil {
-			j = &StepJournal{Status: status.String, ClaimToken: token}
+			j = &StepJournal{Status: status.String, ClaimToken: token, Attempts: attempts, MaxAttempts: maxAttempts,
+				ErrorClass: errClass.String, ErrorDetail: errDetail}
 		}
 		if !seq.Valid {
 			continue // the episode has no steps yet
@@ -182,10 +200,11 @@ func RunStepLoad(ctx context.Context, q Querier, query string, episodeID uuid.UU
 }
 
 // RunClaimMany runs a claim statement whose parameters are $1 node, $2
-// actor, $3 limit, then the scope's, and which returns EpisodeColumns.
+// actor, $3 limit, $4 and $5 the breaker's stack and env, then the
+// scope's, and which returns EpisodeColumns.
 // Every row is read, whatever one of them holds: each is claimed already.
 func RunClaimMany(ctx context.Context, q Querier, query string, p *ClaimManyParams) ([]ClaimedRow, error) {
-	args := append([]any{p.Node, p.ActorID, p.Limit}, p.scopeArgs()...)
+	args := append([]any{p.Node, p.ActorID, p.Limit, p.Scope.Stack, p.Scope.Env}, p.scopeArgs()...)
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -207,12 +226,12 @@ func RunClaimMany(ctx context.Context, q Querier, query string, p *ClaimManyPara
 // ClaimScope is the scope condition of a claim statement, numbered from
 // $4 (after node, actor and limit).
 func (p *ClaimManyParams) ClaimScope() string {
-	where, _ := p.Scope.Where("", 4)
+	where, _ := p.Scope.Where("", 6)
 	return where
 }
 
 func (p *ClaimManyParams) scopeArgs() []any {
-	_, args := p.Scope.Where("", 4)
+	_, args := p.Scope.Where("", 6)
 	return args
 }
 

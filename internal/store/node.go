@@ -108,11 +108,17 @@ func (s Scope) Where(alias string, firstArg int) (string, []any) {
 
 // ClaimManyParams claims up to Limit pending episodes of one actor in
 // Scope, oldest first, for Node.
+//
+// The actor's breaker is the one of Scope's Stack and Env; no episode is
+// claimed while it is open or half-open, unless Probe is set (the one
+// half-open trial, whose caller moved the breaker to half-open in the
+// same transaction).
 type ClaimManyParams struct {
 	Node    string
 	ActorID string
 	Limit   int
 	Scope   Scope
+	Probe   bool
 }
 
 // ClaimedRow is one claimed episode: Episode, or, when its row cannot be

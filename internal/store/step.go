@@ -10,7 +10,12 @@ import (
 type StepJournal struct {
 	Status     string
 	ClaimToken int64
-	Steps      []StepRow
+	// Attempts and MaxAttempts are the episode's; ErrorClass and
+	// ErrorDetail its last failed attempt's, when it retried.
+	Attempts, MaxAttempts int
+	ErrorClass            string
+	ErrorDetail           []byte
+	Steps                 []StepRow
 }
 
 // StepRow is one revenant_steps row as replay needs it.

@@ -83,6 +83,36 @@ type Store interface {
 	// text).
 	EpisodeFailUnreadable(ctx context.Context, q Querier, id uuid.UUID, claimToken int64, detail string) error
 
+	// EpisodeRequeue moves failed (or canceled) episodes back to pending
+	// with fresh attempts, records the requeue in their history and
+	// deletes their failed journal entries (all of them for a clean
+	// start), and returns them; tx must be a transaction.
+	EpisodeRequeue(ctx context.Context, tx Querier, p *RequeueParams) ([]*Episode, error)
+	// EpisodeNextDue reports, per actor, when its next waiting episode in
+	// scope falls due and its breaker's state (for scope's Stack and Env).
+	EpisodeNextDue(ctx context.Context, q Querier, actors []string, scope Scope) ([]ActorDue, error)
+
+	// revenant_breakers
+
+	// BreakerLock reads a breaker and locks it for the caller's
+	// transaction, creating it closed when it has no row.
+	BreakerLock(ctx context.Context, tx Querier, key BreakerKey) (*Breaker, error)
+	// BreakerWrite writes a breaker's state.
+	BreakerWrite(ctx context.Context, q Querier, p *BreakerWriteParams) error
+	// BreakerProbe moves an open (or silent half-open) breaker whose
+	// reopen time has passed to half-open, until one cool-down from now:
+	// a compare-and-set, so one node wins the probe. false when it did
+	// not apply.
+	BreakerProbe(ctx context.Context, tx Querier, key BreakerKey) (bool, error)
+	// BreakerSucceeded closes a breaker an attempt succeeded under and
+	// clears its failure counts, unless an operator set it; closed is true
+	// when it was open or half-open.
+	BreakerSucceeded(ctx context.Context, q Querier, key BreakerKey) (closed bool, err error)
+	// BreakerList reads every breaker row; BreakerGet one
+	// (dbx.ErrNotFound when it has none).
+	BreakerList(ctx context.Context, q Querier) ([]Breaker, error)
+	BreakerGet(ctx context.Context, q Querier, key BreakerKey) (*Breaker, error)
+
 	// revenant_nodes
 
 	// NodeLock takes the session advisory lock key on conn, without

@@ -15,11 +15,19 @@ import (
 // row. MATERIALIZED: an inlined LIMIT … FOR UPDATE subquery can be
 // rescanned once per outer row of a nested loop, claiming far more than
 // LIMIT.
-func claimManySQL(scope string) string {
+//
+// Only due episodes are claimed (run_at is past by the database clock), in
+// due order: the partial index on (actor_id, run_at, id) holds future rows
+// past now, so they cost the claim nothing. The breaker test is part of
+// the same statement, an uncorrelated subquery on the breakers' primary
+// key computed once; a probe claim (the breaker's half-open trial, in its
+// own transaction) leaves it out.
+func claimManySQL(scope string, probe bool) string {
 	return `WITH c AS MATERIALIZED (
 	SELECT id FROM revenant_episodes
-	WHERE status = 'pending' AND actor_id = $2 AND archived_at IS NULL AND ` + schema.Bumpable("") + scope + `
-	ORDER BY created_at, id
+	WHERE status = 'pending' AND actor_id = $2 AND run_at <= now() AND archived_at IS NULL AND ` + schema.Bumpable("") + scope +
+		breakerClosed(probe) + `
+	ORDER BY run_at, id
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED
 )
@@ -41,7 +49,7 @@ WHERE id = $1 AND claim_token = $2 AND status = 'running'`
 
 // EpisodeClaimMany implements store.Store.
 func (Store) EpisodeClaimMany(ctx context.Context, q store.Querier, p *store.ClaimManyParams) ([]store.ClaimedRow, error) {
-	return store.RunClaimMany(ctx, q, claimManySQL(p.ClaimScope()), p)
+	return store.RunClaimMany(ctx, q, claimManySQL(p.ClaimScope(), p.Probe), p)
 }
 
 // EpisodeHandBack implements store.Store.
@@ -53,4 +61,13 @@ func (Store) EpisodeHandBack(ctx context.Context, q store.Querier, id uuid.UUID,
 func (Store) EpisodeFailUnreadable(ctx context.Context, q store.Querier, id uuid.UUID, claimToken int64, detail string) error {
 	_, err := q.ExecContext(ctx, failUnreadableSQL, id, claimToken, detail)
 	return err
+}
+
+// breakerClosed is the claim's breaker test ($2 actor, $4 stack, $5 env).
+func breakerClosed(probe bool) string {
+	if probe {
+		return ""
+	}
+	return `
+		AND NOT EXISTS (SELECT 1 FROM revenant_breakers b WHERE b.actor_id = $2 AND b.stack = $4 AND b.env = $5 AND b.state <> 'closed')`
 }

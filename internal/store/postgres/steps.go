@@ -11,7 +11,8 @@ import (
 
 // stepLoadSQL returns the episode's fencing state on every row, plus its
 // steps (one row with NULL step columns when there are none).
-const stepLoadSQL = `SELECT e.status, e.claim_token, s.seq, s.name, s.status, s.output, s.error
+const stepLoadSQL = `SELECT e.status, e.claim_token, e.attempts, e.max_attempts, e.error_class, e.error_detail,
+	s.seq, s.name, s.status, s.output, s.error
 FROM revenant_episodes e
 LEFT JOIN revenant_steps s ON s.episode_id = e.id
 WHERE e.id = $1

@@ -79,9 +79,12 @@ inst AS (
 	RETURNING 1
 ),
 ep AS (
+	-- A step's episode does not retry errors itself: the step's failure
+	-- policy is the one retry mechanism of workflows.
 	INSERT INTO revenant_episodes (id, actor_id, expectation, input, max_attempts, dedupe_key, source_stack, source_env,
-		workflow_instance_id, workflow_step_id)
-	SELECT x.id, x.actor, NULLIF(x.expectation, ''), x.input, x.max_attempts, x.dedupe_key, $20, $21, $1, x.step_id
+		workflow_instance_id, workflow_step_id, retry_policy)
+	SELECT x.id, x.actor, NULLIF(x.expectation, ''), x.input, x.max_attempts, x.dedupe_key, $20, $21, $1, x.step_id,
+		'` + store.StepRetryPolicy + `'::jsonb
 	FROM unnest($13::uuid[], $14::text[], $15::text[], $16::jsonb[], $17::int[], $18::text[], $19::text[])
 		AS x(id, actor, expectation, input, max_attempts, dedupe_key, step_id)
 	ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING

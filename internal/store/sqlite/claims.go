@@ -14,14 +14,19 @@ import (
 // subquery sees every committed claim and none can interleave: claims stay
 // exclusive without SKIP LOCKED (runners on one file take turns instead of
 // side by side).
-func claimManySQL(scope string) string {
+//
+// Only due episodes are claimed, in due order, and none while the actor's
+// breaker is not closed (a probe claim leaves that test out), as on
+// Postgres.
+func claimManySQL(scope string, probe bool) string {
 	return `UPDATE revenant_episodes
 SET status = 'running', owner_node = $1, claim_token = claim_token + 1, attempts = attempts + 1,
 	started_at = ` + now + `, last_activity_at = ` + now + `, phase = NULL
 WHERE id IN (
 	SELECT id FROM revenant_episodes
-	WHERE status = 'pending' AND actor_id = $2 AND archived_at IS NULL AND ` + schema.Bumpable("") + scope + `
-	ORDER BY created_at, id
+	WHERE status = 'pending' AND actor_id = $2 AND run_at <= ` + now + ` AND archived_at IS NULL AND ` + schema.Bumpable("") + scope +
+		breakerClosed(probe) + `
+	ORDER BY run_at, id
 	LIMIT $3
 ) AND status = 'pending'
 RETURNING ` + store.EpisodeColumns
@@ -37,7 +42,7 @@ WHERE id = $1 AND claim_token = $2 AND status = 'running'`
 
 // EpisodeClaimMany implements store.Store.
 func (Store) EpisodeClaimMany(ctx context.Context, q store.Querier, p *store.ClaimManyParams) ([]store.ClaimedRow, error) {
-	return store.RunClaimMany(ctx, q, claimManySQL(p.ClaimScope()), p)
+	return store.RunClaimMany(ctx, q, claimManySQL(p.ClaimScope(), p.Probe), p)
 }
 
 // EpisodeHandBack implements store.Store.
@@ -49,4 +54,13 @@ func (Store) EpisodeHandBack(ctx context.Context, q store.Querier, id uuid.UUID,
 func (Store) EpisodeFailUnreadable(ctx context.Context, q store.Querier, id uuid.UUID, claimToken int64, detail string) error {
 	_, err := q.ExecContext(ctx, failUnreadableSQL, id, claimToken, detail)
 	return err
+}
+
+// breakerClosed is the claim's breaker test ($2 actor, $4 stack, $5 env).
+func breakerClosed(probe bool) string {
+	if probe {
+		return ""
+	}
+	return `
+		AND NOT EXISTS (SELECT 1 FROM revenant_breakers b WHERE b.actor_id = $2 AND b.stack = $4 AND b.env = $5 AND b.state <> 'closed')`
 }

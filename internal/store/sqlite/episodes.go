@@ -2,18 +2,20 @@ package sqlite
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/schema"
 	"github.com/revenant-go/revenant/internal/store"
 )
 
 const cols = store.EpisodeColumns
 
-const episodeInsertSQL = `INSERT INTO revenant_episodes (id, actor_id, expectation, input, max_attempts, dedupe_key,
-	source_stack, source_env, workflow_instance_id, workflow_step_id, metadata)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, '{}'))
+var episodeInsertSQL = `INSERT INTO revenant_episodes (id, actor_id, expectation, input, max_attempts, dedupe_key,
+	source_stack, source_env, workflow_instance_id, workflow_step_id, metadata, run_at, retry_policy)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, '{}'), coalesce($12, ` + dialect.SQLiteNowPlusMillis("$13") + `), $14)
 ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING
 RETURNING ` + cols
 
@@ -67,6 +69,13 @@ SET status = 'canceled', error_class = 'canceled', error_detail = $2,
 	cancel_requested_at = coalesce(cancel_requested_at, ` + now + `), finished_at = ` + now + `
 WHERE id = $1 AND status IN ('pending', 'running', 'blocked')
 RETURNING ` + cols,
+	// A retry hands the episode back to wait for its next attempt (already
+	// counted by the claim), due after the backoff by the database clock.
+	store.TransitionRetry: `UPDATE revenant_episodes
+SET status = 'pending', owner_node = NULL, phase = NULL, error_class = $3, error_detail = $4,
+	run_at = ` + dialect.SQLiteNowPlusMillis("$5") + `, last_activity_at = ` + now + `
+WHERE id = $1 AND claim_token = $2 AND status = 'running'
+RETURNING ` + cols,
 	store.TransitionArchive: `UPDATE revenant_episodes
 SET archived_at = coalesce(archived_at, ` + now + `)
 WHERE id = $1 AND status IN ('done', 'failed', 'canceled')
@@ -77,7 +86,11 @@ const episodeListPrefix = `SELECT ` + cols + ` FROM revenant_episodes WHERE `
 
 // EpisodeInsert implements store.Store.
 func (Store) EpisodeInsert(ctx context.Context, q store.Querier, p *store.EpisodeInsertParams) (*store.Episode, error) {
-	return store.RunInsert(ctx, q, episodeInsertSQL, p)
+	var runAt any
+	if !p.RunAt.IsZero() {
+		runAt = timeArg(p.RunAt)
+	}
+	return store.RunInsert(ctx, q, episodeInsertSQL, p, runAt)
 }
 
 // EpisodeGet implements store.Store.
@@ -102,5 +115,9 @@ func (Store) EpisodeTransition(ctx context.Context, q store.Querier, p *store.Tr
 
 // EpisodeList implements store.Store.
 func (Store) EpisodeList(ctx context.Context, q store.Querier, p *store.EpisodeListParams) ([]store.EpisodeListRow, error) {
-	return store.RunList(ctx, q, episodeListPrefix, p)
+	return store.RunList(ctx, q, episodeListPrefix, timeArg, p)
 }
+
+// timeArg formats a time as the database clock writes it (UTC text with
+// milliseconds), so that it compares with stored times as text does.
+func timeArg(t time.Time) any { return t.UTC().Format("2006-01-02 15:04:05.000") }

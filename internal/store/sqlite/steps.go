@@ -12,7 +12,8 @@ import (
 	"github.com/revenant-go/revenant/internal/store"
 )
 
-const stepLoadSQL = `SELECT e.status, e.claim_token, s.seq, s.name, s.status, s.output, s.error
+const stepLoadSQL = `SELECT e.status, e.claim_token, e.attempts, e.max_attempts, e.error_class, e.error_detail,
+	s.seq, s.name, s.status, s.output, s.error
 FROM revenant_episodes e
 LEFT JOIN revenant_steps s ON s.episode_id = e.id
 WHERE e.id = $1

@@ -70,11 +70,13 @@ SET status = $2, error = coalesce($3, error), compensating = $4, version = versi
 	finished_at = CASE WHEN $2 IN ('done', 'failed', 'canceled') THEN coalesce(finished_at, ` + now + `) END
 WHERE id = $1`
 
+// A step's episode does not retry errors itself: the step's failure
+// policy is the one retry mechanism of workflows (store.StepRetryPolicy).
 const workflowInsertEpisodesSQL = `INSERT INTO revenant_episodes (id, actor_id, expectation, input, max_attempts, dedupe_key, source_stack, source_env,
-	workflow_instance_id, workflow_step_id)
+	workflow_instance_id, workflow_step_id, run_at, retry_policy)
 SELECT json_extract(value, '$.id'), json_extract(value, '$.actor'), NULLIF(json_extract(value, '$.expectation'), ''),
 	json_extract(value, '$.input'), json_extract(value, '$.max_attempts'), json_extract(value, '$.dedupe_key'), $2, $3, $1,
-	json_extract(value, '$.step_id')
+	json_extract(value, '$.step_id'), ` + now + `, '` + store.StepRetryPolicy + `'
 FROM json_each($4) WHERE true
 ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING`
 

@@ -1,0 +1,130 @@
+package postgres
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/lib/pq"
+
+	"github.com/revenant-go/revenant/internal/store"
+)
+
+// Requeues, due times and circuit breakers.
+
+// EpisodeRequeue implements store.Store. One statement: the rows are
+// locked and re-checked (failed or canceled, not archived) by the UPDATE,
+// and their failed journal entries go in the same statement.
+func (Store) EpisodeRequeue(ctx context.Context, tx store.Querier, p *store.RequeueParams) ([]*store.Episode, error) {
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	where := store.RequeueFilter(p, arg, timeArg, func(ph string) string { return "id = ANY(" + ph + "::uuid[])" }, pq.Array(p.IDs))
+	limit := ""
+	if len(p.IDs) == 0 {
+		limit = " LIMIT " + arg(p.Limit)
+	}
+	var runAt any
+	if !p.RunAt.IsZero() {
+		runAt = p.RunAt
+	}
+	query := `WITH t AS (
+	SELECT id FROM revenant_episodes WHERE ` + where + ` ORDER BY id` + limit + ` FOR UPDATE SKIP LOCKED
+), u AS (
+	UPDATE revenant_episodes e
+	SET status = 'pending', attempts = 0, owner_node = NULL, phase = NULL, finished_at = NULL, cancel_requested_at = NULL,
+		run_at = coalesce(` + arg(runAt) + `::timestamptz, now() + ` + arg(p.DelayMillis) + `::bigint * interval '1 millisecond'),
+		last_activity_at = now(),
+		requeue_history = (CASE WHEN jsonb_array_length(coalesce(e.requeue_history, '[]'::jsonb)) >= ` + strconv.Itoa(store.MaxRequeueHistory) + `
+				THEN e.requeue_history - 0 ELSE coalesce(e.requeue_history, '[]'::jsonb) END)
+			|| jsonb_build_array(jsonb_build_object('at', now(), 'by', ` + arg(p.By) + `::text, 'reason', ` + arg(p.Reason) + `::text,
+				'from', e.status, 'error_class', e.error_class, 'attempts', e.attempts, 'clean', ` + arg(p.Clean) + `::boolean))
+	FROM t
+	WHERE e.id = t.id AND e.status IN ('failed', 'canceled') AND e.archived_at IS NULL
+	RETURNING ` + store.QualifiedEpisodeColumns("e") + `
+), s AS (
+	DELETE FROM revenant_steps st USING u WHERE st.episode_id = u.id AND (` + arg(p.Clean) + `::boolean OR st.status = 'failed')
+)
+SELECT ` + cols + ` FROM u ORDER BY id`
+	return store.ScanEpisodes(tx.QueryContext(ctx, query, args...))
+}
+
+// nextDueSQL: per actor ($1), the next waiting episode in scope (from $4)
+// and the breaker of stack $2 and env $3 when it is not closed. Each
+// actor's next due time is the first index entry past now.
+func nextDueSQL(scope string) string {
+	return `SELECT a.actor,
+	(SELECT (extract(epoch FROM e.run_at - now()) * 1000)::bigint FROM revenant_episodes e
+		WHERE e.status = 'pending' AND e.actor_id = a.actor AND e.run_at > now() AND e.archived_at IS NULL` + scope + `
+		ORDER BY e.run_at LIMIT 1),
+	b.state,
+	(extract(epoch FROM b.reopen_at - now()) * 1000)::bigint
+FROM unnest($1::text[]) AS a(actor)
+LEFT JOIN revenant_breakers b ON b.actor_id = a.actor AND b.stack = $2 AND b.env = $3 AND b.state <> 'closed'`
+}
+
+// EpisodeNextDue implements store.Store.
+func (Store) EpisodeNextDue(ctx context.Context, q store.Querier, actors []string, scope store.Scope) ([]store.ActorDue, error) {
+	where, args := scope.Where("e", 4)
+	args = append([]any{pq.Array(actors), scope.Stack, scope.Env}, args...)
+	return store.ScanActorDue(q.QueryContext(ctx, nextDueSQL(where), args...))
+}
+
+const breakerSelect = `SELECT ` + store.BreakerColumns + `, now() FROM revenant_breakers`
+
+// breakerLockSQL creates the row when missing and locks it either way: a
+// conflicting insert that updates nothing still locks and returns the row.
+const breakerLockSQL = `INSERT INTO revenant_breakers AS b (actor_id, stack, env) VALUES ($1, $2, $3)
+ON CONFLICT (actor_id, stack, env) DO UPDATE SET actor_id = b.actor_id
+RETURNING ` + store.BreakerColumns + `, now()`
+
+const breakerWriteSQL = `INSERT INTO revenant_breakers AS b (actor_id, stack, env, state, failures, window_start, window_failures,
+	cool_down_ms, reopen_at, manual, reason, changed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::bigint * interval '1 millisecond', $10, $11, now())
+ON CONFLICT (actor_id, stack, env) DO UPDATE SET state = excluded.state, failures = excluded.failures,
+	window_start = excluded.window_start, window_failures = excluded.window_failures, cool_down_ms = excluded.cool_down_ms,
+	reopen_at = excluded.reopen_at, manual = excluded.manual, reason = excluded.reason,
+	changed_at = CASE WHEN $12 THEN now() ELSE b.changed_at END`
+
+const breakerProbeSQL = `UPDATE revenant_breakers
+SET state = 'half_open', reopen_at = now() + cool_down_ms * interval '1 millisecond', changed_at = now()
+WHERE actor_id = $1 AND stack = $2 AND env = $3 AND state IN ('open', 'half_open') AND NOT manual AND reopen_at <= now()`
+
+const breakerSucceededSQL = `UPDATE revenant_breakers
+SET state = 'closed', failures = 0, window_failures = 0, window_start = NULL, reopen_at = NULL, reason = NULL,
+	changed_at = CASE WHEN state <> 'closed' THEN now() ELSE changed_at END
+WHERE actor_id = $1 AND stack = $2 AND env = $3 AND NOT manual AND (failures > 0 OR window_failures > 0 OR state <> 'closed')
+RETURNING changed_at = now()`
+
+// BreakerLock implements store.Store.
+func (Store) BreakerLock(ctx context.Context, tx store.Querier, key store.BreakerKey) (*store.Breaker, error) {
+	return store.ScanBreaker(tx.QueryRowContext(ctx, breakerLockSQL, key.ActorID, key.Stack, key.Env))
+}
+
+// BreakerWrite implements store.Store.
+func (Store) BreakerWrite(ctx context.Context, q store.Querier, p *store.BreakerWriteParams) error {
+	_, err := q.ExecContext(ctx, breakerWriteSQL, p.ActorID, p.Stack, p.Env, string(p.State), p.Failures, p.WindowStart,
+		p.WindowFailures, max(p.CoolDown.Milliseconds(), 1), p.ReopenInMillis, p.Manual, store.NullString(p.Reason), p.Changed)
+	return err
+}
+
+// BreakerProbe implements store.Store.
+func (Store) BreakerProbe(ctx context.Context, tx store.Querier, key store.BreakerKey) (bool, error) {
+	return store.Affected(tx.ExecContext(ctx, breakerProbeSQL, key.ActorID, key.Stack, key.Env))
+}
+
+// BreakerSucceeded implements store.Store.
+func (Store) BreakerSucceeded(ctx context.Context, q store.Querier, key store.BreakerKey) (bool, error) {
+	return store.ScanBool(q.QueryRowContext(ctx, breakerSucceededSQL, key.ActorID, key.Stack, key.Env))
+}
+
+// BreakerList implements store.Store.
+func (Store) BreakerList(ctx context.Context, q store.Querier) ([]store.Breaker, error) {
+	return store.ScanBreakers(q.QueryContext(ctx, breakerSelect+` ORDER BY actor_id, stack, env`))
+}
+
+// BreakerGet implements store.Store.
+func (Store) BreakerGet(ctx context.Context, q store.Querier, key store.BreakerKey) (*store.Breaker, error) {
+	return store.ScanBreaker(q.QueryRowContext(ctx, breakerSelect+` WHERE actor_id = $1 AND stack = $2 AND env = $3`, key.ActorID, key.Stack, key.Env))
+}
