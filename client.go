@@ -9,6 +9,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/revenant-go/revenant/actors"
+	"github.com/revenant-go/revenant/breakers"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
@@ -97,11 +98,12 @@ type Client struct {
 	config Config
 	logger *slog.Logger
 
-	bus     *bus.Outbox
-	runner  *runner.Runner
-	engine  *workflow.Engine
-	sweeper *recovery.Sweeper
-	actors  *actors.Store
+	bus      *bus.Outbox
+	runner   *runner.Runner
+	engine   *workflow.Engine
+	sweeper  *recovery.Sweeper
+	actors   *actors.Store
+	breakers *breakers.Store
 
 	mu        sync.Mutex
 	state     clientState
@@ -150,6 +152,10 @@ func New(db *sqlx.DB, config *Config) (*Client, error) {
 		return nil, fmt.Errorf("revenant.New: %w", err)
 	}
 	c.actors, err = actors.New(db, &actors.Config{Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("revenant.New: %w", err)
+	}
+	c.breakers, err = breakers.New(db, &breakers.Config{Bus: c.bus})
 	if err != nil {
 		return nil, fmt.Errorf("revenant.New: %w", err)
 	}
@@ -233,3 +239,8 @@ func (c *Client) Episodes() *episodes.Store { return c.runner.Store() }
 // Actors defines, lists, disables and deletes actor definitions: recovery
 // policies kept in the database, for actors whose code runs elsewhere.
 func (c *Client) Actors() *actors.Store { return c.actors }
+
+// Breakers shows and sets the actors' circuit breakers (package breakers):
+// List, Get, and Open or Close by hand. Changes are published on the
+// client's bus.
+func (c *Client) Breakers() *breakers.Store { return c.breakers }

@@ -60,3 +60,41 @@ func (c *Client) Sweep(ctx context.Context, dryRun bool) (*recovery.Result, erro
 	opts.DryRun = dryRun
 	return recovery.Sweep(ctx, c.db, &opts)
 }
+
+// Requeue puts a failed (or canceled) episode back to pending with fresh
+// attempts: the way out of the dead-letter list (DeadLetters). Completed
+// steps still count unless opts.Clean; the requeue is recorded in the
+// episode's history (Episode.Requeues) with opts.By (defaulting to this
+// node's id) and opts.Reason.
+func (c *Client) Requeue(ctx context.Context, id uuid.UUID, opts episodes.RequeueOptions) (*episodes.Episode, error) {
+	return c.runner.Requeue(ctx, id, opts)
+}
+
+// RequeueTx is Requeue inside the caller's transaction.
+func (c *Client) RequeueTx(ctx context.Context, tx Executor, id uuid.UUID, opts episodes.RequeueOptions) (*episodes.Episode, error) {
+	return c.runner.RequeueTx(ctx, tx, id, opts)
+}
+
+// RequeueMatching requeues up to filter.Limit failed episodes matching
+// filter, in bulk; call again for more.
+func (c *Client) RequeueMatching(ctx context.Context, filter episodes.RequeueFilter, opts episodes.RequeueOptions) ([]*episodes.Episode, error) {
+	return c.runner.RequeueMatching(ctx, filter, opts)
+}
+
+// RequeueMatchingTx is RequeueMatching inside the caller's transaction.
+func (c *Client) RequeueMatchingTx(ctx context.Context, tx Executor, filter episodes.RequeueFilter, opts episodes.RequeueOptions) ([]*episodes.Episode, error) {
+	return c.runner.RequeueMatchingTx(ctx, tx, filter, opts)
+}
+
+// DeadLetters lists failed episodes (attempts exhausted, failed
+// permanently, or dead-lettered by a sweep), filtered by p's actor, error
+// class and finish time, a page at a time.
+func (c *Client) DeadLetters(ctx context.Context, p episodes.ListParams) (*episodes.ListResult, error) {
+	return c.Episodes().DeadLetters(ctx, p)
+}
+
+// Archive discards a finished episode: it leaves the dead-letter list and
+// frees its dedupe key.
+func (c *Client) Archive(ctx context.Context, id uuid.UUID) (*episodes.Episode, error) {
+	return c.Episodes().Archive(ctx, id)
+}
