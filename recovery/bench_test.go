@@ -54,10 +54,10 @@ func benchSweep(b *testing.B, backend string, outbox bool) {
 		require.NoError(b, err)
 		// Ids in canonical UUID text form, as revenant writes them.
 		_, err = db.Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < $1)
-		INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, created_at, started_at, last_activity_at, finished_at, owner_node)
+		INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, created_at, started_at, last_activity_at, finished_at, run_at, owner_node)
 		SELECT lower(printf('%s-%s-%s-%s-%s', hex(randomblob(4)), hex(randomblob(2)), hex(randomblob(2)), hex(randomblob(2)), hex(randomblob(6)))),
 			'actor-' || (i % 4), CASE WHEN i <= $2 THEN 'running' ELSE 'done' END, 1, 1,
-			`+s.NowPlus(0)+`, `+s.NowPlus(0)+`, `+s.NowPlus(0)+`, CASE WHEN i <= $2 THEN NULL ELSE `+s.NowPlus(0)+` END,
+			`+s.NowPlus(0)+`, `+s.NowPlus(0)+`, `+s.NowPlus(0)+`, CASE WHEN i <= $2 THEN NULL ELSE `+s.NowPlus(0)+` END, `+s.NowPlus(0)+`,
 			CASE WHEN i <= $2 THEN $3 ELSE 'old-node' END
 		FROM g`, total, orphans, dead)
 		require.NoError(b, err)

@@ -28,7 +28,12 @@ type outcome struct {
 	failed bool
 	// probe: the run is its breaker's half-open trial.
 	probe bool
+	// count: the outcome is counted on the breaker.
+	count bool
 }
+
+// errBreakerCount marks a failure to count an outcome on a breaker.
+var errBreakerCount = errors.New("counting on the breaker")
 
 // retryDelay decides whether a failed attempt runs again, and after how
 // long: attempts must remain, the error must not be permanent, and the
@@ -82,14 +87,14 @@ func (r *Runner) breakerKey(actorID string) breakers.Key {
 // (only for actors with a breaker, or a probe) and returns the event of a
 // state change, if any.
 func (r *Runner) countBreaker(ctx context.Context, tx dbx.Executor, a *Actor, o outcome) (*bus.Event, error) {
-	if a.Breaker == nil && !o.probe {
+	if !o.count {
 		return nil, nil
 	}
 	key := r.breakerKey(a.ID)
 	if !o.failed {
 		closed, err := r.st.BreakerSucceeded(ctx, tx, key)
 		if err != nil {
-			return nil, fmt.Errorf("closing the breaker of actor %q: %w", a.ID, dbx.Explain(err))
+			return nil, fmt.Errorf("%w: closing the breaker of actor %q: %w", errBreakerCount, a.ID, dbx.Explain(err))
 		}
 		if !closed {
 			return nil, nil
@@ -100,11 +105,11 @@ func (r *Runner) countBreaker(ctx context.Context, tx dbx.Executor, a *Actor, o 
 	}
 	b, err := r.st.BreakerLock(ctx, tx, key)
 	if err != nil {
-		return nil, fmt.Errorf("counting a failure on the breaker of actor %q: %w", a.ID, dbx.Explain(err))
+		return nil, fmt.Errorf("%w: counting a failure on the breaker of actor %q: %w", errBreakerCount, a.ID, dbx.Explain(err))
 	}
 	w, changed := b.AfterFailure(a.Breaker)
 	if err := r.st.BreakerWrite(ctx, tx, &w); err != nil {
-		return nil, fmt.Errorf("counting a failure on the breaker of actor %q: %w", a.ID, dbx.Explain(err))
+		return nil, fmt.Errorf("%w: counting a failure on the breaker of actor %q: %w", errBreakerCount, a.ID, dbx.Explain(err))
 	}
 	if !changed {
 		return nil, nil

@@ -188,12 +188,24 @@ func retryTransient(ctx context.Context, write func() error) error {
 // finish ends an attempt (a terminal transition, or a retry) and, in the
 // same transaction, counts it on the actor's breaker and publishes the
 // events; transient database errors are retried.
+//
+// A breaker that cannot be counted (say, an unreadable row) must not keep
+// the attempt's outcome from being written: the write is then done again
+// without it, and the fault logged.
 func (r *Runner) finish(ctx context.Context, a *Actor, o outcome, eventType string, move func(tx dbx.Executor) (*episodes.Episode, error)) error {
-	return retryTransient(ctx, func() error { return r.finishOnce(ctx, a, o, eventType, move) })
+	o.count = a.Breaker != nil || o.probe
+	err := retryTransient(ctx, func() error { return r.finishOnce(ctx, a, o, eventType, move) })
+	if errors.Is(err, errBreakerCount) {
+		r.logger.Error("revenant: counting an attempt on its actor's breaker failed; the attempt's outcome is written without it",
+			slog.String("actor", a.ID), slog.Any("error", err))
+		o.count = false
+		err = retryTransient(ctx, func() error { return r.finishOnce(ctx, a, o, eventType, move) })
+	}
+	return err
 }
 
 func (r *Runner) finishOnce(ctx context.Context, a *Actor, o outcome, eventType string, move func(tx dbx.Executor) (*episodes.Episode, error)) error {
-	if r.config.Bus == nil && a.Breaker == nil && !o.probe {
+	if r.config.Bus == nil && !o.count {
 		_, err := move(r.db) // one statement: no transaction needed
 		return err
 	}

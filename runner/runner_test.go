@@ -100,7 +100,7 @@ func TestPanicFailsTheEpisodeAndTheRunnerGoesOn(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		s := testdb.New(t, &testdb.Options{Driver: driver})
 		r := start(t, s, fastConfig(s, "a"), runner.Actor{
-			ID: "fragile",
+			ID: "fragile", Retry: &episodes.RetryPolicy{MinBackoff: 10 * time.Millisecond}, // errors retry until attempts run out
 			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
 				switch string(ep.Input) {
 				case `"panic"`:

@@ -64,7 +64,8 @@ func ScanBreaker(row RowScanner) (*Breaker, error) {
 		coolMS           int64
 		winStart, reopen sql.NullTime
 		reason           sql.NullString
-		changedAt, now   sql.NullTime
+		changedAt        sql.NullTime
+		now              dbTime
 	)
 	err := row.Scan(&b.ActorID, &b.Stack, &b.Env, &state, &b.Failures, &winStart, &b.WindowFailures, &coolMS,
 		&reopen, &b.Manual, &reason, &changedAt, &now)
@@ -82,7 +83,7 @@ func ScanBreaker(row RowScanner) (*Breaker, error) {
 	}
 	b.CoolDown = time.Duration(coolMS) * time.Millisecond
 	b.WindowStart, b.ReopenAt = timePtr(winStart), timePtr(reopen)
-	b.Reason, b.ChangedAt, b.Now = reason.String, changedAt.Time, now.Time
+	b.Reason, b.ChangedAt, b.Now = reason.String, changedAt.Time, time.Time(now)
 	return &b, nil
 }
 
@@ -334,4 +335,26 @@ func (b *Breaker) AfterFailure(p *BreakerPolicy) (w BreakerWriteParams, changed 
 		open(fmt.Sprintf("%d failed attempts within %s", w.WindowFailures, p.Window))
 	}
 	return w, w.Changed
+}
+
+// dbTime scans the database clock selected as an expression: a time on
+// Postgres, text on SQLite (only columns declared timestamp read back as
+// times there).
+type dbTime time.Time
+
+func (t *dbTime) Scan(src any) error {
+	switch v := src.(type) {
+	case time.Time:
+		*t = dbTime(v)
+		return nil
+	case string:
+		p, err := parseDBTime(v)
+		*t = dbTime(p)
+		return err
+	case []byte:
+		p, err := parseDBTime(string(v))
+		*t = dbTime(p)
+		return err
+	}
+	return fmt.Errorf("unreadable database time %T", src)
 }

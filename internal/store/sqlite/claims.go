@@ -56,11 +56,14 @@ func (Store) EpisodeFailUnreadable(ctx context.Context, q store.Querier, id uuid
 	return err
 }
 
-// breakerClosed is the claim's breaker test ($2 actor, $4 stack, $5 env).
+// breakerClosed is the claim's breaker test ($2 actor, $4 stack, $5 env):
+// closed for a claim, at most half-open for a probe (which moved it there
+// in its transaction).
 func breakerClosed(probe bool) string {
+	blocking := `<> 'closed'`
 	if probe {
-		return ""
+		blocking = `= 'open'`
 	}
 	return `
-		AND NOT EXISTS (SELECT 1 FROM revenant_breakers b WHERE b.actor_id = $2 AND b.stack = $4 AND b.env = $5 AND b.state <> 'closed')`
+		AND NOT EXISTS (SELECT 1 FROM revenant_breakers b WHERE b.actor_id = $2 AND b.stack = $4 AND b.env = $5 AND b.state ` + blocking + `)`
 }
