@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -27,6 +28,13 @@ import (
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		runChild(spec)
+		return
+	}
+	if spec := os.Getenv(retryChildEnv); spec != "" {
+		if err := retryVictim(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "retry victim:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	testdb.Main(m)

@@ -1,0 +1,133 @@
+package storetest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/testdb"
+)
+
+// The claim stays one statement whatever the breaker: it reads the breaker
+// inside itself.
+func TestClaimIsOneStatementWithOrWithoutABreaker(t *testing.T) {
+	t.Parallel()
+	f := setup(t, "postgres")
+	s := f.schema
+	db, statements := testdb.Counting(t, s.DSN, 1)
+	ctx := context.Background()
+	for range 4 {
+		f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+	}
+	claim := func() (int, int64) {
+		before := statements.Load()
+		rows, err := f.st.EpisodeClaimMany(ctx, db, &store.ClaimManyParams{Node: "n", ActorID: "a", Limit: 1})
+		require.NoError(t, err)
+		return len(rows), statements.Load() - before
+	}
+	n, count := claim()
+	require.Equal(t, 1, n)
+	require.Equal(t, int64(1), count, "no breaker row")
+
+	key := store.BreakerKey{ActorID: "a"}
+	require.NoError(t, f.st.BreakerWrite(ctx, s.DB, &store.BreakerWriteParams{BreakerKey: key, State: store.BreakerClosed, Failures: 2, CoolDown: time.Second}))
+	n, count = claim()
+	require.Equal(t, 1, n)
+	require.Equal(t, int64(1), count, "a closed breaker row")
+
+	require.NoError(t, f.st.BreakerWrite(ctx, s.DB, &store.BreakerWriteParams{BreakerKey: key, State: store.BreakerOpen, CoolDown: time.Second, Changed: true}))
+	n, count = claim()
+	require.Zero(t, n, "an open breaker stops the claim")
+	require.Equal(t, int64(1), count)
+}
+
+func TestBreakerProbeHasOneWinner(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		ctx := context.Background()
+		key := store.BreakerKey{ActorID: "a", Stack: "web", Env: "prod"}
+		past := int64(-1000)
+		require.NoError(t, f.st.BreakerWrite(ctx, f.schema.DB, &store.BreakerWriteParams{BreakerKey: key, State: store.BreakerOpen,
+			CoolDown: time.Minute, ReopenInMillis: &past, Changed: true}))
+		var wins sync.WaitGroup
+		won := make(chan bool, 8)
+		for range 8 {
+			wins.Add(1)
+			go func() {
+				defer wins.Done()
+				err := dbx.InTx(ctx, f.schema.DB, func(tx *sqlx.Tx) error {
+					ok, err := f.st.BreakerProbe(ctx, tx, key)
+					won <- ok
+					return err
+				})
+				if err != nil && !dbx.IsRetryable(err) {
+					t.Errorf("probe: %v", err)
+				}
+			}()
+		}
+		wins.Wait()
+		close(won)
+		n := 0
+		for ok := range won {
+			if ok {
+				n++
+			}
+		}
+		require.Equal(t, 1, n, "one probe wins the half-open trial")
+		b, err := f.st.BreakerGet(ctx, f.schema.DB, key)
+		require.NoError(t, err)
+		require.Equal(t, store.BreakerHalfOpen, b.State)
+		require.True(t, b.ReopenAt.After(b.Now.Add(50*time.Second)), "the next probe waits a cool-down")
+
+		closed, err := f.st.BreakerSucceeded(ctx, f.schema.DB, key)
+		require.NoError(t, err)
+		require.True(t, closed)
+		closed, err = f.st.BreakerSucceeded(ctx, f.schema.DB, key)
+		require.NoError(t, err)
+		require.False(t, closed, "closing a closed breaker changes nothing")
+	})
+}
+
+func TestBreakerAfterFailure(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	p := &store.BreakerPolicy{ConsecutiveFailures: 3, WindowFailures: 5, Window: time.Minute, CoolDown: 30 * time.Second}
+	b := &store.Breaker{BreakerKey: store.BreakerKey{ActorID: "a"}, State: store.BreakerClosed, Failures: 1, Now: now}
+	w, changed := b.AfterFailure(p)
+	require.False(t, changed)
+	require.Equal(t, 2, w.Failures)
+	require.Equal(t, 1, w.WindowFailures, "a window starts at the first failure")
+
+	b.Failures = 2
+	w, changed = b.AfterFailure(p)
+	require.True(t, changed)
+	require.Equal(t, store.BreakerOpen, w.State)
+	require.Equal(t, int64(30_000), *w.ReopenInMillis)
+
+	start := now.Add(-10 * time.Second)
+	b = &store.Breaker{State: store.BreakerClosed, WindowStart: &start, WindowFailures: 4, Now: now}
+	w, changed = b.AfterFailure(p)
+	require.True(t, changed, "five failures within the window")
+	require.Contains(t, w.Reason, "within 1m0s")
+
+	old := now.Add(-2 * time.Minute)
+	b = &store.Breaker{State: store.BreakerClosed, WindowStart: &old, WindowFailures: 4, Now: now}
+	w, changed = b.AfterFailure(p)
+	require.False(t, changed, "an old window starts over")
+	require.Equal(t, 1, w.WindowFailures)
+
+	b = &store.Breaker{State: store.BreakerHalfOpen, Now: now, CoolDown: time.Second}
+	w, changed = b.AfterFailure(nil)
+	require.True(t, changed, "a failed probe re-opens, even without a policy")
+	require.Equal(t, store.BreakerOpen, w.State)
+
+	b = &store.Breaker{State: store.BreakerOpen, Manual: true, Failures: 9, Now: now}
+	_, changed = b.AfterFailure(p)
+	require.False(t, changed, "an operator's state holds")
+}
