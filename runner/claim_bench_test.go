@@ -208,3 +208,99 @@ func benchClaim(b *testing.B, driver string, future int) {
 	b.ReportMetric(float64(claims)/rawDur.Seconds(), "raw_claims/s")
 	b.ReportMetric(float64(claimDur)/float64(rawDur), "x_raw_claim")
 }
+
+// TEMPORARY plan check (to be removed).
+func BenchmarkZZClaimPlanTmp(b *testing.B) {
+	for _, driver := range testdb.Backends {
+		b.Run(driver, func(b *testing.B) {
+			s := testdb.New(b, &testdb.Options{Driver: driver})
+			db := s.DB
+			pg := `WITH c AS MATERIALIZED (
+	SELECT id FROM revenant_episodes
+	WHERE status = 'pending' AND actor_id = $2 AND run_at <= now() AND archived_at IS NULL AND (claim_token < 9223372036854775807 AND attempts < 2147483647) AND source_stack IS NULL AND source_env IS NULL
+		AND NOT EXISTS (SELECT 1 FROM revenant_breakers b WHERE b.actor_id = $2 AND b.stack = $4 AND b.env = $5 AND b.state <> 'closed')
+	ORDER BY run_at, id
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE revenant_episodes e
+SET status = 'running', owner_node = $1, claim_token = e.claim_token + 1, attempts = e.attempts + 1,
+	started_at = now(), last_activity_at = now(), phase = NULL
+FROM c
+WHERE e.id = c.id AND e.status = 'pending'
+RETURNING e.id`
+			now := claimBenchSQLiteNow
+			lite := `UPDATE revenant_episodes
+SET status = 'running', owner_node = $1, claim_token = claim_token + 1, attempts = attempts + 1,
+	started_at = ` + now + `, last_activity_at = ` + now + `, phase = NULL
+WHERE id IN (
+	SELECT id FROM revenant_episodes
+	WHERE status = 'pending' AND actor_id = $2 AND run_at <= ` + now + ` AND archived_at IS NULL AND (claim_token < 9223372036854775807 AND attempts < 2147483647) AND source_stack IS NULL AND source_env IS NULL
+		AND NOT EXISTS (SELECT 1 FROM revenant_breakers b WHERE b.actor_id = $2 AND b.stack = $4 AND b.env = $5 AND b.state <> 'closed')
+	ORDER BY run_at, id
+	LIMIT $3
+) AND status = 'pending'
+RETURNING id`
+			if s.IsSQLite() {
+				_, err := db.Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 100000)
+			INSERT INTO revenant_episodes (id, actor_id, run_at)
+			SELECT printf('00000002-0000-4000-8000-%012x', i), 'a',
+				strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', 3600 + i / 1000.0))
+			FROM g`)
+				require.NoError(b, err)
+				_, err = db.Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 5000)
+			INSERT INTO revenant_episodes (id, actor_id, run_at)
+			SELECT printf('00000001-0000-4000-8000-%012x', i), 'a',
+				strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', -(5000 - i + 1) / 1000.0))
+			FROM g`)
+				require.NoError(b, err)
+				_, err = db.Exec(`ANALYZE`)
+				require.NoError(b, err)
+				for qi, q := range []string{lite, claimBenchSQLiteRawSQL} {
+					args := []any{"n", "a", 10, "", ""}
+					if qi == 1 {
+						args = args[:3]
+					}
+					rows, err := db.Query(`EXPLAIN QUERY PLAN `+q, args...)
+					require.NoError(b, err)
+					for rows.Next() {
+						var id, parent, unused int
+						var detail string
+						require.NoError(b, rows.Scan(&id, &parent, &unused, &detail))
+						b.Logf("%d %d %s", id, parent, detail)
+					}
+					rows.Close()
+					b.Log("----")
+				}
+				return
+			}
+			_, err := db.Exec(`INSERT INTO revenant_episodes (id, actor_id, run_at)
+		SELECT ('00000002-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'a',
+			now() + interval '1 hour' + i * interval '1 millisecond'
+		FROM generate_series(1, 100000) AS i`)
+			require.NoError(b, err)
+			_, err = db.Exec(`INSERT INTO revenant_episodes (id, actor_id, run_at)
+		SELECT ('00000001-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'a',
+			now() - (5000 - i + 1) * interval '1 millisecond'
+		FROM generate_series(1, 5000) AS i`)
+			require.NoError(b, err)
+			_, err = db.Exec(`VACUUM ANALYZE revenant_episodes`)
+			require.NoError(b, err)
+			for qi, q := range []string{pg, claimBenchRawSQL} {
+				args := []any{"n", "a", 10, "", ""}
+				if qi == 1 {
+					args = args[:3]
+				}
+				tx := db.MustBegin()
+				var lines []string
+				err := tx.Select(&lines, `EXPLAIN (ANALYZE, BUFFERS) `+q, args...)
+				_ = tx.Rollback()
+				require.NoError(b, err)
+				for _, l := range lines {
+					b.Log(l)
+				}
+				b.Log("----")
+			}
+		})
+	}
+}

@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 )
 
@@ -64,7 +64,8 @@ type FailurePolicy struct {
 	// Defaults to RetryMaxAttemptsDefault.
 	MaxAttempts int
 	// Backoff is the wait before the first retry; it doubles each time up
-	// to MaxBackoff. Default to RetryBackoffDefault and RetryMaxBackoffDefault.
+	// to MaxBackoff, with ±20% jitter (the episodes' backoff function).
+	// Default to RetryBackoffDefault and RetryMaxBackoffDefault.
 	Backoff, MaxBackoff time.Duration
 	// SkipRetryOn lists error classes that are not retried (the step fails
 	// and the instance aborts).
@@ -83,6 +84,9 @@ func Retry(maxAttempts int, backoff time.Duration, skip ...string) FailurePolicy
 // Pause blocks the instance on failure; Resume runs the step again.
 func Pause() FailurePolicy { return FailurePolicy{Kind: PolicyPause} }
 
+// delay is the wait after failed run number attempt: the same function as
+// an episode's retry backoff (episodes.RetryPolicy), so that a step and an
+// episode with the same settings wait alike, jitter included.
 func (p FailurePolicy) delay(attempt int) time.Duration {
 	b, maxB := p.Backoff, p.MaxBackoff
 	if b == 0 {
@@ -91,11 +95,7 @@ func (p FailurePolicy) delay(attempt int) time.Duration {
 	if maxB == 0 {
 		maxB = RetryMaxBackoffDefault
 	}
-	d := time.Duration(float64(b) * math.Pow(2, float64(max(attempt-1, 0))))
-	if d > maxB || d <= 0 {
-		d = maxB
-	}
-	return d
+	return (&episodes.RetryPolicy{MinBackoff: b, MaxBackoff: max(b, maxB)}).Delay(max(attempt, 1))
 }
 
 func (p FailurePolicy) maxAttempts() int {
