@@ -185,6 +185,12 @@ func (s *Store) setTx(ctx context.Context, tx dbx.Executor, key Key, state State
 	if err := s.st.BreakerWrite(ctx, tx, &w); err != nil {
 		return Breaker{}, fmt.Errorf("writing the breaker of actor %q: %w", key.ActorID, dbx.Explain(err))
 	}
+	if w.Changed && state == Closed {
+		// Runners claim the actor again at once, not at their next poll.
+		if err := s.st.Notify(ctx, tx, store.PendingChannel, key.ActorID); err != nil {
+			return Breaker{}, fmt.Errorf("waking runners of actor %q: %w", key.ActorID, err)
+		}
+	}
 	if w.Changed && s.config.Bus != nil {
 		ev := Event(key, state, reason)
 		if after != nil && !bus.Transactional(s.config.Bus) {

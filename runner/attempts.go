@@ -99,6 +99,10 @@ func (r *Runner) countBreaker(ctx context.Context, tx dbx.Executor, a *Actor, o 
 		if !closed {
 			return nil, nil
 		}
+		// Other nodes claim again at once, not at their next poll.
+		if err := r.st.Notify(ctx, tx, store.PendingChannel, a.ID); err != nil {
+			return nil, fmt.Errorf("%w: waking runners of actor %q: %w", errBreakerCount, a.ID, err)
+		}
 		r.logger.Info("revenant: circuit breaker closed: the probe succeeded", slog.String("actor", a.ID))
 		ev := breakers.Event(key, breakers.Closed, "the probe succeeded")
 		return &ev, nil

@@ -91,8 +91,12 @@ func (r *Runner) nextWake(idle []string) (time.Duration, bool) {
 		if d.ReopenIn == nil {
 			continue // opened by hand: only an operator closes it
 		}
-		if *d.ReopenIn > 0 || !r.probe(d.ActorID) {
+		switch {
+		case *d.ReopenIn > 0:
 			earlier(d.ReopenIn)
+		case !r.probe(d.ActorID):
+			// Nothing due to probe with: the next scheduled episode is,
+			// or an enqueue's notification, or the poll.
 			earlier(d.NextDueIn)
 		}
 	}

@@ -21,16 +21,18 @@ func (Store) EpisodeRequeue(ctx context.Context, tx store.Querier, p *store.Requ
 		return "$" + strconv.Itoa(len(args))
 	}
 	where := store.RequeueFilter(p, arg, timeArg, func(ph string) string { return "id = ANY(" + ph + "::uuid[])" }, pq.Array(p.IDs))
-	limit := ""
+	// By id, wait for a row another transaction holds; in bulk, skip it
+	// (the next call takes it).
+	limit := " FOR UPDATE"
 	if len(p.IDs) == 0 {
-		limit = " LIMIT " + arg(p.Limit)
+		limit = " LIMIT " + arg(p.Limit) + " FOR UPDATE SKIP LOCKED"
 	}
 	var runAt any
 	if !p.RunAt.IsZero() {
 		runAt = p.RunAt
 	}
 	query := `WITH t AS (
-	SELECT id FROM revenant_episodes WHERE ` + where + ` ORDER BY id` + limit + ` FOR UPDATE SKIP LOCKED
+	SELECT id FROM revenant_episodes WHERE ` + where + ` ORDER BY id` + limit + `
 ), u AS (
 	UPDATE revenant_episodes e
 	SET status = 'pending', attempts = 0, owner_node = NULL, phase = NULL, finished_at = NULL, cancel_requested_at = NULL,
