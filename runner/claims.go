@@ -30,6 +30,7 @@ func (r *Runner) claimLoop() {
 	due := time.NewTimer(time.Hour)
 	due.Stop()
 	defer due.Stop()
+	var dueAt time.Time // when due fires; zero or past when it is idle
 	for {
 		select {
 		case <-r.claimStop:
@@ -40,7 +41,12 @@ func (r *Runner) claimLoop() {
 		}
 		_ = safe.Pass(r.runCtx, r.logger, "runner claims", func() error {
 			if d, ok := r.nextWake(r.claimAll()); ok {
-				due.Reset(d)
+				// A pending wake-up is never moved later: an extra pass
+				// costs one claim, a missed due time a poll interval.
+				if at := time.Now().Add(d); dueAt.IsZero() || at.Before(dueAt) || time.Now().After(dueAt) {
+					dueAt = at
+					due.Reset(d)
+				}
 			}
 			return nil
 		})
@@ -100,12 +106,19 @@ func (r *Runner) nextWake(idle []string) (time.Duration, bool) {
 			earlier(d.NextDueIn)
 		}
 	}
-	if wake == nil {
+	switch {
+	case wake == nil:
 		return 0, false
+	case *wake <= 0:
+		// Due already, yet not claimed: it fell due after the claim, or
+		// another node's claim holds it. Look again soon, never in a
+		// busy loop.
+		return minInterval, true
+	default:
+		// A millisecond late, so that the due time has passed by the
+		// database clock too.
+		return *wake + time.Millisecond, true
 	}
-	// A millisecond late, so that the due time has passed by the
-	// database clock too; never a busy loop.
-	return max(*wake+time.Millisecond, minInterval), true
 }
 
 // claimActor claims and starts what the actor's free slots allow; idle is

@@ -125,8 +125,10 @@ type BreakerWriteParams struct {
 // there is something to claim.
 type ActorDue struct {
 	ActorID string
-	// NextDueIn is how long until the actor's next scheduled (or retrying)
-	// episode falls due, by the database clock; nil when none waits.
+	// NextDueIn is how long until the actor's first claimable pending
+	// episode falls due, by the database clock: 0 when one is due already
+	// (it fell due after the claim, or another node's claim holds it),
+	// nil when none waits.
 	NextDueIn *time.Duration
 	// Breaker is the actor's breaker state when not closed, and ReopenIn
 	// how long until it lets a probe through (nil: only by hand).

@@ -6,6 +6,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/revenant-go/revenant/internal/schema"
 	"github.com/revenant-go/revenant/internal/store"
 )
 
@@ -52,13 +53,14 @@ SELECT ` + cols + ` FROM u ORDER BY id`
 	return store.ScanEpisodes(tx.QueryContext(ctx, query, args...))
 }
 
-// nextDueSQL: per actor ($1), the next waiting episode in scope (from $4)
-// and the breaker of stack $2 and env $3 when it is not closed. Each
-// actor's next due time is the first index entry past now.
+// nextDueSQL: per actor ($1), its first pending episode in scope (from
+// $4) that a claim could take, due or not (one that fell due since the
+// claim ran must not be missed), and the breaker of stack $2 and env $3
+// when it is not closed. Each actor's answer is its first index entry.
 func nextDueSQL(scope string) string {
 	return `SELECT a.actor,
 	(SELECT (extract(epoch FROM e.run_at - now()) * 1000)::bigint FROM revenant_episodes e
-		WHERE e.status = 'pending' AND e.actor_id = a.actor AND e.run_at > now() AND e.archived_at IS NULL` + scope + `
+		WHERE e.status = 'pending' AND e.actor_id = a.actor AND e.archived_at IS NULL AND ` + schema.Bumpable("e") + scope + `
 		ORDER BY e.run_at LIMIT 1),
 	b.state,
 	(extract(epoch FROM b.reopen_at - now()) * 1000)::bigint

@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/revenant-go/revenant/internal/dialect"
+	"github.com/revenant-go/revenant/internal/schema"
 	"github.com/revenant-go/revenant/internal/store"
 )
 
@@ -69,13 +70,13 @@ WHERE episode_id IN (SELECT value FROM json_each($1)) AND ($2 OR status = 'faile
 	return eps, nil
 }
 
-// nextDueSQL: per actor ($1, a JSON array), the next waiting episode in
-// scope (from $4) and the breaker of stack $2 and env $3 when it is not
-// closed.
+// nextDueSQL: per actor ($1, a JSON array), its first pending episode in
+// scope (from $4) that a claim could take, due or not, and the breaker of
+// stack $2 and env $3 when it is not closed (as on Postgres).
 func nextDueSQL(scope string) string {
 	return `SELECT a.value,
 	(SELECT CAST((julianday(min(e.run_at)) - julianday('now')) * 86400000 AS INTEGER) FROM revenant_episodes e
-		WHERE e.status = 'pending' AND e.actor_id = a.value AND e.run_at > ` + now + ` AND e.archived_at IS NULL` + scope + `),
+		WHERE e.status = 'pending' AND e.actor_id = a.value AND e.archived_at IS NULL AND ` + schema.Bumpable("e") + scope + `),
 	b.state,
 	CAST((julianday(b.reopen_at) - julianday('now')) * 86400000 AS INTEGER)
 FROM json_each($1) AS a
