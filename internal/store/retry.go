@@ -70,7 +70,7 @@ func (p *RetryPolicy) Delay(attempt int) time.Duration {
 		d *= 2
 	}
 	d = min(d, hi)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64())) //nolint:gosec // G404: jitter needs no cryptographic randomness
 }
 
 // Retries reports whether a failed attempt of class may run again under
