@@ -155,7 +155,7 @@ func New(db *sqlx.DB, config *Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revenant.New: %w", err)
 	}
-	c.breakers, err = breakers.New(db, &breakers.Config{Bus: c.bus})
+	c.breakers, err = breakers.New(db, &breakers.Config{Bus: c.bus, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("revenant.New: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -78,6 +79,9 @@ type Config struct {
 	// Bus receives breaker.opened and breaker.closed when an operator
 	// changes a breaker. Defaults to none.
 	Bus bus.Publisher
+	// Logger receives a warning when such an event cannot be published
+	// (the change itself stands). Defaults to discarding.
+	Logger *slog.Logger
 }
 
 // Store reads and sets breakers.
@@ -95,6 +99,9 @@ func New(db *sqlx.DB, config *Config) (*Store, error) {
 	s := &Store{db: db, st: backend.For(db)}
 	if config != nil {
 		s.config = *config
+	}
+	if s.config.Logger == nil {
+		s.config.Logger = dbx.DiscardLogger()
 	}
 	return s, nil
 }
@@ -161,7 +168,10 @@ func (s *Store) set(ctx context.Context, key Key, state State, reason string) (B
 		return err
 	})
 	if err == nil && len(after) > 0 {
-		_ = s.config.Bus.Publish(ctx, after...)
+		if perr := s.config.Bus.Publish(ctx, after...); perr != nil {
+			s.config.Logger.Warn("revenant: publishing a breaker change failed; the change stands",
+				slog.String("actor", key.ActorID), slog.Any("error", perr))
+		}
 	}
 	return out, err
 }

@@ -28,6 +28,8 @@ type ListParams struct {
 	// FinishedAfter and FinishedBefore bound the finish time (inclusive,
 	// exclusive); zero is unbounded.
 	FinishedAfter, FinishedBefore time.Time
+
+	deadLetters bool // set by DeadLetters
 	// After is the cursor: pass the previous page's Next to continue.
 	After uuid.UUID
 	// Limit is the page size. Defaults to ListLimitDefault; at most
@@ -80,7 +82,7 @@ func (s *Store) ListTx(ctx context.Context, tx Executor, p ListParams) (*ListRes
 	rows, err := s.st.EpisodeList(ctx, tx, &store.EpisodeListParams{Statuses: p.Statuses, ActorID: p.ActorID,
 		Stack: p.Stack, Env: p.Env, WorkflowInstanceID: p.WorkflowInstanceID, IncludeArchived: p.IncludeArchived,
 		ErrorClass: p.ErrorClass, FinishedAfter: p.FinishedAfter, FinishedBefore: p.FinishedBefore,
-		After: p.After, Limit: limit + 1})
+		NoWorkflowSteps: p.deadLetters, After: p.After, Limit: limit + 1})
 	if err != nil {
 		return nil, fmt.Errorf("listing episodes: %w", dbx.Explain(err))
 	}
@@ -105,9 +107,10 @@ func (s *Store) ListTx(ctx context.Context, tx Executor, p ListParams) (*ListRes
 // DeadLetters lists the dead-letter list: failed, non-archived episodes
 // (attempts exhausted, failed permanently, or dead-lettered by a sweep),
 // filtered by p's actor, error class and finish time like List; p's
-// Statuses are ignored. Put them back with Requeue or RequeueMatching, or
-// discard them with Archive.
+// Statuses are ignored. Workflow steps are left out: their workflow
+// decides about them (List them by WorkflowInstanceID). Put dead letters
+// back with Requeue or RequeueMatching, or discard them with Archive.
 func (s *Store) DeadLetters(ctx context.Context, p ListParams) (*ListResult, error) {
-	p.Statuses, p.IncludeArchived = []Status{StatusFailed}, false
+	p.Statuses, p.IncludeArchived, p.deadLetters = []Status{StatusFailed}, false, true
 	return s.ListTx(ctx, s.db, p)
 }

@@ -46,8 +46,9 @@ func (o *RequeueOptions) validate() error {
 type RequeueFilter struct {
 	ActorID    string
 	ErrorClass string
-	// FailedAfter and FailedBefore bound the finish time.
-	FailedAfter, FailedBefore time.Time
+	// FinishedAfter and FinishedBefore bound the finish time (inclusive,
+	// exclusive), as in ListParams.
+	FinishedAfter, FinishedBefore time.Time
 	// IncludeCanceled requeues canceled episodes too.
 	IncludeCanceled bool
 	// Limit bounds how many are requeued. Defaults to ListLimitDefault;
@@ -127,7 +128,7 @@ func (s *Store) RequeueMatchingTx(ctx context.Context, tx Executor, filter Reque
 		statuses = append(statuses, StatusCanceled)
 	}
 	return s.requeue(ctx, tx, &store.RequeueParams{Statuses: statuses, ActorID: filter.ActorID, ErrorClass: filter.ErrorClass,
-		FinishedAfter: filter.FailedAfter, FinishedBefore: filter.FailedBefore, Limit: limit}, opts)
+		FinishedAfter: filter.FinishedAfter, FinishedBefore: filter.FinishedBefore, Limit: limit}, opts)
 }
 
 func (s *Store) requeue(ctx context.Context, tx Executor, p *store.RequeueParams, opts RequeueOptions) ([]*Episode, error) {

@@ -78,7 +78,8 @@ func (s *Store) move(ctx context.Context, ex dbx.Executor, op string, from []Sta
 		Token: p.ClaimToken, CurrentToken: current, fenced: fenced}
 }
 
-// Claim moves a pending episode to running for node: it sets the owner,
+// Claim moves a pending episode that is due (its RunAt has come, by the
+// database clock) to running for node: it sets the owner,
 // bumps the claim token (the fencing number every later write must present)
 // and counts the attempt, all with the database clock. Runners normally claim
 // in batches; Claim is the single-episode form.

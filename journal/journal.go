@@ -135,7 +135,7 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 			id, ErrLeaseLost, loaded.Status, loaded.ClaimToken, claimToken)
 	}
 	j.attempt = Attempt{Attempt: loaded.Attempts, MaxAttempts: loaded.MaxAttempts}
-	if loaded.Attempts > 1 && loaded.ErrorClass != "" {
+	if loaded.ErrorClass != "" {
 		j.attempt.PreviousError = &PreviousError{Class: loaded.ErrorClass, Message: decodeErrMessage(loaded.ErrorDetail)}
 	}
 	j.recorded = make([]entry, 0, len(loaded.Steps))

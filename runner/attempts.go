@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/revenant-go/revenant/breakers"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
@@ -39,7 +41,9 @@ var errBreakerCount = errors.New("counting on the breaker")
 // long: attempts must remain, the error must not be permanent, and the
 // episode's policy (else the actor's) must retry its class.
 func retryDelay(a *Actor, ep *episodes.Episode, class string, err error) (delay time.Duration, ok bool) {
-	if ep.Attempts >= ep.MaxAttempts {
+	// A workflow step's episode never retries by itself: its step's
+	// failure policy decides (two mechanisms would multiply attempts).
+	if ep.Attempts >= ep.MaxAttempts || ep.WorkflowInstanceID != uuid.Nil {
 		return 0, false
 	}
 	var perm *journal.PermanentError
@@ -86,13 +90,15 @@ func (r *Runner) breakerKey(actorID string) breakers.Key {
 // countBreaker records an attempt's outcome on its actor's breaker in tx
 // (only for actors with a breaker, or a probe) and returns the event of a
 // state change, if any.
-func (r *Runner) countBreaker(ctx context.Context, tx dbx.Executor, a *Actor, o outcome) (*bus.Event, error) {
+// Only the probe's own outcome (ep is named on the breaker row) closes or
+// re-opens a half-open breaker.
+func (r *Runner) countBreaker(ctx context.Context, tx dbx.Executor, a *Actor, ep *episodes.Episode, o outcome) (*bus.Event, error) {
 	if !o.count {
 		return nil, nil
 	}
 	key := r.breakerKey(a.ID)
 	if !o.failed {
-		closed, err := r.st.BreakerSucceeded(ctx, tx, key)
+		closed, err := r.st.BreakerSucceeded(ctx, tx, key, ep.ID)
 		if err != nil {
 			return nil, fmt.Errorf("%w: closing the breaker of actor %q: %w", errBreakerCount, a.ID, dbx.Explain(err))
 		}
@@ -111,7 +117,7 @@ func (r *Runner) countBreaker(ctx context.Context, tx dbx.Executor, a *Actor, o 
 	if err != nil {
 		return nil, fmt.Errorf("%w: counting a failure on the breaker of actor %q: %w", errBreakerCount, a.ID, dbx.Explain(err))
 	}
-	w, changed := b.AfterFailure(a.Breaker)
+	w, changed := b.AfterFailure(a.Breaker, ep.ID)
 	if err := r.st.BreakerWrite(ctx, tx, &w); err != nil {
 		return nil, fmt.Errorf("%w: counting a failure on the breaker of actor %q: %w", errBreakerCount, a.ID, dbx.Explain(err))
 	}

@@ -31,6 +31,7 @@ func (r *Runner) claimLoop() {
 	due.Stop()
 	defer due.Stop()
 	var dueAt time.Time // when due fires; zero or past when it is idle
+	dueNow := 0         // passes in a row that found work due yet unclaimed
 	for {
 		select {
 		case <-r.claimStop:
@@ -40,7 +41,18 @@ func (r *Runner) claimLoop() {
 		case <-due.C:
 		}
 		_ = safe.Pass(r.runCtx, r.logger, "runner claims", func() error {
-			if d, ok := r.nextWake(r.claimAll()); ok {
+			d, ok := r.nextWake(r.claimAll())
+			if ok && d <= 0 {
+				// Due already, yet not claimed: it fell due after the
+				// claim, or a lock (another node's claim, a caller's
+				// transaction) holds it. Look again soon, then less and
+				// less often: never a busy loop.
+				d = min(minInterval<<min(dueNow, 10), r.config.PollInterval)
+				dueNow++
+			} else {
+				dueNow = 0
+			}
+			if ok {
 				// A pending wake-up is never moved later: an extra pass
 				// costs one claim, a missed due time a poll interval.
 				if at := time.Now().Add(d); dueAt.IsZero() || at.Before(dueAt) || time.Now().After(dueAt) {
@@ -70,8 +82,9 @@ func (r *Runner) claimAll() (idle []string) {
 }
 
 // nextWake asks when the idle actors next have work: their next waiting
-// episode's due time, or their breaker's end of cool-down (a breaker due
-// for a probe gets it now). ok is false when nothing waits.
+// episode's due time (0 when one is due already), or their breaker's end
+// of cool-down (a breaker due for a probe gets it now). ok is false when
+// nothing waits.
 func (r *Runner) nextWake(idle []string) (time.Duration, bool) {
 	if len(idle) == 0 {
 		return 0, false
@@ -97,23 +110,20 @@ func (r *Runner) nextWake(idle []string) (time.Duration, bool) {
 		if d.ReopenIn == nil {
 			continue // opened by hand: only an operator closes it
 		}
-		switch {
-		case *d.ReopenIn > 0:
+		// Not its due episodes: they wait for the breaker. A probe that
+		// did not start (nothing due, or the last probe still runs) is
+		// tried again at the poll or on a notification.
+		if *d.ReopenIn > 0 {
 			earlier(d.ReopenIn)
-		case !r.probe(d.ActorID):
-			// Nothing due to probe with: the next scheduled episode is,
-			// or an enqueue's notification, or the poll.
-			earlier(d.NextDueIn)
+		} else {
+			r.probe(d.ActorID)
 		}
 	}
 	switch {
 	case wake == nil:
 		return 0, false
 	case *wake <= 0:
-		// Due already, yet not claimed: it fell due after the claim, or
-		// another node's claim holds it. Look again soon, never in a
-		// busy loop.
-		return minInterval, true
+		return 0, true // due already: the caller decides how soon
 	default:
 		// A millisecond late, so that the due time has passed by the
 		// database clock too.
@@ -193,14 +203,24 @@ func (r *Runner) probe(actorID string) bool {
 		if err != nil || !ok {
 			return err
 		}
-		if eps, err = r.claimOn(ctx, tx, nodeID, actorID, 1, true); err != nil {
+		var claimed int
+		if eps, claimed, err = r.claimOn(ctx, tx, nodeID, actorID, 1, true); err != nil {
 			return err
 		}
-		if len(eps) == 0 {
+		if claimed == 0 {
 			return errNoProbe
 		}
-		return r.publishTx(ctx, tx, &after, breakers.Event(key, breakers.HalfOpen, "cool-down over: one probe episode let through"),
-			eventOf(bus.EpisodeStarted, eps[0]))
+		evs := []bus.Event{breakers.Event(key, breakers.HalfOpen, "cool-down over: one probe episode let through")}
+		if len(eps) == 0 {
+			// The row claimed could not be read and was failed as
+			// corrupt_row: that stands, and the next probe comes after a
+			// cool-down.
+			return r.publishTx(ctx, tx, &after, evs...)
+		}
+		if err := r.st.BreakerProbeStarted(ctx, tx, key, eps[0].ID, eps[0].ClaimToken); err != nil {
+			return err
+		}
+		return r.publishTx(ctx, tx, &after, append(evs, eventOf(bus.EpisodeStarted, eps[0]))...)
 	})
 	if err != nil {
 		if !errors.Is(err, errNoProbe) && ctx.Err() == nil {
@@ -219,13 +239,14 @@ func (r *Runner) probe(actorID string) bool {
 
 func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
 	if r.config.Bus == nil {
-		return r.claimOn(ctx, r.db, nodeID, actorID, n, false)
+		eps, _, err := r.claimOn(ctx, r.db, nodeID, actorID, n, false)
+		return eps, err
 	}
 	var eps []*episodes.Episode
 	var after []bus.Event
 	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		if eps, err = r.claimOn(ctx, tx, nodeID, actorID, n, false); err != nil || len(eps) == 0 {
+		if eps, _, err = r.claimOn(ctx, tx, nodeID, actorID, n, false); err != nil || len(eps) == 0 {
 			return err
 		}
 		evs := make([]bus.Event, len(eps))
@@ -241,7 +262,9 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 	return eps, nil
 }
 
-func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int, probe bool) ([]*episodes.Episode, error) {
+// claimOn claims up to n episodes and returns those that can run, and how
+// many rows were claimed (unreadable ones included, which it fails).
+func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int, probe bool) ([]*episodes.Episode, int, error) {
 	// This node's stack (or none), and exactly its env.
 	rows, err := r.st.EpisodeClaimMany(ctx, ex, &store.ClaimManyParams{Node: nodeID, ActorID: actorID, Limit: n,
 		Scope: store.Scope{Stack: r.config.Stack, Env: r.config.Env}, Probe: probe})
@@ -258,7 +281,7 @@ func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID s
 		}
 		out = append(out, (*episodes.Episode)(row.Episode))
 	}
-	return out, dbx.Explain(err)
+	return out, len(rows), dbx.Explain(err)
 }
 
 // failUnreadable fails a claimed episode that cannot be read, by id and

@@ -31,7 +31,12 @@ func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string, prob
 		cancel(nil)
 		return false
 	}
-	r.active[ep.ID] = &activeRun{ep: ep, cancel: cancel}
+	// An earlier run of the same episode may still be winding down here
+	// (it was retried or requeued before it returned; its writes are
+	// fenced off): the new run replaces it in the table, and the old one
+	// must not remove the new one's entry when it ends.
+	run := &activeRun{ep: ep, cancel: cancel}
+	r.active[ep.ID] = run
 	r.perActr[a.ID]++
 	r.mu.Unlock()
 	r.runs.Add(1)
@@ -40,7 +45,9 @@ func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string, prob
 		defer func() {
 			cancel(nil)
 			r.mu.Lock()
-			delete(r.active, ep.ID)
+			if r.active[ep.ID] == run {
+				delete(r.active, ep.ID)
+			}
 			r.perActr[a.ID]--
 			r.mu.Unlock()
 			r.signal()
@@ -216,7 +223,7 @@ func (r *Runner) finishOnce(ctx context.Context, a *Actor, o outcome, eventType 
 			return err
 		}
 		evs := []bus.Event{eventOf(eventType, ep)}
-		ev, err := r.countBreaker(ctx, tx, a, o)
+		ev, err := r.countBreaker(ctx, tx, a, ep, o)
 		if err != nil {
 			return err
 		}

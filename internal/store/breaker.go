@@ -47,6 +47,10 @@ type Breaker struct {
 	ReopenAt *time.Time
 	Manual   bool
 	Reason   string
+	// ProbeEpisode and ProbeToken name a half-open breaker's trial run
+	// (uuid.Nil when none): no other is let through while it runs.
+	ProbeEpisode uuid.UUID
+	ProbeToken   int64
 	// ChangedAt is when the state last changed.
 	ChangedAt time.Time
 	// Now is the database clock when the row was read.
@@ -54,7 +58,8 @@ type Breaker struct {
 }
 
 // BreakerColumns is what ScanBreaker reads, then the database's now.
-const BreakerColumns = `actor_id, stack, env, state, failures, window_start, window_failures, cool_down_ms, reopen_at, manual, reason, changed_at`
+const BreakerColumns = `actor_id, stack, env, state, failures, window_start, window_failures, cool_down_ms, reopen_at, manual, reason,
+	probe_episode, probe_token, changed_at`
 
 // ScanBreaker reads one row of BreakerColumns and now.
 func ScanBreaker(row RowScanner) (*Breaker, error) {
@@ -64,11 +69,13 @@ func ScanBreaker(row RowScanner) (*Breaker, error) {
 		coolMS           int64
 		winStart, reopen sql.NullTime
 		reason           sql.NullString
+		probe            uuid.NullUUID
+		probeToken       sql.NullInt64
 		changedAt        sql.NullTime
 		now              dbTime
 	)
 	err := row.Scan(&b.ActorID, &b.Stack, &b.Env, &state, &b.Failures, &winStart, &b.WindowFailures, &coolMS,
-		&reopen, &b.Manual, &reason, &changedAt, &now)
+		&reopen, &b.Manual, &reason, &probe, &probeToken, &changedAt, &now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dbx.ErrNotFound
 	}
@@ -82,6 +89,7 @@ func ScanBreaker(row RowScanner) (*Breaker, error) {
 		return nil, fmt.Errorf("%w: breaker of actor %q has unknown state %q", dbx.ErrCorruptRow, b.ActorID, state)
 	}
 	b.CoolDown = time.Duration(coolMS) * time.Millisecond
+	b.ProbeEpisode, b.ProbeToken = probe.UUID, probeToken.Int64
 	b.WindowStart, b.ReopenAt = timePtr(winStart), timePtr(reopen)
 	b.Reason, b.ChangedAt, b.Now = reason.String, changedAt.Time, time.Time(now)
 	return &b, nil
@@ -117,6 +125,9 @@ type BreakerWriteParams struct {
 	ReopenInMillis *int64
 	Manual         bool
 	Reason         string
+	// ProbeEpisode (uuid.Nil for none) and ProbeToken name the trial run.
+	ProbeEpisode uuid.UUID
+	ProbeToken   int64
 	// Changed stamps ChangedAt with now.
 	Changed bool
 }
@@ -302,12 +313,15 @@ func (p *BreakerPolicy) Validate(field string) error {
 	return nil
 }
 
-// AfterFailure is the breaker's next state after one more failed attempt
-// under policy p (nil: only a probe's failure re-opens it), by the
-// database clock b.Now. changed is true when the state changes.
-func (b *Breaker) AfterFailure(p *BreakerPolicy) (w BreakerWriteParams, changed bool) {
+// AfterFailure is the breaker's next state after one more failed attempt,
+// of episode (under policy p; nil: only the probe's failure changes the
+// state), by the database clock b.Now. Only a closed breaker opens on
+// counts; a half-open one re-opens when its probe, and only its probe,
+// fails. changed is true when the state changes.
+func (b *Breaker) AfterFailure(p *BreakerPolicy, episode uuid.UUID) (w BreakerWriteParams, changed bool) {
 	w = BreakerWriteParams{BreakerKey: b.BreakerKey, State: b.State, Failures: b.Failures + 1, WindowStart: b.WindowStart,
-		WindowFailures: b.WindowFailures + 1, CoolDown: b.CoolDown, Manual: b.Manual, Reason: b.Reason}
+		WindowFailures: b.WindowFailures + 1, CoolDown: b.CoolDown, Manual: b.Manual, Reason: b.Reason,
+		ProbeEpisode: b.ProbeEpisode, ProbeToken: b.ProbeToken}
 	if b.ReopenAt != nil {
 		ms := b.ReopenAt.Sub(b.Now).Milliseconds()
 		w.ReopenInMillis = &ms
@@ -325,11 +339,12 @@ func (b *Breaker) AfterFailure(p *BreakerPolicy) (w BreakerWriteParams, changed 
 	open := func(reason string) {
 		ms := w.CoolDown.Milliseconds()
 		w.State, w.ReopenInMillis, w.Reason, w.Changed = BreakerOpen, &ms, reason, true
+		w.ProbeEpisode, w.ProbeToken = uuid.Nil, 0
 	}
 	switch {
-	case b.State == BreakerHalfOpen:
+	case b.State == BreakerHalfOpen && episode != uuid.Nil && episode == b.ProbeEpisode:
 		open("the half-open probe failed")
-	case b.State == BreakerOpen:
+	case b.State != BreakerClosed:
 		// A straggler that was running when it opened: counted only.
 	case p != nil && p.ConsecutiveFailures > 0 && w.Failures >= p.ConsecutiveFailures:
 		open(fmt.Sprintf("%d failed attempts in a row", w.Failures))

@@ -220,7 +220,9 @@ type EpisodeListParams struct {
 	// (zero: unbounded) by finish time.
 	ErrorClass                    string
 	FinishedAfter, FinishedBefore time.Time
-	After                         uuid.UUID
+	// NoWorkflowSteps leaves workflow steps' episodes out.
+	NoWorkflowSteps bool
+	After           uuid.UUID
 	// Limit is the number of rows to return (the caller asks for one more
 	// than a page to learn whether another follows).
 	Limit int

@@ -107,6 +107,9 @@ func RunList(ctx context.Context, q Querier, prefix string, timeArg func(time.Ti
 	if p.ErrorClass != "" {
 		where = append(where, "error_class = "+arg(p.ErrorClass))
 	}
+	if p.NoWorkflowSteps {
+		where = append(where, "workflow_instance_id IS NULL")
+	}
 	if !p.FinishedAfter.IsZero() {
 		where = append(where, "finished_at >= "+arg(timeArg(p.FinishedAfter)))
 	}

@@ -34,7 +34,7 @@ type RetryPolicy struct {
 	// Backoff, when set, replaces the exponential backoff: it returns the
 	// wait after failed attempt number attempt (1 for the first). It
 	// cannot be stored, so only an actor's policy may set it.
-	Backoff func(attempt int) time.Duration
+	Backoff func(attempt int) time.Duration `json:"-"`
 }
 
 // Retry defaults.
@@ -58,19 +58,26 @@ func (p *RetryPolicy) Delay(attempt int) time.Duration {
 	if p != nil && p.Backoff != nil {
 		return min(max(p.Backoff(attempt), 0), MaxBackoffLimit)
 	}
-	lo, hi := RetryMinBackoffDefault, RetryMaxBackoffDefault
-	if p != nil && p.MinBackoff > 0 {
-		lo = p.MinBackoff
-	}
-	if p != nil && p.MaxBackoff > 0 {
-		hi = p.MaxBackoff
-	}
+	lo, hi := p.bounds()
+	hi = max(hi, lo)
 	d := lo
 	for i := 1; i < attempt && d < hi; i++ {
 		d *= 2
 	}
 	d = min(d, hi)
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64())) //nolint:gosec // G404: jitter needs no cryptographic randomness
+}
+
+// bounds are the backoff's first wait and cap, defaults filled in.
+func (p *RetryPolicy) bounds() (lo, hi time.Duration) {
+	lo, hi = RetryMinBackoffDefault, RetryMaxBackoffDefault
+	if p != nil && p.MinBackoff > 0 {
+		lo = p.MinBackoff
+	}
+	if p != nil && p.MaxBackoff > 0 {
+		hi = p.MaxBackoff
+	}
+	return lo, hi
 }
 
 // Retries reports whether a failed attempt of class may run again under
@@ -99,12 +106,13 @@ func (p *RetryPolicy) Validate(field string, stored bool) error {
 		name  string
 		value time.Duration
 	}{{"MinBackoff", p.MinBackoff}, {"MaxBackoff", p.MaxBackoff}} {
-		if d.value < 0 || d.value > MaxBackoffLimit {
-			return fmt.Errorf("%w: %s.%s is %s; use 0 (the default) up to %s", dbx.ErrInvalidInput, field, d.name, d.value, MaxBackoffLimit)
+		if d.value < 0 || d.value > MaxBackoffLimit || d.value > 0 && d.value < time.Millisecond {
+			return fmt.Errorf("%w: %s.%s is %s; use 0 (the default), or 1ms up to %s", dbx.ErrInvalidInput, field, d.name, d.value, MaxBackoffLimit)
 		}
 	}
-	if p.MinBackoff > 0 && p.MaxBackoff > 0 && p.MinBackoff > p.MaxBackoff {
-		return fmt.Errorf("%w: %s.MinBackoff (%s) exceeds MaxBackoff (%s)", dbx.ErrInvalidInput, field, p.MinBackoff, p.MaxBackoff)
+	if lo, hi := p.bounds(); lo > hi {
+		return fmt.Errorf("%w: %s: MinBackoff (%s) exceeds MaxBackoff (%s, counting defaults: %s and %s); set both",
+			dbx.ErrInvalidInput, field, lo, hi, RetryMinBackoffDefault, RetryMaxBackoffDefault)
 	}
 	for _, c := range p.NoRetry {
 		if err := dbx.CheckName(field+".NoRetry class", c, true); err != nil {

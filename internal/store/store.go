@@ -104,10 +104,12 @@ type Store interface {
 	// a compare-and-set, so one node wins the probe. false when it did
 	// not apply.
 	BreakerProbe(ctx context.Context, tx Querier, key BreakerKey) (bool, error)
-	// BreakerSucceeded closes a breaker an attempt succeeded under and
-	// clears its failure counts, unless an operator set it; closed is true
-	// when it was open or half-open.
-	BreakerSucceeded(ctx context.Context, q Querier, key BreakerKey) (closed bool, err error)
+	// BreakerProbeStarted names the probe's run on a half-open breaker.
+	BreakerProbeStarted(ctx context.Context, tx Querier, key BreakerKey, episode uuid.UUID, token int64) error
+	// BreakerSucceeded records a successful attempt: a closed breaker's
+	// counts are cleared, and a half-open one whose probe is the episode
+	// probe closes (closed is then true). An operator's state holds.
+	BreakerSucceeded(ctx context.Context, q Querier, key BreakerKey, probe uuid.UUID) (closed bool, err error)
 	// BreakerList reads every breaker row; BreakerGet one
 	// (dbx.ErrNotFound when it has none).
 	BreakerList(ctx context.Context, q Querier) ([]Breaker, error)

@@ -13,6 +13,9 @@ ALTER TABLE revenant_episodes
     -- "error_class", "attempts", "clean"}].
     ADD COLUMN requeue_history jsonb;
 UPDATE revenant_episodes SET run_at = created_at WHERE status = 'pending';
+-- A workflow step's episode never retries by itself: its step's failure
+-- policy decides (steps enqueued from now on carry this too).
+UPDATE revenant_episodes SET retry_policy = '{"disabled":true}'::jsonb WHERE workflow_instance_id IS NOT NULL;
 
 -- Runners claim due work per actor in due order; future rows sit past now
 -- in the index, so a claim reads only what is due.
@@ -29,8 +32,9 @@ CREATE INDEX revenant_episodes_failed_idx
 -- One circuit breaker per actor and scope (the claiming node's stack and
 -- env; '' for none). No row means closed. Claims of the actor stop while
 -- its breaker is open or half-open; after reopen_at one probe is let
--- through. manual: an operator set the state, and it holds until an
--- operator changes it.
+-- through: probe_episode and probe_token name the half-open trial, and no
+-- other is let through while it runs. manual: an operator set the state,
+-- and it holds until an operator changes it.
 CREATE TABLE revenant_breakers (
     actor_id        text        NOT NULL CHECK (actor_id <> ''),
     stack           text        NOT NULL DEFAULT '',
@@ -41,6 +45,8 @@ CREATE TABLE revenant_breakers (
     window_failures integer     NOT NULL DEFAULT 0 CHECK (window_failures >= 0),
     cool_down_ms    bigint      NOT NULL DEFAULT 30000 CHECK (cool_down_ms > 0),
     reopen_at       timestamptz,
+    probe_episode   uuid,
+    probe_token     bigint,
     manual          boolean     NOT NULL DEFAULT false,
     reason          text,
     changed_at      timestamptz NOT NULL DEFAULT now(),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 
+	"github.com/google/uuid"
+
 	"github.com/lib/pq"
 
 	"github.com/revenant-go/revenant/internal/schema"
@@ -84,21 +86,37 @@ ON CONFLICT (actor_id, stack, env) DO UPDATE SET actor_id = b.actor_id
 RETURNING ` + store.BreakerColumns + `, now()`
 
 const breakerWriteSQL = `INSERT INTO revenant_breakers AS b (actor_id, stack, env, state, failures, window_start, window_failures,
-	cool_down_ms, reopen_at, manual, reason, changed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::bigint * interval '1 millisecond', $10, $11, now())
+	cool_down_ms, reopen_at, manual, reason, probe_episode, probe_token, changed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::bigint * interval '1 millisecond', $10, $11, $13, $14, now())
 ON CONFLICT (actor_id, stack, env) DO UPDATE SET state = excluded.state, failures = excluded.failures,
 	window_start = excluded.window_start, window_failures = excluded.window_failures, cool_down_ms = excluded.cool_down_ms,
 	reopen_at = excluded.reopen_at, manual = excluded.manual, reason = excluded.reason,
+	probe_episode = excluded.probe_episode, probe_token = excluded.probe_token,
 	changed_at = CASE WHEN $12 THEN now() ELSE b.changed_at END`
 
-const breakerProbeSQL = `UPDATE revenant_breakers
-SET state = 'half_open', reopen_at = now() + cool_down_ms * interval '1 millisecond', changed_at = now()
-WHERE actor_id = $1 AND stack = $2 AND env = $3 AND state IN ('open', 'half_open') AND NOT manual AND reopen_at <= now()`
+// breakerProbeSQL: an open breaker whose cool-down is over, or a
+// half-open one whose probe is no longer running under its claim (its
+// node died, or it ended without a word), lets one probe through.
+const breakerProbeSQL = `UPDATE revenant_breakers b
+SET state = 'half_open', reopen_at = now() + cool_down_ms * interval '1 millisecond', changed_at = now(),
+	probe_episode = NULL, probe_token = NULL
+WHERE actor_id = $1 AND stack = $2 AND env = $3 AND NOT manual AND reopen_at <= now()
+	AND (state = 'open' OR state = 'half_open' AND NOT EXISTS (
+		SELECT 1 FROM revenant_episodes e WHERE e.id = b.probe_episode AND e.claim_token = b.probe_token AND e.status = 'running'))`
 
+// breakerProbeStartedSQL names the probe's run on a half-open breaker.
+const breakerProbeStartedSQL = `UPDATE revenant_breakers SET probe_episode = $4, probe_token = $5
+WHERE actor_id = $1 AND stack = $2 AND env = $3 AND state = 'half_open'`
+
+// breakerSucceededSQL: a success clears a closed breaker's counts; only
+// the probe's success ($4) closes a half-open one.
 const breakerSucceededSQL = `UPDATE revenant_breakers
-SET state = 'closed', failures = 0, window_failures = 0, window_start = NULL, reopen_at = NULL, reason = NULL,
+SET state = 'closed', failures = 0, window_failures = 0, window_start = NULL, reopen_at = NULL,
+	reason = CASE WHEN state <> 'closed' THEN 'the probe succeeded' ELSE reason END,
+	probe_episode = NULL, probe_token = NULL,
 	changed_at = CASE WHEN state <> 'closed' THEN now() ELSE changed_at END
-WHERE actor_id = $1 AND stack = $2 AND env = $3 AND NOT manual AND (failures > 0 OR window_failures > 0 OR state <> 'closed')
+WHERE actor_id = $1 AND stack = $2 AND env = $3 AND NOT manual
+	AND (state = 'closed' AND (failures > 0 OR window_failures > 0) OR state = 'half_open' AND probe_episode = $4::uuid)
 RETURNING changed_at = now()`
 
 // BreakerLock implements store.Store.
@@ -109,7 +127,8 @@ func (Store) BreakerLock(ctx context.Context, tx store.Querier, key store.Breake
 // BreakerWrite implements store.Store.
 func (Store) BreakerWrite(ctx context.Context, q store.Querier, p *store.BreakerWriteParams) error {
 	_, err := q.ExecContext(ctx, breakerWriteSQL, p.ActorID, p.Stack, p.Env, string(p.State), p.Failures, p.WindowStart,
-		p.WindowFailures, max(p.CoolDown.Milliseconds(), 1), p.ReopenInMillis, p.Manual, store.NullString(p.Reason), p.Changed)
+		p.WindowFailures, max(p.CoolDown.Milliseconds(), 1), p.ReopenInMillis, p.Manual, store.NullString(p.Reason), p.Changed,
+		store.NullUUID(p.ProbeEpisode), nullToken(p.ProbeEpisode, p.ProbeToken))
 	return err
 }
 
@@ -119,8 +138,22 @@ func (Store) BreakerProbe(ctx context.Context, tx store.Querier, key store.Break
 }
 
 // BreakerSucceeded implements store.Store.
-func (Store) BreakerSucceeded(ctx context.Context, q store.Querier, key store.BreakerKey) (bool, error) {
-	return store.ScanBool(q.QueryRowContext(ctx, breakerSucceededSQL, key.ActorID, key.Stack, key.Env))
+func (Store) BreakerSucceeded(ctx context.Context, q store.Querier, key store.BreakerKey, probe uuid.UUID) (bool, error) {
+	return store.ScanBool(q.QueryRowContext(ctx, breakerSucceededSQL, key.ActorID, key.Stack, key.Env, store.NullUUID(probe)))
+}
+
+// BreakerProbeStarted implements store.Store.
+func (Store) BreakerProbeStarted(ctx context.Context, tx store.Querier, key store.BreakerKey, episode uuid.UUID, token int64) error {
+	_, err := tx.ExecContext(ctx, breakerProbeStartedSQL, key.ActorID, key.Stack, key.Env, episode, token)
+	return err
+}
+
+// nullToken stores a probe token only with its episode.
+func nullToken(episode uuid.UUID, token int64) any {
+	if episode == uuid.Nil {
+		return nil
+	}
+	return token
 }
 
 // BreakerList implements store.Store.

@@ -36,10 +36,12 @@ var transitionSQL = map[store.Transition]string{
 	store.TransitionClaim: `UPDATE revenant_episodes
 SET status = 'running', owner_node = $2, claim_token = claim_token + 1, attempts = attempts + 1,
 	started_at = now(), last_activity_at = now(), phase = NULL
-WHERE id = $1 AND status = 'pending'
+WHERE id = $1 AND status = 'pending' AND run_at <= now()
 RETURNING ` + cols,
+	// A success clears the error a retried attempt left: a done episode
+	// has none.
 	store.TransitionComplete: `UPDATE revenant_episodes
-SET status = 'done', result = $3, finished_at = now(), last_activity_at = now()
+SET status = 'done', result = $3, error_class = NULL, error_detail = NULL, finished_at = now(), last_activity_at = now()
 WHERE id = $1 AND claim_token = $2 AND status = 'running'
 RETURNING ` + cols,
 	store.TransitionFail: `UPDATE revenant_episodes

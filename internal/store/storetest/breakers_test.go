@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
@@ -85,10 +86,26 @@ func TestBreakerProbeHasOneWinner(t *testing.T) {
 		require.Equal(t, store.BreakerHalfOpen, b.State)
 		require.True(t, b.ReopenAt.After(b.Now.Add(50*time.Second)), "the next probe waits a cool-down")
 
-		closed, err := f.st.BreakerSucceeded(ctx, f.schema.DB, key)
+		// The probe's run is named on the breaker; while it runs under its
+		// claim, no second probe starts, even once the cool-down is over.
+		probe := f.insert(t, store.EpisodeInsertParams{ActorID: "a", SourceStack: "web", SourceEnv: "prod"})
+		rows := f.claimMany(t, store.ClaimManyParams{Node: "n", ActorID: "a", Limit: 1, Probe: true,
+			Scope: store.Scope{Stack: "web", Env: "prod"}})
+		require.Len(t, rows, 1, "a probe claim passes a half-open breaker")
+		require.NoError(t, f.st.BreakerProbeStarted(ctx, f.schema.DB, key, probe.ID, rows[0].Token))
+		_, err = f.schema.DB.Exec(`UPDATE revenant_breakers SET reopen_at = changed_at WHERE actor_id = 'a'`)
 		require.NoError(t, err)
-		require.True(t, closed)
-		closed, err = f.st.BreakerSucceeded(ctx, f.schema.DB, key)
+		ok, err := f.st.BreakerProbe(ctx, f.schema.DB, key)
+		require.NoError(t, err)
+		require.False(t, ok, "the probe still runs")
+
+		closed, err := f.st.BreakerSucceeded(ctx, f.schema.DB, key, uuid.New())
+		require.NoError(t, err)
+		require.False(t, closed, "another run's success does not close a half-open breaker")
+		closed, err = f.st.BreakerSucceeded(ctx, f.schema.DB, key, probe.ID)
+		require.NoError(t, err)
+		require.True(t, closed, "the probe's success does")
+		closed, err = f.st.BreakerSucceeded(ctx, f.schema.DB, key, probe.ID)
 		require.NoError(t, err)
 		require.False(t, closed, "closing a closed breaker changes nothing")
 	})
@@ -99,35 +116,39 @@ func TestBreakerAfterFailure(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	p := &store.BreakerPolicy{ConsecutiveFailures: 3, WindowFailures: 5, Window: time.Minute, CoolDown: 30 * time.Second}
 	b := &store.Breaker{BreakerKey: store.BreakerKey{ActorID: "a"}, State: store.BreakerClosed, Failures: 1, Now: now}
-	w, changed := b.AfterFailure(p)
+	w, changed := b.AfterFailure(p, uuid.Nil)
 	require.False(t, changed)
 	require.Equal(t, 2, w.Failures)
 	require.Equal(t, 1, w.WindowFailures, "a window starts at the first failure")
 
 	b.Failures = 2
-	w, changed = b.AfterFailure(p)
+	w, changed = b.AfterFailure(p, uuid.Nil)
 	require.True(t, changed)
 	require.Equal(t, store.BreakerOpen, w.State)
 	require.Equal(t, int64(30_000), *w.ReopenInMillis)
 
 	start := now.Add(-10 * time.Second)
 	b = &store.Breaker{State: store.BreakerClosed, WindowStart: &start, WindowFailures: 4, Now: now}
-	w, changed = b.AfterFailure(p)
+	w, changed = b.AfterFailure(p, uuid.Nil)
 	require.True(t, changed, "five failures within the window")
 	require.Contains(t, w.Reason, "within 1m0s")
 
 	old := now.Add(-2 * time.Minute)
 	b = &store.Breaker{State: store.BreakerClosed, WindowStart: &old, WindowFailures: 4, Now: now}
-	w, changed = b.AfterFailure(p)
+	w, changed = b.AfterFailure(p, uuid.Nil)
 	require.False(t, changed, "an old window starts over")
 	require.Equal(t, 1, w.WindowFailures)
 
-	b = &store.Breaker{State: store.BreakerHalfOpen, Now: now, CoolDown: time.Second}
-	w, changed = b.AfterFailure(nil)
-	require.True(t, changed, "a failed probe re-opens, even without a policy")
+	probe := uuid.New()
+	b = &store.Breaker{State: store.BreakerHalfOpen, Now: now, CoolDown: time.Second, ProbeEpisode: probe}
+	_, changed = b.AfterFailure(p, uuid.New())
+	require.False(t, changed, "another run's failure only counts")
+	w, changed = b.AfterFailure(nil, probe)
+	require.True(t, changed, "the probe's failure re-opens, even without a policy")
 	require.Equal(t, store.BreakerOpen, w.State)
+	require.Equal(t, uuid.Nil, w.ProbeEpisode)
 
 	b = &store.Breaker{State: store.BreakerOpen, Manual: true, Failures: 9, Now: now}
-	_, changed = b.AfterFailure(p)
+	_, changed = b.AfterFailure(p, uuid.Nil)
 	require.False(t, changed, "an operator's state holds")
 }

@@ -8,6 +8,7 @@ ALTER TABLE revenant_episodes ADD COLUMN run_at timestamp;
 ALTER TABLE revenant_episodes ADD COLUMN retry_policy text CHECK (retry_policy IS NULL OR json_valid(retry_policy));
 ALTER TABLE revenant_episodes ADD COLUMN requeue_history text CHECK (requeue_history IS NULL OR json_valid(requeue_history));
 UPDATE revenant_episodes SET run_at = created_at;
+UPDATE revenant_episodes SET retry_policy = '{"disabled":true}' WHERE workflow_instance_id IS NOT NULL;
 CREATE TRIGGER revenant_episodes_run_at_default AFTER INSERT ON revenant_episodes
     WHEN NEW.run_at IS NULL
 BEGIN
@@ -33,6 +34,8 @@ CREATE TABLE revenant_breakers (
     window_failures integer   NOT NULL DEFAULT 0 CHECK (window_failures >= 0),
     cool_down_ms    integer   NOT NULL DEFAULT 30000 CHECK (cool_down_ms > 0),
     reopen_at       timestamp,
+    probe_episode   text,
+    probe_token     integer,
     manual          integer   NOT NULL DEFAULT 0 CHECK (manual IN (0, 1)),
     reason          text,
     changed_at      timestamp NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
