@@ -49,7 +49,10 @@ type Episode struct {
 	Status      Status
 	Phase       string
 	Input       json.RawMessage // nil when none
-	Result      json.RawMessage
+	Result json.RawMessage
+	// ErrorClass and ErrorDetail are why the episode failed, or, while it
+	// is pending again (a retry, a requeue), why its last attempt failed.
+	// A success clears them.
 	ErrorClass  string
 	ErrorDetail json.RawMessage
 	// Attempts counts claims of this episode: 1 on its first run, 2 after
