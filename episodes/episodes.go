@@ -49,7 +49,7 @@ type Episode struct {
 	Status      Status
 	Phase       string
 	Input       json.RawMessage // nil when none
-	Result json.RawMessage
+	Result      json.RawMessage
 	// ErrorClass and ErrorDetail are why the episode failed, or, while it
 	// is pending again (a retry, a requeue), why its last attempt failed.
 	// A success clears them.
