@@ -56,9 +56,10 @@ type Episode struct {
 	ErrorClass  string
 	ErrorDetail json.RawMessage
 	// Attempts counts claims of this episode: 1 on its first run, 2 after
-	// a crash restart, and so on (counted when claimed, so crashes count).
-	// A workflow step retried after a failure runs as a new episode: see
-	// StepAttempt for the step's own count.
+	// an error retry or a crash restart, and so on (counted when claimed,
+	// so crashes count); MaxAttempts bounds both together. A requeue
+	// starts it again from 0. A workflow step retried after a failure runs
+	// as a new episode: see StepAttempt for the step's own count.
 	Attempts    int
 	MaxAttempts int
 	OwnerNode   string
