@@ -28,4 +28,9 @@
 // StepTx's same-database effects are exactly-once. A step error is not
 // recorded, so a restart retries the step, unless it is wrapped with
 // Permanent, which records it and replays it as a *RecordedError.
+//
+// Attempts. A run knows which attempt it is, and the error that ended the
+// previous one, from j.Attempt() (inside a step, Info(ctx).Attempt): a
+// retried episode replays its completed steps and runs the rest. An
+// episode whose error is marked Permanent is not retried.
 package journal

@@ -32,12 +32,19 @@
 // claim pending episodes of their own actors with FOR UPDATE SKIP LOCKED, up
 // to each actor's MaxConcurrent, scoped to their stack (or none) and exactly
 // their env; a claim sets the owner, bumps the claim token and counts the
-// attempt, with the database clock. Without ListenDSN, runners poll every
-// PollInterval.
+// attempt, with the database clock. Only due episodes are claimed (see
+// episodes.CreateParams.RunAt and Delay), and none of an actor whose
+// breaker is open (Actor.Breaker, package breakers). A runner with free
+// slots asks when its next episode falls due and wakes then. Without
+// ListenDSN, runners also poll every PollInterval.
 //
 // Runs. The run's context is canceled when the lease is lost, the episode is
-// canceled (Cancel, from any node) or the runner stops. A returned error
-// fails the episode (class "error", or ErrorClass() if the error has one); a
-// panic fails it with class "panic" and the stack, and the runner goes on.
-// Every write a run makes is fenced by its claim token.
+// canceled (Cancel, from any node), the runner stops, or Actor.Timeout
+// passes. A returned error ends the attempt (class "error", or ErrorClass()
+// if the error has one; "timeout" after Actor.Timeout); a panic ends it
+// with class "panic" and the stack, and the runner goes on. An ended
+// attempt is retried after a backoff while attempts remain and the retry
+// policy allows (Actor.Retry); otherwise the episode fails, and waits in
+// the dead-letter list for Requeue. Every write a run makes is fenced by
+// its claim token.
 package runner
