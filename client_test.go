@@ -437,7 +437,14 @@ func TestWorkflowStepWithAnUnknownActorWarnsAtStart(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		s := testdb.New(t, &testdb.Options{Driver: driver})
 		logs, logger := testdb.NewLogs()
-		c := newClient(t, s.DB, revenant.Config{Logger: logger})
+		// A TTL long enough that a loaded machine's slow startup sweep
+		// cannot find this very node dead (seen in CI with fast timings:
+		// every actor then reads as unknown).
+		cfg := fast(revenant.Config{Logger: logger})
+		cfg.HeartbeatInterval, cfg.NodeTTL = time.Second, 30*time.Second
+		c, err := revenant.New(s.DB, cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.StopAndCancel(context.Background()) })
 		require.NoError(t, c.Register(runner.Actor{ID: "inventory", Run: noop}))
 		require.NoError(t, c.RegisterWorkflow(workflow.Definition{ID: "restock", Steps: []workflow.Step{
 			{ID: "count", Actor: "inventory"},
