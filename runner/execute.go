@@ -52,13 +52,7 @@ func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string, prob
 			r.mu.Unlock()
 			r.signal()
 		}()
-		runCtx := ctx
-		if a.Timeout > 0 {
-			var stop context.CancelFunc
-			runCtx, stop = context.WithTimeoutCause(ctx, a.Timeout, ErrTimeout)
-			defer stop()
-		}
-		r.execute(runCtx, a, ep, probe)
+		r.execute(ctx, a, ep, probe)
 	}()
 	return true
 }
@@ -85,7 +79,16 @@ func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode, pr
 	j, err := journal.Open(ctx, r.db, ep.ID, ep.ClaimToken, r.journalConfig())
 	var result any
 	if err == nil {
-		result, err = safeRun(ctx, a, ep, j)
+		// The actor's Timeout bounds its run, from the moment it starts:
+		// not the journal's loading, which the node does.
+		runCtx := ctx
+		if a.Timeout > 0 {
+			var stop context.CancelFunc
+			runCtx, stop = context.WithTimeoutCause(ctx, a.Timeout, ErrTimeout)
+			defer stop()
+		}
+		result, err = safeRun(runCtx, a, ep, j)
+		ctx = runCtx
 	}
 	// Finishing writes must happen even though ctx may be canceled, and
 	// are retried while the database reports transient errors: a run whose

@@ -138,8 +138,10 @@ func (r *Runner) heartbeat(ctx context.Context) error {
 		return nil
 	}
 	runs := make([]store.RunLease, 0, len(r.active))
+	sent := make(map[uuid.UUID]int64, len(r.active))
 	for id, a := range r.active {
 		runs = append(runs, store.RunLease{ID: id, Token: a.ep.ClaimToken})
+		sent[id] = a.ep.ClaimToken
 	}
 	nodeID := r.nodeID
 	r.mu.Unlock()
@@ -167,13 +169,15 @@ func (r *Runner) heartbeat(ctx context.Context) error {
 	r.mu.Unlock()
 	var untracked []store.LeaseState
 	for _, f := range hb.Leases {
+		// Only the run the heartbeat asked about: a retry of the episode
+		// may have started here since, under a newer token.
 		switch f.Kind {
 		case store.LeaseCanceled:
-			r.cancelRun(f.ID, ErrCanceled)
+			r.cancelRunAt(f.ID, sent[f.ID], ErrCanceled)
 		case store.LeaseLost:
 			// A cancel reads the same whether it arrives by notification or
 			// is found here; anything else is a lost lease.
-			r.cancelRun(f.ID, ErrLeaseLost)
+			r.cancelRunAt(f.ID, sent[f.ID], ErrLeaseLost)
 		case store.LeaseUntracked:
 			if !claimUnderWay && !r.tracks(f.ID) {
 				untracked = append(untracked, f)

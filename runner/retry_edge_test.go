@@ -3,6 +3,8 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,11 +38,12 @@ func (b heldBus) Publish(_ context.Context, evs ...bus.Event) error {
 
 func (heldBus) PublishTx(context.Context, bus.Executor, ...bus.Event) error { return nil }
 
-func heartbeats(t *testing.T, s *testdb.Schema, node string) int64 {
-	t.Helper()
+// heartbeatAt reads a node's last heartbeat (no require: it runs inside an
+// actor, off the test's goroutine).
+func heartbeatAt(s *testdb.Schema, node string) (time.Time, error) {
 	var at time.Time
-	require.NoError(t, s.DB.Get(&at, `SELECT heartbeat_at FROM revenant_nodes WHERE node_id = $1`, node))
-	return at.UnixNano()
+	err := s.DB.Get(&at, `SELECT heartbeat_at FROM revenant_nodes WHERE node_id = $1`, node)
+	return at, err
 }
 
 // A retry claimed on the node whose failed attempt is still winding down
@@ -54,6 +57,7 @@ func TestRetryClaimedWhileTheFailedRunWindsDownRunsOnce(t *testing.T) {
 		cfg := fastConfig(s, "a")
 		cfg.Bus, cfg.Logger = heldBus{release: release}, logger
 		var runs atomic.Int32
+		var releaseOnce sync.Once
 		var r *runner.Runner
 		r = start(t, s, cfg, runner.Actor{
 			ID: "x", MaxAttempts: 5, Retry: &episodes.RetryPolicy{Backoff: func(int) time.Duration { return 0 }},
@@ -63,26 +67,34 @@ func TestRetryClaimedWhileTheFailedRunWindsDownRunsOnce(t *testing.T) {
 				}
 				// The first run is still publishing; let it end, then give
 				// the heartbeat three beats to (wrongly) hand this run back.
-				close(release)
+				releaseOnce.Do(func() { close(release) })
 				node := r.NodeID()
-				first := heartbeats(t, s, node)
-				beats := 0
-				for last := first; beats < 3 && ctx.Err() == nil; {
-					if now := heartbeats(t, s, node); now != last {
+				last, err := heartbeatAt(s, node)
+				for beats := 0; beats < 3 && err == nil && ctx.Err() == nil; {
+					var now time.Time
+					if now, err = heartbeatAt(s, node); err == nil && !now.Equal(last) {
 						last, beats = now, beats+1
 					}
 					time.Sleep(5 * time.Millisecond)
 				}
+				if err != nil {
+					return nil, err
+				}
 				if r.Running() != 1 {
-					return nil, errors.New("the retry's run is no longer tracked")
+					return nil, fmt.Errorf("the retry's run is no longer tracked (running %d)", r.Running())
 				}
 				return "ok", ctx.Err()
 			},
 		})
 		res, err := r.Enqueue(context.Background(), episodes.CreateParams{ActorID: "x"})
 		require.NoError(t, err)
-		ep := waitStatus(t, r, res.Episode.ID, episodes.StatusDone)
-		require.Equal(t, 2, ep.Attempts)
+		var ep *episodes.Episode
+		require.Eventually(t, func() bool {
+			ep, err = r.Store().Get(context.Background(), res.Episode.ID)
+			require.NoError(t, err)
+			return ep.Status == episodes.StatusDone
+		}, time.Minute, 10*time.Millisecond, "never done: runs %d, episode %+v\n%s", runs.Load(), ep, logs.String())
+		require.Equal(t, 2, ep.Attempts, logs.String())
 		require.Equal(t, int32(2), runs.Load())
 		require.Zero(t, logs.Count("not running"), "no hand-back of a tracked run")
 	})

@@ -271,6 +271,15 @@ func (r *Runner) cancelRun(id uuid.UUID, cause error) {
 	}
 }
 
+// cancelRunAt cancels the episode's run if it holds token.
+func (r *Runner) cancelRunAt(id uuid.UUID, token int64, cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.active[id]; ok && a.ep.ClaimToken == token {
+		a.cancel(cause)
+	}
+}
+
 // Running is the number of episodes this node is running.
 func (r *Runner) Running() int {
 	r.mu.Lock()

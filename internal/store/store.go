@@ -179,6 +179,9 @@ type Store interface {
 	// NodeListDead lists the nodes NodeMarkDead would mark now, changing
 	// nothing (dry runs).
 	NodeListDead(ctx context.Context, q Querier) ([]DeadNode, error)
+	// NodeList reads every node row with its liveness now, the rule that
+	// would find it dead, and its running episodes, oldest node first.
+	NodeList(ctx context.Context, q Querier) ([]NodeInfo, error)
 	// ActorKnown reports whether a live node that can claim episodes of
 	// the actor in its scope has registered it, or the actor has a
 	// definition row.

@@ -29,6 +29,11 @@ CREATE INDEX revenant_episodes_failed_idx
     ON revenant_episodes (actor_id, finished_at, id)
     WHERE status = 'failed';
 
+-- Why a node row was stopped: 'stopped' (it stopped itself) or the rule
+-- by which a sweep found it dead (owner_lock_released, owner_ttl_expired), so that
+-- operators can tell a clean stop from a death.
+ALTER TABLE revenant_nodes ADD COLUMN stop_reason text;
+
 -- One circuit breaker per actor and scope (the claiming node's stack and
 -- env; '' for none). No row means closed. Claims of the actor stop while
 -- its breaker is open or half-open; after reopen_at one probe is let

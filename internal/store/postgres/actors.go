@@ -38,6 +38,22 @@ SELECT ns.node_id, ns.dead_reason FROM node_state ns JOIN revenant_nodes n ON n.
 WHERE n.stopped_at IS NULL AND ns.dead_reason IS NOT NULL
 ORDER BY ns.node_id`
 
+// nodeListSQL: every node with the state the sweep's rules give it now.
+const nodeListSQL = `WITH ` + nodeStateCTE + `
+SELECT n.node_id, n.name, n.stack, n.env, n.lock_key,
+	n.lock_key IS NOT NULL AND EXISTS (SELECT 1 FROM held h WHERE h.lock_key = n.lock_key),
+	n.started_at, n.heartbeat_at, n.expires_at, n.stopped_at, n.stop_reason, ns.dead_reason,
+	to_json(n.actors)::text, n.actor_policies::text,
+	(SELECT count(*) FROM revenant_episodes e WHERE e.status = 'running' AND e.owner_node = n.node_id),
+	now()
+FROM revenant_nodes n JOIN node_state ns ON ns.node_id = n.node_id
+ORDER BY n.started_at, n.node_id`
+
+// NodeList implements store.Store.
+func (Store) NodeList(ctx context.Context, q store.Querier) ([]store.NodeInfo, error) {
+	return store.ScanNodeInfos(q.QueryContext(ctx, nodeListSQL))
+}
+
 // ActorDefinitions implements store.Store.
 func (Store) ActorDefinitions(ctx context.Context, q store.Querier, actors []string) ([]store.ActorDefinition, error) {
 	return store.ScanActorDefinitions(q.QueryContext(ctx, actorDefinitionsSQL, pq.Array(actors)))

@@ -42,7 +42,7 @@ LEFT JOIN LATERAL (
 		AND e.started_at < now() - $5 * interval '1 millisecond'
 ) AS x ON true`
 
-const nodeStopSQL = `UPDATE revenant_nodes SET stopped_at = now() WHERE node_id = $1 AND stopped_at IS NULL`
+const nodeStopSQL = `UPDATE revenant_nodes SET stopped_at = now(), stop_reason = '` + store.NodeStopped + `' WHERE node_id = $1 AND stopped_at IS NULL`
 
 const nodeLockSQL = `SELECT pg_try_advisory_lock($1)`
 const nodeUnlockSQL = `SELECT pg_advisory_unlock($1)`

@@ -164,7 +164,7 @@ c AS (
 ` + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
 
 const markDeadNodesSQL = `WITH ` + nodeStateCTE + `
-UPDATE revenant_nodes n SET stopped_at = now()
+UPDATE revenant_nodes n SET stopped_at = now(), stop_reason = ns.dead_reason
 FROM node_state ns
 WHERE n.node_id = ns.node_id AND n.stopped_at IS NULL AND ns.dead_reason IS NOT NULL
 RETURNING n.node_id, ns.dead_reason`

@@ -38,6 +38,22 @@ const listDeadNodesSQL = `SELECT node_id, '` + store.ReasonOwnerExpired + `' FRO
 WHERE stopped_at IS NULL AND expires_at < ` + now + `
 ORDER BY node_id`
 
+// nodeListSQL: every node with the state the sweep's rules give it now
+// (no advisory locks here: liveness is the TTL).
+const nodeListSQL = `WITH ` + nodeStateCTE + `
+SELECT n.node_id, n.name, n.stack, n.env, n.lock_key, 0,
+	n.started_at, n.heartbeat_at, n.expires_at, n.stopped_at, n.stop_reason, ns.dead_reason,
+	n.actors, n.actor_policies,
+	(SELECT count(*) FROM revenant_episodes e WHERE e.status = 'running' AND e.owner_node = n.node_id),
+	` + now + `
+FROM revenant_nodes n JOIN node_state ns ON ns.node_id = n.node_id
+ORDER BY n.started_at, n.node_id`
+
+// NodeList implements store.Store.
+func (Store) NodeList(ctx context.Context, q store.Querier) ([]store.NodeInfo, error) {
+	return store.ScanNodeInfos(q.QueryContext(ctx, nodeListSQL))
+}
+
 // ActorDefinitions implements store.Store.
 func (Store) ActorDefinitions(ctx context.Context, q store.Querier, actors []string) ([]store.ActorDefinition, error) {
 	arg, err := jsonArray(actors)

@@ -37,7 +37,7 @@ FROM revenant_episodes e
 WHERE e.status = 'running' AND e.owner_node = $1 AND e.id NOT IN (SELECT id FROM r)
 	AND e.started_at < ` + dialect.SQLiteNowMinusMillis("$3")
 
-const nodeStopSQL = `UPDATE revenant_nodes SET stopped_at = ` + now + ` WHERE node_id = $1 AND stopped_at IS NULL`
+const nodeStopSQL = `UPDATE revenant_nodes SET stopped_at = ` + now + `, stop_reason = '` + store.NodeStopped + `' WHERE node_id = $1 AND stopped_at IS NULL`
 
 var errNoAdvisoryLocks = errors.New("SQLite has no advisory locks")
 

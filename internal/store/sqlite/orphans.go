@@ -122,7 +122,7 @@ RETURNING id, actor_id, status, coalesce(error_class, ''), workflow_instance_id,
 
 // markDeadNodesSQL: without locks, a live (not stopped) node is dead only
 // when its TTL lapsed.
-const markDeadNodesSQL = `UPDATE revenant_nodes SET stopped_at = ` + now + `
+const markDeadNodesSQL = `UPDATE revenant_nodes SET stopped_at = ` + now + `, stop_reason = '` + store.ReasonOwnerExpired + `'
 WHERE stopped_at IS NULL AND expires_at < ` + now + `
 RETURNING node_id, '` + store.ReasonOwnerExpired + `'`
 

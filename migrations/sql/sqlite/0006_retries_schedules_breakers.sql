@@ -24,6 +24,8 @@ CREATE INDEX revenant_episodes_failed_idx
     ON revenant_episodes (actor_id, finished_at, id)
     WHERE status = 'failed';
 
+ALTER TABLE revenant_nodes ADD COLUMN stop_reason text;
+
 CREATE TABLE revenant_breakers (
     actor_id        text      NOT NULL CHECK (actor_id <> ''),
     stack           text      NOT NULL DEFAULT '',

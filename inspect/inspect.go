@@ -1,0 +1,148 @@
+// Package inspect answers an operator's questions about a revenant
+// database: which nodes are alive, dead or stopped (and by which rule),
+// what they run, and what waits. It reads; it changes nothing.
+//
+// Everything is computed by the database, with its clock and the same
+// rules the sweep applies, so what it says is what the next sweep acts on.
+package inspect
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
+	"github.com/revenant-go/revenant/internal/store/backend"
+	"github.com/revenant-go/revenant/recovery"
+)
+
+// Config configures an Inspector. A nil *Config is valid.
+type Config struct {
+	// Logger receives a warning for each row that cannot be read (it is
+	// reported and skipped). Defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Inspector reads revenant's tables for operators.
+type Inspector struct {
+	db     *sqlx.DB
+	st     store.Store
+	logger *slog.Logger
+}
+
+// New returns an Inspector on db. db is the caller's and is never closed.
+func New(db *sqlx.DB, config *Config) (*Inspector, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: inspect.New: db is nil; pass the *sqlx.DB your application opened (wrap a *sql.DB with revenant.WrapDB)", dbx.ErrInvalidInput)
+	}
+	i := &Inspector{db: db, st: backend.For(db), logger: dbx.DiscardLogger()}
+	if config != nil && config.Logger != nil {
+		i.logger = config.Logger
+	}
+	return i, nil
+}
+
+// Liveness is what the database says of a node.
+type Liveness string
+
+// The livenesses.
+const (
+	// Alive: its lock is held (Postgres) and its heartbeat is fresh.
+	Alive Liveness = "alive"
+	// Dead: it died (DeadBy says by which rule); its running episodes are
+	// orphans, or were recovered.
+	Dead Liveness = "dead"
+	// Stopped: it stopped itself cleanly.
+	Stopped Liveness = "stopped"
+)
+
+// Node is one node as the database sees it.
+type Node struct {
+	// ID is unique per process start: Name plus a random suffix.
+	ID, Name string
+	// Stack and Env scope its claims and sweeps ("" for none).
+	Stack, Env string
+	Liveness   Liveness
+	// DeadBy is the rule by which it is dead: recovery.ReasonOwnerLockGone
+	// (its session lock was released: the process or its connection
+	// died), recovery.ReasonOwnerExpired (its heartbeat lapsed: a pause,
+	// a partition, or SQLite) or, for a node stopped before revenant
+	// recorded why, recovery.ReasonOwnerStopped. "" unless Dead.
+	DeadBy string
+	// HasLock is true when the node took a session advisory lock
+	// (Postgres, unless lock detection is off), and LockHeld when that
+	// lock is held now.
+	HasLock, LockHeld bool
+	// StartedAt, HeartbeatAt and ExpiresAt are the database's times;
+	// HeartbeatAge is how long ago the last heartbeat was. StoppedAt is
+	// set once the node stopped or was found dead by a sweep.
+	StartedAt, HeartbeatAt, ExpiresAt time.Time
+	HeartbeatAge                      time.Duration
+	StoppedAt                         *time.Time
+	// Actors are the actors it registered, and Policies the recovery
+	// policies it published for them (actors without one are left out).
+	Actors   []string
+	Policies map[string]ActorPolicy
+	// Running counts the episodes running under it: for a dead node,
+	// its orphans not yet recovered.
+	Running int
+}
+
+// ActorPolicy is the recovery policy a node published for an actor.
+type ActorPolicy struct {
+	Recovery     recovery.Policy
+	Expectations map[string]recovery.Policy
+}
+
+// Nodes lists every node the database knows, oldest first. Rows of nodes
+// stopped over a day ago that own nothing are pruned by sweeps.
+func (i *Inspector) Nodes(ctx context.Context) ([]Node, error) {
+	rows, err := i.st.NodeList(ctx, i.db)
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", dbx.Explain(err))
+	}
+	out := make([]Node, 0, len(rows))
+	for _, r := range rows {
+		n := Node{ID: r.ID, Name: r.Name, Stack: r.Stack, Env: r.Env, HasLock: r.LockKey != nil, LockHeld: r.LockHeld,
+			StartedAt: r.StartedAt, HeartbeatAt: r.HeartbeatAt, ExpiresAt: r.ExpiresAt, StoppedAt: r.StoppedAt,
+			HeartbeatAge: max(r.Now.Sub(r.HeartbeatAt), 0), Actors: r.Actors, Running: r.Running}
+		switch {
+		case r.StoppedAt != nil && r.StopReason == store.NodeStopped:
+			n.Liveness = Stopped
+		case r.StoppedAt != nil:
+			n.Liveness, n.DeadBy = Dead, r.StopReason
+			if n.DeadBy == "" {
+				n.DeadBy = recovery.ReasonOwnerStopped
+			}
+		case r.DeadReason != "":
+			n.Liveness, n.DeadBy = Dead, r.DeadReason
+		default:
+			n.Liveness = Alive
+		}
+		var pols map[string]store.ActorPolicy
+		if err := json.Unmarshal(r.Policies, &pols); err != nil {
+			i.logger.WarnContext(ctx, "revenant: a node's published policies cannot be read; shown without them",
+				slog.String("node", r.ID), slog.Any("error", err))
+		}
+		for actor, p := range pols {
+			if n.Policies == nil {
+				n.Policies = map[string]ActorPolicy{}
+			}
+			ap := ActorPolicy{Recovery: recovery.Policy(p.Recovery)}
+			for exp, v := range p.Expectations {
+				if ap.Expectations == nil {
+					ap.Expectations = map[string]recovery.Policy{}
+				}
+				ap.Expectations[exp] = recovery.Policy(v)
+			}
+			n.Policies[actor] = ap
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
