@@ -9,12 +9,15 @@ package inspect
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
@@ -145,4 +148,121 @@ func (i *Inspector) Nodes(ctx context.Context) ([]Node, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// Backlog is one actor and scope's open work, and its dead letters.
+type Backlog struct {
+	// ActorID, and the Stack and Env its episodes carry ("" for none).
+	ActorID, Stack, Env string
+	// Due counts pending episodes that are due now; Scheduled those not
+	// due yet (scheduled, or waiting to retry).
+	Due, Scheduled int
+	// Running and Blocked count episodes in those states.
+	Running, Blocked int
+	// Failed counts dead letters (failed, not archived; workflow steps
+	// are their workflows' business and are left out).
+	Failed int
+	// OldestDueWait is how long the longest-waiting due episode has been
+	// due, by the database clock.
+	OldestDueWait time.Duration
+	// Claimable is false when no live node in the episodes' scope has
+	// registered the actor: they wait until one does (a typo in the
+	// actor id, or a node with another Stack or Env).
+	Claimable bool
+}
+
+// Backlog counts open episodes and dead letters per actor and scope.
+func (i *Inspector) Backlog(ctx context.Context) ([]Backlog, error) {
+	rows, err := i.st.EpisodeBacklog(ctx, i.db)
+	if err != nil {
+		return nil, fmt.Errorf("reading the backlog: %w", dbx.Explain(err))
+	}
+	out := make([]Backlog, len(rows))
+	for k, g := range rows {
+		out[k] = Backlog(g)
+	}
+	return out, nil
+}
+
+// EpisodeOptions says what Episode shows.
+type EpisodeOptions struct {
+	// Data shows the episode's input and result and its steps' outputs,
+	// which may hold personal data. Defaults to false: they are left out
+	// (step outputs keep their sizes).
+	Data bool
+}
+
+// Step is one journal entry of an episode.
+type Step struct {
+	Seq int
+	// Name is the step's name; Status "done" or "failed" (failed
+	// permanently; other errors leave no entry).
+	Name, Status string
+	// StartedAt and FinishedAt are the database's times; Took their
+	// difference.
+	StartedAt, FinishedAt time.Time
+	Took                  time.Duration
+	// ClaimToken is the claim under which it was recorded: entries of
+	// earlier attempts have smaller tokens.
+	ClaimToken int64
+	// OutputBytes is the recorded output's size; Output the output, with
+	// EpisodeOptions.Data only. Error is a failed step's message.
+	OutputBytes int
+	Output      json.RawMessage
+	Error       json.RawMessage
+}
+
+// WorkflowContext places a step's episode in its workflow.
+type WorkflowContext struct {
+	InstanceID uuid.UUID
+	WorkflowID string
+	StepID     string
+	// Status is the instance's status.
+	Status string
+}
+
+// EpisodeDetail is one episode as an operator looks at it.
+type EpisodeDetail struct {
+	// Episode is the row (with Input and Result only with
+	// EpisodeOptions.Data); its ErrorDetail and Requeues are the error
+	// and the requeue history.
+	Episode *episodes.Episode
+	// Steps is its journal, in order.
+	Steps []Step
+	// Workflow is set for a workflow step's episode.
+	Workflow *WorkflowContext
+}
+
+// Episode reads one episode with its journal and workflow context. An
+// unknown id is an error wrapping episodes.ErrNotFound.
+func (i *Inspector) Episode(ctx context.Context, id uuid.UUID, opts EpisodeOptions) (*EpisodeDetail, error) {
+	row, err := i.st.EpisodeGet(ctx, i.db, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading episode %s: %w", id, dbx.Explain(err))
+	}
+	ep := (*episodes.Episode)(row)
+	if !opts.Data {
+		ep.Input, ep.Result = nil, nil
+	}
+	steps, err := i.st.StepList(ctx, i.db, id, opts.Data)
+	if err != nil {
+		return nil, fmt.Errorf("reading the journal of episode %s: %w", id, dbx.Explain(err))
+	}
+	d := &EpisodeDetail{Episode: ep, Steps: make([]Step, len(steps))}
+	for k, s := range steps {
+		d.Steps[k] = Step{Seq: s.Seq, Name: s.Name, Status: s.Status, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
+			Took: max(s.FinishedAt.Sub(s.StartedAt), 0), ClaimToken: s.ClaimToken, OutputBytes: s.OutputBytes,
+			Output: s.Output, Error: s.Error}
+	}
+	if ep.WorkflowInstanceID != uuid.Nil {
+		d.Workflow = &WorkflowContext{InstanceID: ep.WorkflowInstanceID, StepID: ep.WorkflowStepID}
+		wf, err := i.st.WorkflowGet(ctx, i.db, ep.WorkflowInstanceID)
+		switch {
+		case err == nil:
+			d.Workflow.WorkflowID, d.Workflow.Status = wf.Instance.WorkflowID, wf.Instance.Status
+		case !errors.Is(err, dbx.ErrNotFound):
+			return nil, fmt.Errorf("reading the workflow of episode %s: %w", id, dbx.Explain(err))
+		}
+	}
+	return d, nil
 }

@@ -79,3 +79,81 @@ func ScanNodeInfos(rows *sql.Rows, err error) ([]NodeInfo, error) {
 	}
 	return out, rows.Err()
 }
+
+// BacklogGroup is one actor and scope's open work (and dead letters).
+type BacklogGroup struct {
+	ActorID, Stack, Env string
+	// Due counts pending episodes that are due; Scheduled those that are
+	// not yet (scheduled, or waiting to retry).
+	Due, Scheduled, Running, Blocked int
+	// Failed counts dead letters: failed, not archived, not workflow steps.
+	Failed int
+	// OldestDueWait is how long the longest-waiting due episode has been
+	// due (0 with none).
+	OldestDueWait time.Duration
+	// Claimable is true when a live node in scope registered the actor.
+	Claimable bool
+}
+
+// ScanBacklogGroups reads rows of (actor, stack, env, due, scheduled,
+// running, blocked, failed, oldest due wait in ms, claimable).
+func ScanBacklogGroups(rows *sql.Rows, err error) ([]BacklogGroup, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []BacklogGroup
+	for rows.Next() {
+		var (
+			g    BacklogGroup
+			wait sql.NullInt64
+		)
+		if err := rows.Scan(&g.ActorID, &g.Stack, &g.Env, &g.Due, &g.Scheduled, &g.Running, &g.Blocked, &g.Failed, &wait, &g.Claimable); err != nil {
+			return nil, err
+		}
+		if wait.Valid && wait.Int64 > 0 {
+			g.OldestDueWait = time.Duration(wait.Int64) * time.Millisecond
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// StepDetail is one journal entry as operators see it.
+type StepDetail struct {
+	Seq                   int
+	Name, Status          string
+	StartedAt, FinishedAt time.Time
+	// ClaimToken is the claim under which it was recorded.
+	ClaimToken int64
+	// OutputBytes is the size of the recorded output; Output is the
+	// output itself, only when asked for. Error is a failed step's.
+	OutputBytes int
+	Output      []byte
+	Error       []byte
+}
+
+// ScanStepDetails reads rows of (seq, name, status, started_at,
+// finished_at, claim_token, output size, output or NULL, error).
+func ScanStepDetails(rows *sql.Rows, err error) ([]StepDetail, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []StepDetail
+	for rows.Next() {
+		var (
+			d                 StepDetail
+			started, finished dbTime
+			size              sql.NullInt64
+			output, errDetail []byte
+		)
+		if err := rows.Scan(&d.Seq, &d.Name, &d.Status, &started, &finished, &d.ClaimToken, &size, &output, &errDetail); err != nil {
+			return nil, fmt.Errorf("%w: %w", dbx.ErrCorruptRow, err)
+		}
+		d.StartedAt, d.FinishedAt, d.OutputBytes = time.Time(started), time.Time(finished), int(size.Int64)
+		d.Output, d.Error = rawJSON(output), rawJSON(errDetail)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

@@ -182,6 +182,10 @@ type Store interface {
 	// NodeList reads every node row with its liveness now, the rule that
 	// would find it dead, and its running episodes, oldest node first.
 	NodeList(ctx context.Context, q Querier) ([]NodeInfo, error)
+	// EpisodeBacklog counts open episodes (and dead letters) per actor and
+	// scope, with how long the oldest due one has waited and whether a
+	// live node in scope can claim them.
+	EpisodeBacklog(ctx context.Context, q Querier) ([]BacklogGroup, error)
 	// ActorKnown reports whether a live node that can claim episodes of
 	// the actor in its scope has registered it, or the actor has a
 	// definition row.
@@ -267,6 +271,9 @@ type Store interface {
 	// StepLoad reads an episode's fencing state and its recorded steps in
 	// sequence order. dbx.ErrNotFound when the episode does not exist.
 	StepLoad(ctx context.Context, q Querier, episodeID uuid.UUID) (*StepJournal, error)
+	// StepList reads an episode's journal entries in sequence order, with
+	// their outputs only when withOutput.
+	StepList(ctx context.Context, q Querier, episodeID uuid.UUID, withOutput bool) ([]StepDetail, error)
 	// StepRecord writes one step under the claim token, fenced: it writes
 	// nothing unless the episode is running under that token.
 	StepRecord(ctx context.Context, q Querier, p *StepRecordParams) (StepOutcome, error)

@@ -69,3 +69,13 @@ func (Store) StepTxBegin(ctx context.Context, tx store.Querier, episodeID uuid.U
 	}
 	return held, nil
 }
+
+// stepListSQL lists an episode's journal entries; $2 asks for outputs.
+const stepListSQL = `SELECT seq, name, status, started_at, finished_at, claim_token, octet_length(output::text),
+	CASE WHEN $2 THEN output END, error
+FROM revenant_steps WHERE episode_id = $1 ORDER BY seq`
+
+// StepList implements store.Store.
+func (Store) StepList(ctx context.Context, q store.Querier, episodeID uuid.UUID, withOutput bool) ([]store.StepDetail, error) {
+	return store.ScanStepDetails(q.QueryContext(ctx, stepListSQL, episodeID, withOutput))
+}

@@ -49,6 +49,33 @@ SELECT n.node_id, n.name, n.stack, n.env, n.lock_key, 0,
 FROM revenant_nodes n JOIN node_state ns ON ns.node_id = n.node_id
 ORDER BY n.started_at, n.node_id`
 
+// backlogSQL groups open episodes and dead letters by actor and scope, as
+// on Postgres.
+const backlogSQL = `WITH ` + nodeStateCTE + `,
+g AS (
+	SELECT e.actor_id, e.source_stack, e.source_env,
+		sum(e.status = 'pending' AND e.run_at <= ` + now + `) AS due,
+		sum(e.status = 'pending' AND e.run_at > ` + now + `) AS scheduled,
+		sum(e.status = 'running') AS running,
+		sum(e.status = 'blocked') AS blocked,
+		sum(e.status = 'failed' AND e.workflow_instance_id IS NULL) AS failed,
+		CAST((julianday('now') - julianday(min(CASE WHEN e.status = 'pending' AND e.run_at <= ` + now + ` THEN e.run_at END))) * 86400000 AS INTEGER) AS wait
+	FROM revenant_episodes e
+	WHERE e.status IN ('pending', 'running', 'blocked', 'failed') AND e.archived_at IS NULL
+	GROUP BY 1, 2, 3
+)
+SELECT g.actor_id, coalesce(g.source_stack, ''), coalesce(g.source_env, ''), g.due, g.scheduled, g.running, g.blocked, g.failed, g.wait,
+	EXISTS (SELECT 1 FROM revenant_nodes n JOIN node_state ns ON ns.node_id = n.node_id
+		WHERE ns.dead_reason IS NULL AND EXISTS (SELECT 1 FROM json_each(n.actors) a WHERE a.value = g.actor_id)
+			AND n.env IS g.source_env AND (g.source_stack IS NULL OR n.stack = g.source_stack))
+FROM g
+ORDER BY 1, 2, 3`
+
+// EpisodeBacklog implements store.Store.
+func (Store) EpisodeBacklog(ctx context.Context, q store.Querier) ([]store.BacklogGroup, error) {
+	return store.ScanBacklogGroups(q.QueryContext(ctx, backlogSQL))
+}
+
 // NodeList implements store.Store.
 func (Store) NodeList(ctx context.Context, q store.Querier) ([]store.NodeInfo, error) {
 	return store.ScanNodeInfos(q.QueryContext(ctx, nodeListSQL))
