@@ -9,6 +9,13 @@ import (
 	"github.com/revenant-go/revenant/internal/dbx"
 )
 
+// ScanClock reads the database clock from a one-row query.
+func ScanClock(row *sql.Row) (time.Time, error) {
+	var t dbTime
+	err := row.Scan(&t)
+	return time.Time(t), err
+}
+
 // NodeStopped is the stop reason of a node that stopped itself.
 const NodeStopped = "stopped"
 

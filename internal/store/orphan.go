@@ -28,6 +28,8 @@ const (
 type OrphanQuery struct {
 	StaleAfter time.Duration
 	Scope      Scope
+	// Episode, when set, narrows the query to that one episode.
+	Episode uuid.UUID
 }
 
 // OrphanGroup counts orphans of one owner and (actor, expectation) pair.

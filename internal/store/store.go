@@ -48,6 +48,8 @@ type Capabilities struct {
 type Store interface {
 	// Name is "postgres" or "sqlite", for messages.
 	Name() string
+	// Clock reads the database's clock.
+	Clock(ctx context.Context, q Querier) (time.Time, error)
 	Capabilities() Capabilities
 
 	// revenant_episodes

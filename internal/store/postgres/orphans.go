@@ -196,7 +196,12 @@ GROUP BY 1 ORDER BY 1`
 // arguments ($1 StaleAfter, then the scope's).
 func orphanArgs(p *store.OrphanQuery) (string, []any) {
 	scope, args := p.Scope.Where("e", 2)
-	return scope, append([]any{p.StaleAfter.Milliseconds()}, args...)
+	args = append([]any{p.StaleAfter.Milliseconds()}, args...)
+	if p.Episode != uuid.Nil {
+		args = append(args, p.Episode)
+		scope += " AND e.id = $" + strconv.Itoa(len(args))
+	}
+	return scope, args
 }
 
 // OrphanGroups implements store.Store: one group per owner and pair

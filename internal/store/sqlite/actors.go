@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"time"
 
 	"github.com/revenant-go/revenant/internal/store"
 )
@@ -74,6 +75,11 @@ ORDER BY 1, 2, 3`
 // EpisodeBacklog implements store.Store.
 func (Store) EpisodeBacklog(ctx context.Context, q store.Querier) ([]store.BacklogGroup, error) {
 	return store.ScanBacklogGroups(q.QueryContext(ctx, backlogSQL))
+}
+
+// Clock implements store.Store.
+func (Store) Clock(ctx context.Context, q store.Querier) (time.Time, error) {
+	return store.ScanClock(q.QueryRowContext(ctx, `SELECT `+now))
 }
 
 // NodeList implements store.Store.

@@ -207,7 +207,12 @@ RETURNING id, actor_id, status, coalesce(error_class, ''), workflow_instance_id,
 
 func orphanArgs(p *store.OrphanQuery) (string, []any) {
 	scope, args := p.Scope.Where("e", 2)
-	return scope, append([]any{p.StaleAfter.Milliseconds()}, args...)
+	args = append([]any{p.StaleAfter.Milliseconds()}, args...)
+	if p.Episode != uuid.Nil {
+		args = append(args, p.Episode)
+		scope += " AND e.id = $" + strconv.Itoa(len(args))
+	}
+	return scope, args
 }
 
 func jsonArray(v any) (string, error) {
