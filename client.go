@@ -1,17 +1,20 @@
 package revenant
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/revenant-go/revenant/actors"
 	"github.com/revenant-go/revenant/breakers"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/inspect"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
@@ -104,6 +107,7 @@ type Client struct {
 	sweeper  *recovery.Sweeper
 	actors   *actors.Store
 	breakers *breakers.Store
+	inspect  *inspect.Inspector
 
 	mu        sync.Mutex
 	state     clientState
@@ -156,6 +160,10 @@ func New(db *sqlx.DB, config *Config) (*Client, error) {
 		return nil, fmt.Errorf("revenant.New: %w", err)
 	}
 	c.breakers, err = breakers.New(db, &breakers.Config{Bus: c.bus, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("revenant.New: %w", err)
+	}
+	c.inspect, err = inspect.New(db, &inspect.Config{Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("revenant.New: %w", err)
 	}
@@ -239,6 +247,17 @@ func (c *Client) Episodes() *episodes.Store { return c.runner.Store() }
 // Actors defines, lists, disables and deletes actor definitions: recovery
 // policies kept in the database, for actors whose code runs elsewhere.
 func (c *Client) Actors() *actors.Store { return c.actors }
+
+// Inspect answers operators' questions (package inspect): nodes and their
+// liveness, the backlog, an episode's detail.
+func (c *Client) Inspect() *inspect.Inspector { return c.inspect }
+
+// Explain says why an episode is in its state and what happens next,
+// resolving recovery policies as this client's own sweep does.
+func (c *Client) Explain(ctx context.Context, id uuid.UUID) (*inspect.Explanation, error) {
+	return c.inspect.Explain(ctx, id, inspect.ExplainOptions{Registry: c.runner, DefaultPolicy: c.config.DefaultPolicy,
+		ResolvePolicy: c.config.ResolvePolicy})
+}
 
 // Breakers shows and sets the actors' circuit breakers (package breakers):
 // List, Get, and Open or Close by hand. Changes are published on the

@@ -22,8 +22,10 @@ import (
 	"github.com/revenant-go/revenant/breakers"
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/testdb"
 	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
 	"github.com/revenant-go/revenant/sqlite"
 )
@@ -204,5 +206,24 @@ func TestRetryRequeueAndBreakerEvents(t *testing.T) {
 		})
 		_, err = c.Archive(ctx, res.Episode.ID)
 		require.NoError(t, err)
+	})
+}
+
+// The client explains an orphan as its own sweep will treat it: its own
+// registry first (here Fail, over the dead owner's Restart).
+func TestClientExplainResolvesAsItsSweep(t *testing.T) {
+	testdb.Each(t, nil, func(t *testing.T, driver string) {
+		s := testdb.New(t, &testdb.Options{Driver: driver})
+		ids := deadNode(t, s, "dead-1", map[string]store.ActorPolicy{"mailer": {Recovery: "restart"}}, "mailer")
+		c := newClient(t, s.DB, revenant.Config{Name: "ops"})
+		require.NoError(t, c.Register(runner.Actor{ID: "mailer", Run: noop, Recovery: recovery.Fail}))
+		x, err := c.Explain(context.Background(), ids["mailer"])
+		require.NoError(t, err)
+		require.NotNil(t, x.Plan)
+		require.Equal(t, recovery.ActionFail, x.Plan.Action)
+		require.Equal(t, recovery.SourceRegistry, x.Plan.PolicySource)
+		res, err := c.Sweep(context.Background(), false)
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Failed, "the sweep does what Explain said")
 	})
 }

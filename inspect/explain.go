@@ -22,8 +22,10 @@ import (
 type ExplainOptions struct {
 	// Registry gives the sweeping node's own actor policies (a runner).
 	Registry recovery.PolicySource
-	// DefaultPolicy is the sweep's (see recovery.Options).
+	// DefaultPolicy and ResolvePolicy are the sweep's (see
+	// recovery.Options).
 	DefaultPolicy recovery.Policy
+	ResolvePolicy recovery.ResolvePolicyFunc
 }
 
 // Explanation says why an episode is in its state and what happens next.
@@ -102,7 +104,7 @@ func (i *Inspector) explainRunning(ctx context.Context, x *Explanation, opts Exp
 		}
 	}
 	x.Plan, err = recovery.Explain(ctx, i.db, ep.ID, &recovery.Options{Stack: ep.SourceStack, Env: ep.SourceEnv,
-		Registry: opts.Registry, DefaultPolicy: opts.DefaultPolicy})
+		Registry: opts.Registry, DefaultPolicy: opts.DefaultPolicy, ResolvePolicy: opts.ResolvePolicy})
 	if err != nil {
 		return fmt.Errorf("explaining episode %s: %w", ep.ID, err)
 	}
