@@ -255,8 +255,8 @@ func (c *Client) Inspect() *inspect.Inspector { return c.inspect }
 // Explain says why an episode is in its state and what happens next,
 // resolving recovery policies as this client's own sweep does.
 func (c *Client) Explain(ctx context.Context, id uuid.UUID) (*inspect.Explanation, error) {
-	return c.inspect.Explain(ctx, id, inspect.ExplainOptions{Registry: c.runner, DefaultPolicy: c.config.DefaultPolicy,
-		ResolvePolicy: c.config.ResolvePolicy})
+	return c.inspect.Explain(ctx, id, inspect.ExplainOptions{Node: c.runner, DefaultPolicy: c.config.DefaultPolicy,
+		ResolvePolicy: c.config.ResolvePolicy, StaleAfter: c.config.StaleAfter})
 }
 
 // Breakers shows and sets the actors' circuit breakers (package breakers):

@@ -222,6 +222,13 @@ func TestClientExplainResolvesAsItsSweep(t *testing.T) {
 		require.NotNil(t, x.Plan)
 		require.Equal(t, recovery.ActionFail, x.Plan.Action)
 		require.Equal(t, recovery.SourceRegistry, x.Plan.PolicySource)
+		prod := newClient(t, s.DB, revenant.Config{Name: "prod", Env: "prod"})
+		require.NoError(t, prod.Register(runner.Actor{ID: "mailer", Run: noop, Recovery: recovery.Fail}))
+		x, err = prod.Explain(context.Background(), ids["mailer"])
+		require.NoError(t, err)
+		require.Nil(t, x.Plan, "not this client's sweep to take")
+		require.Contains(t, x.Summary, "outside this node's sweep scope")
+
 		res, err := c.Sweep(context.Background(), false)
 		require.NoError(t, err)
 		require.Equal(t, 1, res.Failed, "the sweep does what Explain said")

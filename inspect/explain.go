@@ -16,16 +16,19 @@ import (
 	"github.com/revenant-go/revenant/recovery"
 )
 
-// ExplainOptions tunes Explain's policy resolution to the node that
-// would sweep. A zero value resolves as an operator's dry run does: the
+// ExplainOptions tunes Explain to the node that would sweep. A zero value
+// explains as an operator's dry run in the episode's own scope does: the
 // dead owner's published policy, then the actor's definition, then Fail.
 type ExplainOptions struct {
-	// Registry gives the sweeping node's own actor policies (a runner).
-	Registry recovery.PolicySource
-	// DefaultPolicy and ResolvePolicy are the sweep's (see
+	// Node, when set, is the sweeping node (a runner): its scope and its
+	// own actor policies are the sweep's, and an episode outside its scope
+	// is not its sweep's to take.
+	Node recovery.Node
+	// DefaultPolicy, ResolvePolicy and StaleAfter are the sweep's (see
 	// recovery.Options).
 	DefaultPolicy recovery.Policy
 	ResolvePolicy recovery.ResolvePolicyFunc
+	StaleAfter    time.Duration
 }
 
 // Explanation says why an episode is in its state and what happens next.
@@ -103,15 +106,27 @@ func (i *Inspector) explainRunning(ctx context.Context, x *Explanation, opts Exp
 			x.Owner = &nodes[k]
 		}
 	}
-	x.Plan, err = recovery.Explain(ctx, i.db, ep.ID, &recovery.Options{Stack: ep.SourceStack, Env: ep.SourceEnv,
-		Registry: opts.Registry, DefaultPolicy: opts.DefaultPolicy, ResolvePolicy: opts.ResolvePolicy})
+	ro := &recovery.Options{Stack: ep.SourceStack, Env: ep.SourceEnv, DefaultPolicy: opts.DefaultPolicy,
+		ResolvePolicy: opts.ResolvePolicy, StaleAfter: opts.StaleAfter}
+	outOfScope := false
+	if opts.Node != nil {
+		ro.Stack, ro.Env, ro.Node = "", "", opts.Node
+		outOfScope = ep.SourceEnv != opts.Node.Env() || ep.SourceStack != "" && ep.SourceStack != opts.Node.Stack()
+	}
+	x.Plan, err = recovery.Explain(ctx, i.db, ep.ID, ro)
 	if err != nil {
 		return fmt.Errorf("explaining episode %s: %w", ep.ID, err)
+	}
+	staleAfter := opts.StaleAfter
+	if staleAfter == 0 {
+		staleAfter = recovery.StaleAfterDefault
 	}
 	var owner string
 	switch {
 	case x.Owner == nil:
-		owner = fmt.Sprintf("Running under %q, which is not a known node.", ep.OwnerNode)
+		owner = fmt.Sprintf("Running under %q, which is not a known node: a sweep takes it once it has had no journal activity for %s.", ep.OwnerNode, staleAfter)
+	case x.Owner.Liveness == Stopped:
+		owner = fmt.Sprintf("Running on node %s, which stopped itself without handing it back.", x.Owner.ID)
 	case x.Owner.Liveness == Alive:
 		signal := "its heartbeat is fresh"
 		if x.Owner.LockHeld {
@@ -122,8 +137,15 @@ func (i *Inspector) explainRunning(ctx context.Context, x *Explanation, opts Exp
 		owner = fmt.Sprintf("Running on node %s, which is %s (%s).", x.Owner.ID, x.Owner.Liveness, describeDeath(x.Owner.DeadBy))
 	}
 	switch {
+	case x.Plan == nil && outOfScope:
+		x.Summary = fmt.Sprintf("%s It is outside this node's sweep scope (stack %q, env %q): a node of its own scope sweeps it.",
+			owner, opts.Node.Stack(), opts.Node.Env())
+	case x.Plan == nil && x.Owner == nil:
+		x.Summary = owner + " It has had activity since: a sweep leaves it alone for now."
 	case x.Plan == nil:
 		x.Summary = owner + " A sweep leaves it alone."
+	case x.Plan.Action == recovery.ActionSkip && errors.Is(x.Plan.Err, recovery.ErrExhausted):
+		x.Summary = fmt.Sprintf("%s A sweep would leave it: %v.", owner, x.Plan.Err)
 	case x.Plan.Action == recovery.ActionSkip:
 		x.Summary = fmt.Sprintf("%s A sweep would find it orphaned (%s) but leave it: %v.", owner, x.Plan.Reason, x.Plan.Err)
 	default:

@@ -43,6 +43,10 @@ func TestExplainMatchesTheSweep(t *testing.T) {
 		alive := runningOn("mailer", "live-1")
 		restart := runningOn("mailer", "dead-1")
 		fail := runningOn("charger", "dead-1")
+		exhausted := runningOn("charger", "dead-1")
+		_, err = s.DB.Exec(`UPDATE revenant_episodes SET attempts = 2147483647 WHERE id = $1`, exhausted)
+		require.NoError(t, err)
+		ghost := runningOn("mailer", "ghost")
 
 		x, err := in.Explain(ctx, alive, inspect.ExplainOptions{})
 		require.NoError(t, err)
@@ -66,6 +70,23 @@ func TestExplainMatchesTheSweep(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, recovery.ActionFail, x.Plan.Action)
 		require.Contains(t, x.Summary, "fail (orphaned) it")
+
+		x, err = in.Explain(ctx, exhausted, inspect.ExplainOptions{})
+		require.NoError(t, err)
+		require.Equal(t, recovery.ActionSkip, x.Plan.Action)
+		require.ErrorIs(t, x.Plan.Err, recovery.ErrExhausted)
+
+		x, err = in.Explain(ctx, ghost, inspect.ExplainOptions{})
+		require.NoError(t, err)
+		require.Nil(t, x.Owner)
+		require.Nil(t, x.Plan)
+		require.Contains(t, x.Summary, "no journal activity for 2m0s")
+		_, err = s.DB.Exec(`UPDATE revenant_episodes SET started_at = `+s.NowPlus(-time.Hour)+`, last_activity_at = `+s.NowPlus(-time.Hour)+` WHERE id = $1`, ghost)
+		require.NoError(t, err)
+		x, err = in.Explain(ctx, ghost, inspect.ExplainOptions{})
+		require.NoError(t, err)
+		require.NotNil(t, x.Plan)
+		require.Equal(t, recovery.ReasonNoActivity, x.Plan.Reason)
 
 		// The real sweep does what Explain said.
 		_, err = recovery.Sweep(ctx, s.DB, nil)

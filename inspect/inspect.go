@@ -111,6 +111,10 @@ func (i *Inspector) Nodes(ctx context.Context) ([]Node, error) {
 	}
 	out := make([]Node, 0, len(rows))
 	for _, r := range rows {
+		if r.Err != nil {
+			i.logger.WarnContext(ctx, "revenant: a node row cannot be read; left out", slog.String("node", r.ID), slog.Any("error", r.Err))
+			continue
+		}
 		n := Node{ID: r.ID, Name: r.Name, Stack: r.Stack, Env: r.Env, HasLock: r.LockKey != nil, LockHeld: r.LockHeld,
 			StartedAt: r.StartedAt, HeartbeatAt: r.HeartbeatAt, ExpiresAt: r.ExpiresAt, StoppedAt: r.StoppedAt,
 			HeartbeatAge: max(r.Now.Sub(r.HeartbeatAt), 0), Actors: r.Actors, Running: r.Running}

@@ -178,7 +178,7 @@ func TestEpisodeDetail(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, r.Register(runner.Actor{ID: "charger", MaxAttempts: 1,
 			Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
-				if _, err := journal.Step(ctx, j, "quote", func(context.Context) (string, error) { return "card 4242", nil }); err != nil {
+				if _, err := journal.Step(ctx, j, "quote", func(context.Context) (string, error) { return "carte é", nil }); err != nil {
 					return nil, err
 				}
 				return nil, errors.New("card declined")
@@ -209,14 +209,14 @@ func TestEpisodeDetail(t *testing.T) {
 		require.Len(t, d.Steps, 1)
 		require.Equal(t, "quote", d.Steps[0].Name)
 		require.Equal(t, "done", d.Steps[0].Status)
-		require.Equal(t, len(`"card 4242"`), d.Steps[0].OutputBytes)
+		require.Equal(t, len(`"carte é"`), d.Steps[0].OutputBytes, "bytes, not characters")
 		require.Nil(t, d.Steps[0].Output)
 		require.Nil(t, d.Workflow)
 
 		d, err = in.Episode(ctx, id, inspect.EpisodeOptions{Data: true})
 		require.NoError(t, err)
 		require.JSONEq(t, `{"email": "a@example.com"}`, string(d.Episode.Input))
-		require.JSONEq(t, `"card 4242"`, string(d.Steps[0].Output))
+		require.JSONEq(t, `"carte é"`, string(d.Steps[0].Output))
 
 		_, err = in.Episode(ctx, uuid.New(), inspect.EpisodeOptions{})
 		require.ErrorIs(t, err, episodes.ErrNotFound)

@@ -100,7 +100,13 @@ func Explain(ctx context.Context, db *sqlx.DB, id uuid.UUID, opts *Options) (*Pl
 		return nil, fmt.Errorf("explain: listing the orphan: %w", dbx.Explain(err))
 	}
 	if len(orphans) == 0 {
-		return nil, nil
+		// An orphan whose counters are at their maximum is left out of
+		// the list, and reported as skipped, as a dry run does.
+		refs, err := c.st.OrphanExhausted(ctx, db, q, 1)
+		if err != nil || len(refs) == 0 {
+			return nil, dbx.Explain(err)
+		}
+		return &Plan{EpisodeID: refs[0].ID, ActorID: refs[0].ActorID, Action: ActionSkip, Err: ErrExhausted}, nil
 	}
 	o := orphans[0]
 	var owners []string

@@ -35,7 +35,12 @@ func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string, prob
 	// (it was retried or requeued before it returned; its writes are
 	// fenced off): the new run replaces it in the table, and the old one
 	// must not remove the new one's entry when it ends.
+	// A new claim proves the old one stale: cancel its run now, as nothing
+	// will reach it once replaced (its finishing writes are fenced off).
 	run := &activeRun{ep: ep, cancel: cancel}
+	if old, ok := r.active[ep.ID]; ok {
+		old.cancel(ErrLeaseLost)
+	}
 	r.active[ep.ID] = run
 	r.perActr[a.ID]++
 	r.mu.Unlock()

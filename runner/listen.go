@@ -80,15 +80,17 @@ func (r *Runner) checkCancel(id uuid.UUID) {
 	defer cancel()
 	status, token, err := r.st.EpisodeState(ctx, r.db, id)
 	switch {
+	// Only the run it looked at: a retry or requeue of the episode may
+	// have been claimed here since, under a newer token.
 	case errors.Is(err, dbx.ErrNotFound):
-		r.cancelRun(id, ErrLeaseLost)
+		r.cancelRunAt(id, a.ep.ClaimToken, ErrLeaseLost)
 	case err != nil:
 		// The heartbeat's lease check settles it within an interval.
 		r.logger.Debug("revenant: checking a cancel notification failed", slog.String("episode", id.String()), slog.Any("error", err))
 	case status == "canceled" && token == a.ep.ClaimToken:
-		r.cancelRun(id, ErrCanceled)
+		r.cancelRunAt(id, a.ep.ClaimToken, ErrCanceled)
 	case status != "running" || token != a.ep.ClaimToken:
-		r.cancelRun(id, ErrLeaseLost)
+		r.cancelRunAt(id, a.ep.ClaimToken, ErrLeaseLost)
 	default:
 		r.logger.Warn("revenant: ignored a cancel notification for an episode its row says is still running under this node",
 			slog.String("episode", id.String()))

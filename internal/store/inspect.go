@@ -44,6 +44,9 @@ type NodeInfo struct {
 	Running int
 	// Now is the database clock when read.
 	Now time.Time
+	// Err (wrapping dbx.ErrCorruptRow) is set when the row could not be
+	// read; ID is then set if it could be.
+	Err error
 }
 
 // ScanNodeInfos reads rows of (node_id, name, stack, env, lock_key,
@@ -67,7 +70,8 @@ func ScanNodeInfos(rows *sql.Rows, err error) ([]NodeInfo, error) {
 		)
 		if err := rows.Scan(&n.ID, &name, &stack, &env, &lockKey, &n.LockHeld, &startedAt, &heartbeatAt, &expiresAt,
 			&stoppedAt, &stopReason, &deadReason, &actors, &policies, &n.Running, &now); err != nil {
-			return nil, fmt.Errorf("%w: %w", dbx.ErrCorruptRow, err)
+			out = append(out, NodeInfo{ID: n.ID, Err: fmt.Errorf("%w: %w", dbx.ErrCorruptRow, err)})
+			continue
 		}
 		n.Name, n.Stack, n.Env, n.StopReason, n.DeadReason = name.String, stack.String, env.String, stopReason.String, deadReason.String
 		if lockKey.Valid {
@@ -78,7 +82,8 @@ func ScanNodeInfos(rows *sql.Rows, err error) ([]NodeInfo, error) {
 		n.StoppedAt = timePtr(stoppedAt)
 		if len(actors) > 0 {
 			if err := json.Unmarshal(actors, &n.Actors); err != nil {
-				return nil, fmt.Errorf("%w: node %s has an unreadable actor list: %w", dbx.ErrCorruptRow, n.ID, err)
+				out = append(out, NodeInfo{ID: n.ID, Err: fmt.Errorf("%w: node %s has an unreadable actor list: %w", dbx.ErrCorruptRow, n.ID, err)})
+				continue
 			}
 		}
 		n.Policies = append([]byte(nil), policies...)

@@ -79,7 +79,7 @@ func (Store) StepTxBegin(ctx context.Context, tx store.Querier, episodeID uuid.U
 }
 
 // stepListSQL lists an episode's journal entries; $2 asks for outputs.
-const stepListSQL = `SELECT seq, name, status, started_at, finished_at, claim_token, length(output),
+const stepListSQL = `SELECT seq, name, status, started_at, finished_at, claim_token, length(CAST(output AS BLOB)),
 	CASE WHEN $2 THEN output END, error
 FROM revenant_steps WHERE episode_id = $1 ORDER BY seq`
 
