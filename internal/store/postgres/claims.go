@@ -26,7 +26,7 @@ func claimManySQL(scope string, probe bool) string {
 	return `WITH c AS MATERIALIZED (
 	SELECT id FROM revenant_episodes
 	WHERE status = 'pending' AND actor_id = $2 AND run_at <= now() AND archived_at IS NULL AND ` + schema.Bumpable("") + scope +
-		breakerClosed(probe) + `
+		breakerClosed(probe) + nodeNotStopped + `
 	ORDER BY run_at, id
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED
@@ -62,6 +62,13 @@ func (Store) EpisodeFailUnreadable(ctx context.Context, q store.Querier, id uuid
 	_, err := q.ExecContext(ctx, failUnreadableSQL, id, claimToken, detail)
 	return err
 }
+
+// nodeNotStopped refuses a claim by a node whose row a sweep marked
+// stopped (found dead): until its heartbeat notices and it re-registers,
+// whatever it claimed would be an orphan at once, and each such claim
+// would cost the episode an attempt.
+const nodeNotStopped = `
+		AND NOT EXISTS (SELECT 1 FROM revenant_nodes n WHERE n.node_id = $1 AND n.stopped_at IS NOT NULL)`
 
 // breakerClosed is the claim's breaker test ($2 actor, $4 stack, $5 env):
 // closed for a claim, at most half-open for a probe (which moved it there

@@ -152,3 +152,19 @@ func TestBreakerAfterFailure(t *testing.T) {
 	_, changed = b.AfterFailure(p, uuid.Nil)
 	require.False(t, changed, "an operator's state holds")
 }
+
+// A node that a sweep marked stopped (found dead) claims nothing: each
+// claim would be an orphan at once and cost the episode an attempt.
+func TestStoppedNodeClaimsNothing(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		ctx := context.Background()
+		f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		require.NoError(t, f.st.NodeRegister(ctx, f.schema.DB, &store.NodeRegisterParams{ID: "n-1", Name: "n", Actors: []string{"a"}, TTL: -time.Minute}))
+		dead, err := f.st.NodeMarkDead(ctx, f.schema.DB)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		require.Empty(t, f.claimMany(t, store.ClaimManyParams{Node: "n-1", ActorID: "a", Limit: 1}))
+		require.Len(t, f.claimMany(t, store.ClaimManyParams{Node: "n-2", ActorID: "a", Limit: 1}), 1, "another node claims it")
+	})
+}
