@@ -42,18 +42,8 @@ func runChild(spec string) {
 }
 
 func victim(raw string) error {
-	var spec childSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		return err
-	}
 	ctx := context.Background()
-	var db *sqlx.DB
-	var err error
-	if spec.Driver == "sqlite" {
-		db, err = sqlite.Open(ctx, spec.DSN, nil)
-	} else {
-		db, err = sqlx.Open(spec.Driver, spec.DSN)
-	}
+	db, err := openChildDB(ctx, raw)
 	if err != nil {
 		return err
 	}
@@ -85,6 +75,18 @@ func victim(raw string) error {
 	}
 	fmt.Println("ready")
 	select {} // until SIGKILL
+}
+
+// openChildDB opens the database a child process is given in its spec.
+func openChildDB(ctx context.Context, raw string) (*sqlx.DB, error) {
+	var spec childSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		return nil, err
+	}
+	if spec.Driver == "sqlite" {
+		return sqlite.Open(ctx, spec.DSN, nil)
+	}
+	return sqlx.Open(spec.Driver, spec.DSN)
 }
 
 // runVictim starts the victim, waits until both its episodes run, kills

@@ -27,7 +27,6 @@ import (
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
-	"github.com/revenant-go/revenant/sqlite"
 )
 
 // retryChildEnv makes the test binary the retry victim (see TestMain).
@@ -63,18 +62,8 @@ func flakyActor(retryWait time.Duration) runner.Actor {
 // retryVictim runs flakyActor until its episode waits for its retry, says
 // so, and waits for SIGKILL.
 func retryVictim(raw string) error {
-	var spec childSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		return err
-	}
 	ctx := context.Background()
-	var db *sqlx.DB
-	var err error
-	if spec.Driver == "sqlite" {
-		db, err = sqlite.Open(ctx, spec.DSN, nil)
-	} else {
-		db, err = sqlx.Open(spec.Driver, spec.DSN)
-	}
+	db, err := openChildDB(ctx, raw)
 	if err != nil {
 		return err
 	}
@@ -85,24 +74,23 @@ func retryVictim(raw string) error {
 	if err := c.Register(flakyActor(time.Hour)); err != nil {
 		return err
 	}
+	// episode.retrying is published once the retry's wait is committed.
+	waiting := make(chan string, 1)
+	c.Subscribe(bus.EpisodeRetrying, func(_ context.Context, ev bus.Event) error {
+		select {
+		case waiting <- ev.EpisodeID.String():
+		default:
+		}
+		return nil
+	})
 	if err := c.Start(ctx); err != nil {
 		return err
 	}
-	res, err := c.Enqueue(ctx, episodes.CreateParams{ActorID: "flaky"})
-	if err != nil {
+	if _, err := c.Enqueue(ctx, episodes.CreateParams{ActorID: "flaky"}); err != nil {
 		return err
 	}
-	for {
-		ep, err := c.Episodes().Get(ctx, res.Episode.ID)
-		if err != nil {
-			return err
-		}
-		if ep.Status == episodes.StatusPending && ep.Attempts == 1 {
-			fmt.Println("waiting", ep.ID)
-			select {} // until SIGKILL
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	fmt.Println("waiting", <-waiting)
+	select {} // until SIGKILL
 }
 
 // A node killed while its episode waits for a retry loses nothing: the

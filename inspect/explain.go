@@ -212,8 +212,6 @@ func describeDeath(rule string) string {
 		return "its session lock was released: the process or its connection died"
 	case recovery.ReasonOwnerExpired:
 		return "its heartbeat lapsed: paused, partitioned, or dead"
-	case store.NodeStopped:
-		return "it stopped"
 	}
 	return rule
 }

@@ -178,15 +178,14 @@ var errNoProbe = errors.New("no episode due for a probe")
 // probe lets one episode through the actor's breaker, once its cool-down
 // has passed: in one transaction the breaker moves to half-open (a
 // compare-and-set, so one node in the cluster wins) and one due episode is
-// claimed; with none due, nothing changes. It reports whether a probe
-// started.
-func (r *Runner) probe(actorID string) bool {
+// claimed; with none due, nothing changes.
+func (r *Runner) probe(actorID string) {
 	r.mu.Lock()
 	a := r.actors[actorID]
 	nodeID, unregistered := r.nodeID, r.unregistered
 	if a == nil || a.MaxConcurrent-r.perActr[actorID] <= 0 || unregistered {
 		r.mu.Unlock()
-		return false
+		return
 	}
 	r.claiming++
 	r.mu.Unlock()
@@ -226,7 +225,7 @@ func (r *Runner) probe(actorID string) bool {
 		if !errors.Is(err, errNoProbe) && ctx.Err() == nil {
 			r.logger.Warn("revenant: a breaker probe failed", slog.String("actor", actorID), slog.Any("error", err))
 		}
-		return false
+		return
 	}
 	r.publishAfter(ctx, after)
 	if len(eps) > 0 {
@@ -234,7 +233,6 @@ func (r *Runner) probe(actorID string) bool {
 			slog.String("episode", eps[0].ID.String()))
 	}
 	r.startClaimed(a, eps, nodeID, true)
-	return len(eps) > 0
 }
 
 func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*episodes.Episode, error) {

@@ -70,12 +70,18 @@ func TestRetryClaimedWhileTheFailedRunWindsDownRunsOnce(t *testing.T) {
 				releaseOnce.Do(func() { close(release) })
 				node := r.NodeID()
 				last, err := heartbeatAt(s, node)
-				for beats := 0; beats < 3 && err == nil && ctx.Err() == nil; {
+				tick := time.NewTicker(5 * time.Millisecond) // checks the condition; no fixed wait
+				defer tick.Stop()
+				for beats := 0; beats < 3 && err == nil; {
+					select {
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					case <-tick.C:
+					}
 					var now time.Time
 					if now, err = heartbeatAt(s, node); err == nil && !now.Equal(last) {
 						last, beats = now, beats+1
 					}
-					time.Sleep(5 * time.Millisecond)
 				}
 				if err != nil {
 					return nil, err
