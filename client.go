@@ -17,6 +17,7 @@ import (
 	"github.com/revenant-go/revenant/inspect"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/migrations"
 	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
 	"github.com/revenant-go/revenant/workflow"
@@ -108,6 +109,7 @@ type Client struct {
 	actors   *actors.Store
 	breakers *breakers.Store
 	inspect  *inspect.Inspector
+	migrator *migrations.Migrator // for Ready, built on first use
 
 	mu        sync.Mutex
 	state     clientState
@@ -150,7 +152,7 @@ func New(db *sqlx.DB, config *Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revenant.New: %w", err)
 	}
-	c.engine, err = workflow.NewEngine(db, &workflow.Config{Bus: c.bus, Stack: cfg.Stack, Env: cfg.Env,
+	c.engine, err = workflow.NewEngine(db, &workflow.Config{Bus: c.bus, Stack: cfg.Stack, Env: cfg.Env, NodeID: c.runner.NodeID(),
 		RetryPollInterval: cfg.PollInterval, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("revenant.New: %w", err)

@@ -40,7 +40,39 @@ const (
 	WorkflowCompleted     = "workflow.completed"
 	WorkflowFailed        = "workflow.failed"
 	WorkflowCanceled      = "workflow.canceled"
+
+	// WorkflowResumeRequested and WorkflowCancelRequested ask, from a
+	// process without the workflow's definition (the CLI, a dashboard),
+	// that a node which registered it resume or cancel the instance.
+	// Payload: a WorkflowRequest.
+	WorkflowResumeRequested = "workflow.resume_requested"
+	WorkflowCancelRequested = "workflow.cancel_requested"
 )
+
+// Recovery is the payload of the events a sweep publishes
+// (episode.recovered, and episode.failed or episode.dead_lettered for an
+// orphan it failed): why the episode was an orphan (the detection rule)
+// and the dead node that owned it.
+type Recovery struct {
+	Reason        string `json:"reason"`
+	PreviousOwner string `json:"previous_owner"`
+}
+
+// Recovery reads the payload of an event a sweep published; false for
+// any other event.
+func (e Event) Recovery() (Recovery, bool) {
+	var r Recovery
+	if len(e.Payload) == 0 || json.Unmarshal(e.Payload, &r) != nil || r.PreviousOwner == "" && r.Reason == "" {
+		return Recovery{}, false
+	}
+	return r, true
+}
+
+// WorkflowRequest is the payload of a workflow resume or cancel request.
+type WorkflowRequest struct {
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"`
+}
 
 // Event is one lifecycle event. ID is unique; delivery is at-least-once, so
 // handlers dedupe by it.

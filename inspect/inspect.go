@@ -94,6 +94,22 @@ type Node struct {
 	// Running counts the episodes running under it: for a dead node,
 	// its orphans not yet recovered.
 	Running int
+	// LastSweep is the node's Sweeper's last pass; nil before its first
+	// (or on a node that runs no Sweeper).
+	LastSweep *SweepRecord
+}
+
+// SweepRecord is one Sweeper pass, as its node recorded it.
+type SweepRecord struct {
+	// At is when the pass ended (database clock); Took how long it ran.
+	At   time.Time
+	Took time.Duration
+	// Restarted, Failed, DeadLettered and Skipped count what it did with
+	// orphans (see recovery.Result).
+	Restarted, Failed, DeadLettered, Skipped int
+	// Error is why the pass failed ("" when it succeeded); a failed pass
+	// changed nothing.
+	Error string
 }
 
 // ActorPolicy is the recovery policy a node published for an actor.
@@ -130,6 +146,16 @@ func (i *Inspector) Nodes(ctx context.Context) ([]Node, error) {
 			n.Liveness, n.DeadBy = Dead, r.DeadReason
 		default:
 			n.Liveness = Alive
+		}
+		if r.LastSweepAt != nil && len(r.LastSweep) > 0 {
+			var rec store.SweepRecord
+			if err := json.Unmarshal(r.LastSweep, &rec); err != nil {
+				i.logger.WarnContext(ctx, "revenant: a node's last sweep cannot be read; shown without it",
+					slog.String("node", r.ID), slog.Any("error", err))
+			} else {
+				n.LastSweep = &SweepRecord{At: *r.LastSweepAt, Took: time.Duration(rec.TookMS) * time.Millisecond,
+					Restarted: rec.Restarted, Failed: rec.Failed, DeadLettered: rec.DeadLettered, Skipped: rec.Skipped, Error: rec.Error}
+			}
 		}
 		var pols map[string]store.ActorPolicy
 		if err := json.Unmarshal(r.Policies, &pols); err != nil {

@@ -43,7 +43,8 @@ func Example() {
 	// applied 4 scoped_dedupe
 	// applied 5 actor_policies
 	// applied 6 retries_schedules_breakers
-	// second run applied 0 at version 6
+	// applied 7 operators
+	// second run applied 0 at version 7
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -58,4 +59,5 @@ func ExampleAll() {
 	// 00004_revenant_scoped_dedupe.sql 000004_revenant_scoped_dedupe.up.sql
 	// 00005_revenant_actor_policies.sql 000005_revenant_actor_policies.up.sql
 	// 00006_revenant_retries_schedules_breakers.sql 000006_revenant_retries_schedules_breakers.up.sql
+	// 00007_revenant_operators.sql 000007_revenant_operators.up.sql
 }

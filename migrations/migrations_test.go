@@ -50,7 +50,7 @@ func TestMigrateFreshSchemaThenNothingPending(t *testing.T) {
 
 		// Everything landed in the search_path schema, which is not public.
 		require.Equal(t, []string{"revenant_actor_definitions", "revenant_breakers", "revenant_episodes", "revenant_events",
-			"revenant_migrations", "revenant_nodes", "revenant_steps", "revenant_workflow_instances", "revenant_workflow_steps"}, tablesIn(t, s, s.Name))
+			"revenant_migrations", "revenant_nodes", "revenant_steps", "revenant_workflow_definitions", "revenant_workflow_instances", "revenant_workflow_steps"}, tablesIn(t, s, s.Name))
 		if !s.IsSQLite() {
 			require.Equal(t, publicBefore, tablesIn(t, s, "public"), "nothing landed in public")
 		}
@@ -153,7 +153,7 @@ func TestMigrateWithPgxStdlibDriver(t *testing.T) {
 	res, err := migrations.Migrate(context.Background(), s.DB)
 	require.NoError(t, err)
 	require.Len(t, res.Applied, len(migrations.All()))
-	require.Len(t, tablesIn(t, s, s.Name), 9)
+	require.Len(t, tablesIn(t, s, s.Name), 10)
 }
 
 func TestBadInput(t *testing.T) {

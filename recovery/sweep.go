@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -281,8 +282,10 @@ func busEvents(events []Event) []bus.Event {
 		if ev.Type == EventRecovered {
 			status = string(episodes.StatusPending)
 		}
+		// Marshalling two strings cannot fail.
+		payload, _ := json.Marshal(bus.Recovery{Reason: ev.Reason, PreviousOwner: ev.PreviousOwner})
 		out[i] = bus.Event{Type: ev.Type, EpisodeID: ev.EpisodeID, ActorID: ev.ActorID, WorkflowInstanceID: ev.WorkflowInstanceID,
-			WorkflowStepID: ev.WorkflowStepID, Status: status, ErrorClass: ev.ErrorClass}
+			WorkflowStepID: ev.WorkflowStepID, Status: status, ErrorClass: ev.ErrorClass, Payload: payload}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/safe"
 	"github.com/revenant-go/revenant/internal/service"
+	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
 )
 
@@ -301,6 +303,7 @@ func (s *Sweeper) Pass(ctx context.Context) (*Result, error) {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
 	var res *Result
+	start := time.Now()
 	err := safe.Pass(ctx, s.opts.Logger, "sweeper pass", func() error {
 		c, err := s.reserved(ctx)
 		if err != nil {
@@ -335,8 +338,50 @@ func (s *Sweeper) Pass(ctx context.Context) (*Result, error) {
 		}
 		s.dropConn()
 	}
+	s.record(ctx, res, err, time.Since(start))
 	return res, err
 }
+
+// recordTimeout bounds the write of a pass's record: it is for operators,
+// and must not hold up the next pass when the database is down.
+const recordTimeout = 5 * time.Second
+
+// record writes the pass on the node's row (the node's last sweep, for
+// operators' tools). It is best effort: a failure is logged at debug
+// level. The caller holds connMu.
+func (s *Sweeper) record(ctx context.Context, res *Result, passErr error, took time.Duration) {
+	if s.opts.Node == nil || ctx.Err() != nil {
+		return
+	}
+	rec := store.SweepRecord{TookMS: took.Milliseconds()}
+	if passErr != nil {
+		rec.Error = passErr.Error()
+		if len(rec.Error) > maxRecordedError {
+			rec.Error = rec.Error[:maxRecordedError] + "…"
+		}
+	} else if res != nil {
+		rec.TookMS = res.Duration.Milliseconds()
+		rec.Restarted, rec.Failed, rec.DeadLettered, rec.Skipped = res.Restarted, res.Failed, res.DeadLettered, res.Skipped
+	}
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	c, err := s.reserved(ctx)
+	if err == nil {
+		if err = s.opts.st.NodeRecordSweep(ctx, c, s.opts.Node.NodeID(), body); err != nil {
+			s.dropConn()
+		}
+	}
+	if err != nil {
+		s.opts.Logger.DebugContext(ctx, "revenant: recording the sweep pass failed", slog.Any("error", err))
+	}
+}
+
+// maxRecordedError caps the error text kept in a node's last sweep.
+const maxRecordedError = 500
 
 // warnBacklog logs pending work that no live node can claim, and open
 // episodes whose counters cannot be bumped again (no claim or sweep takes

@@ -50,6 +50,19 @@ const (
 	PolicyPause
 )
 
+// String is "abort", "retry" or "pause".
+func (k PolicyKind) String() string {
+	switch k {
+	case PolicyAbort:
+		return "abort"
+	case PolicyRetry:
+		return "retry"
+	case PolicyPause:
+		return "pause"
+	}
+	return fmt.Sprintf("PolicyKind(%d)", int(k))
+}
+
 // Retry defaults.
 const (
 	RetryMaxAttemptsDefault = 3

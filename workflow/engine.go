@@ -58,6 +58,9 @@ type Config struct {
 	Bus bus.Bus
 	// Stack and Env are stamped on instances and their episodes.
 	Stack, Env string
+	// NodeID names the node that publishes the registered definitions'
+	// shapes (for operators' tools). Defaults to none.
+	NodeID string
 	// RetryPollInterval defaults to RetryPollIntervalDefault.
 	RetryPollInterval time.Duration
 	// Logger defaults to discarding.
@@ -163,8 +166,12 @@ func (e *Engine) Start(ctx context.Context) error {
 		for _, t := range []string{bus.EpisodeCompleted, bus.EpisodeFailed, bus.EpisodeCanceled, bus.EpisodeDeadLettered} {
 			e.unsub = append(e.unsub, e.config.Bus.Subscribe(t, e.handleEvent))
 		}
+		for _, t := range []string{bus.WorkflowResumeRequested, bus.WorkflowCancelRequested} {
+			e.unsub = append(e.unsub, e.config.Bus.Subscribe(t, e.handleRequest))
+		}
 	}
 	e.mu.Unlock()
+	e.publishShapes(ctx, e.config.NodeID)
 	go e.retryLoop()
 	return nil
 }

@@ -44,6 +44,10 @@ type NodeInfo struct {
 	Running int
 	// Now is the database clock when read.
 	Now time.Time
+	// LastSweepAt and LastSweep are the node's Sweeper's last pass (when
+	// it ended, and a JSON SweepRecord); nil before its first.
+	LastSweepAt *time.Time
+	LastSweep   []byte
 	// Err (wrapping dbx.ErrCorruptRow) is set when the row could not be
 	// read; ID is then set if it could be.
 	Err error
@@ -52,7 +56,7 @@ type NodeInfo struct {
 // ScanNodeInfos reads rows of (node_id, name, stack, env, lock_key,
 // lock_held, started_at, heartbeat_at, expires_at, stopped_at,
 // stop_reason, dead_reason, actors as a JSON array, actor_policies,
-// running, now).
+// running, now, last_sweep_at, last_sweep).
 func ScanNodeInfos(rows *sql.Rows, err error) ([]NodeInfo, error) {
 	if err != nil {
 		return nil, err
@@ -64,12 +68,12 @@ func ScanNodeInfos(rows *sql.Rows, err error) ([]NodeInfo, error) {
 			n                                        NodeInfo
 			name, stack, env, stopReason, deadReason sql.NullString
 			lockKey                                  sql.NullInt64
-			stoppedAt                                sql.NullTime
+			stoppedAt, lastSweepAt                   sql.NullTime
 			startedAt, heartbeatAt, expiresAt, now   dbTime
-			actors, policies                         []byte
+			actors, policies, lastSweep              []byte
 		)
 		if err := rows.Scan(&n.ID, &name, &stack, &env, &lockKey, &n.LockHeld, &startedAt, &heartbeatAt, &expiresAt,
-			&stoppedAt, &stopReason, &deadReason, &actors, &policies, &n.Running, &now); err != nil {
+			&stoppedAt, &stopReason, &deadReason, &actors, &policies, &n.Running, &now, &lastSweepAt, &lastSweep); err != nil {
 			out = append(out, NodeInfo{ID: n.ID, Err: fmt.Errorf("%w: %w", dbx.ErrCorruptRow, err)})
 			continue
 		}
@@ -79,7 +83,8 @@ func ScanNodeInfos(rows *sql.Rows, err error) ([]NodeInfo, error) {
 			n.LockKey = &k
 		}
 		n.StartedAt, n.HeartbeatAt, n.ExpiresAt, n.Now = time.Time(startedAt), time.Time(heartbeatAt), time.Time(expiresAt), time.Time(now)
-		n.StoppedAt = timePtr(stoppedAt)
+		n.StoppedAt, n.LastSweepAt = timePtr(stoppedAt), timePtr(lastSweepAt)
+		n.LastSweep = rawJSON(lastSweep)
 		if len(actors) > 0 {
 			if err := json.Unmarshal(actors, &n.Actors); err != nil {
 				out = append(out, NodeInfo{ID: n.ID, Err: fmt.Errorf("%w: node %s has an unreadable actor list: %w", dbx.ErrCorruptRow, n.ID, err)})

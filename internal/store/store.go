@@ -184,6 +184,11 @@ type Store interface {
 	// NodeList reads every node row with its liveness now, the rule that
 	// would find it dead, and its running episodes, oldest node first.
 	NodeList(ctx context.Context, q Querier) ([]NodeInfo, error)
+	// NodeReadiness reads one node's liveness, for its readiness probe.
+	NodeReadiness(ctx context.Context, q Querier, nodeID string) (*NodeReadiness, error)
+	// NodeRecordSweep records a node's Sweeper's last pass (JSON) on its
+	// row, with the database clock.
+	NodeRecordSweep(ctx context.Context, q Querier, nodeID string, record []byte) error
 	// EpisodeBacklog counts open episodes (and dead letters) per actor and
 	// scope, with how long the oldest due one has waited and whether a
 	// live node in scope can claim them.
@@ -236,6 +241,15 @@ type Store interface {
 	// WorkflowFindBySubject returns the newest instance of a workflow
 	// started with subject; dbx.ErrNotFound when there is none.
 	WorkflowFindBySubject(ctx context.Context, q Querier, workflowID, subject string) (uuid.UUID, error)
+	// WorkflowShapeUpsert publishes a registered workflow's shape (its
+	// DAG) for tools that do not have its code.
+	WorkflowShapeUpsert(ctx context.Context, q Querier, p *WorkflowShapeParams) error
+	// WorkflowShape reads the shape published for a workflow in a scope;
+	// nil when no node published one.
+	WorkflowShape(ctx context.Context, q Querier, workflowID, stack, env string) ([]byte, error)
+	// WorkflowList lists instances newest first, with their steps counted
+	// by status.
+	WorkflowList(ctx context.Context, q Querier, p *WorkflowListParams) ([]WorkflowSummary, error)
 
 	// revenant_events (the outbox)
 

@@ -46,7 +46,7 @@ SELECT n.node_id, n.name, n.stack, n.env, n.lock_key,
 	n.started_at, n.heartbeat_at, n.expires_at, n.stopped_at, n.stop_reason, ns.dead_reason,
 	to_json(n.actors)::text, n.actor_policies::text,
 	(SELECT count(*) FROM revenant_episodes e WHERE e.status = 'running' AND e.owner_node = n.node_id),
-	now()
+	now(), n.last_sweep_at, n.last_sweep::text
 FROM revenant_nodes n JOIN node_state ns ON ns.node_id = n.node_id
 ORDER BY n.started_at, n.node_id`
 
