@@ -104,6 +104,7 @@ func TestWorkflowRequestsAndWorkflowInspection(t *testing.T) {
 		require.Equal(t, []string{"pay"}, d.Steps[1].DependsOn)
 		require.Equal(t, "ship", d.Steps[1].Actor)
 		require.Equal(t, 1, d.StepCounts["paused"])
+		require.False(t, d.UpdatedAt.Before(d.CreatedAt), "updated %s, created %s", d.UpdatedAt, d.CreatedAt)
 
 		list, err := insp.Workflows(ctx, inspect.WorkflowFilter{WorkflowID: "order", Status: workflow.StatusBlocked})
 		require.NoError(t, err)

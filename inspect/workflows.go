@@ -118,6 +118,10 @@ func (i *Inspector) Workflow(ctx context.Context, id uuid.UUID) (*WorkflowDetail
 	d := &WorkflowDetail{Error: in.Error, WorkflowSummary: WorkflowSummary{ID: in.ID, WorkflowID: in.WorkflowID,
 		Status: in.Status, Subject: in.Subject, Stack: in.Stack, Env: in.Env, Compensating: in.Compensating,
 		CreatedAt: in.CreatedAt, FinishedAt: in.FinishedAt, StepCounts: map[string]int{}}}
+	// The instance's last change is only in the list's columns.
+	if sum, err := i.st.WorkflowList(ctx, i.db, &store.WorkflowListParams{ID: id, Limit: 1}); err == nil && len(sum) == 1 {
+		d.UpdatedAt = sum[0].UpdatedAt
+	}
 	shape := map[string]store.WorkflowShapeStep{}
 	raw, err := i.st.WorkflowShape(ctx, i.db, in.WorkflowID, in.Stack, in.Env)
 	if err != nil {

@@ -57,7 +57,17 @@ type WorkflowShapeParams struct {
 // WorkflowListParams filters WorkflowList; empty fields do not filter.
 type WorkflowListParams struct {
 	WorkflowID, Status string
-	Limit              int
+	// ID, when set, reads that one instance.
+	ID    uuid.UUID
+	Limit int
+}
+
+// IDArg is the ID filter's argument: NULL when unset.
+func (p *WorkflowListParams) IDArg() any {
+	if p.ID == uuid.Nil {
+		return nil
+	}
+	return p.ID.String()
 }
 
 // WorkflowSummary is one instance with its steps counted by status.

@@ -26,7 +26,7 @@ const workflowListSQL = `SELECT i.id, i.workflow_id, i.status, i.subject, i.sour
 	(SELECT json_object_agg(c.status, c.n) FROM (
 		SELECT s.status, count(*) AS n FROM revenant_workflow_steps s WHERE s.instance_id = i.id GROUP BY s.status) c)::text
 FROM revenant_workflow_instances i
-WHERE ($1 = '' OR i.workflow_id = $1) AND ($2 = '' OR i.status = $2)
+WHERE ($1 = '' OR i.workflow_id = $1) AND ($2 = '' OR i.status = $2) AND ($4::uuid IS NULL OR i.id = $4::uuid)
 ORDER BY i.created_at DESC, i.id DESC
 LIMIT $3`
 
@@ -59,5 +59,5 @@ func (Store) WorkflowShape(ctx context.Context, q store.Querier, workflowID, sta
 
 // WorkflowList implements store.Store.
 func (Store) WorkflowList(ctx context.Context, q store.Querier, p *store.WorkflowListParams) ([]store.WorkflowSummary, error) {
-	return store.ScanWorkflowSummaries(q.QueryContext(ctx, workflowListSQL, p.WorkflowID, p.Status, p.Limit))
+	return store.ScanWorkflowSummaries(q.QueryContext(ctx, workflowListSQL, p.WorkflowID, p.Status, p.Limit, p.IDArg()))
 }
