@@ -27,6 +27,20 @@ func (c *Client) EnqueueTx(ctx context.Context, tx Executor, p episodes.CreatePa
 	return c.runner.EnqueueTx(ctx, tx, p)
 }
 
+// EnqueueMany creates many pending episodes in the node's scope at once:
+// one statement per episodes.CreateManyBatch rows and one wake-up per
+// batch, in one transaction. Every element is checked before anything is
+// written; duplicates of a taken dedupe key return the episode holding it.
+// Results are in the order of ps.
+func (c *Client) EnqueueMany(ctx context.Context, ps []episodes.CreateParams) ([]*episodes.CreateResult, error) {
+	return c.runner.EnqueueMany(ctx, ps)
+}
+
+// EnqueueManyTx is EnqueueMany inside the caller's transaction.
+func (c *Client) EnqueueManyTx(ctx context.Context, tx Executor, ps []episodes.CreateParams) ([]*episodes.CreateResult, error) {
+	return c.runner.EnqueueManyTx(ctx, tx, ps)
+}
+
 // Cancel cancels an episode from any node; its holder is fenced off at
 // once and its run's context canceled.
 func (c *Client) Cancel(ctx context.Context, id uuid.UUID, reason string) (*episodes.Episode, error) {

@@ -258,41 +258,11 @@ func (s *Store) CreateTx(ctx context.Context, tx Executor, p CreateParams) (*Cre
 	if err := dbx.CheckExecutor("episodes.CreateTx", tx); err != nil {
 		return nil, err
 	}
-	if err := p.validate(); err != nil {
+	row, err := s.rowOf(p)
+	if err != nil {
 		return nil, err
 	}
-	input, err := dbx.EncodeJSON(p.Input, s.config.MaxJSONBytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: CreateParams.Input: %w", ErrInvalidInput, err)
-	}
-	meta, err := dbx.EncodeJSON(p.Metadata, s.config.MaxJSONBytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: CreateParams.Metadata: %w", ErrInvalidInput, err)
-	}
-	if m, ok := meta.(string); ok && !strings.HasPrefix(strings.TrimSpace(m), "{") {
-		return nil, fmt.Errorf("%w: CreateParams.Metadata must be a JSON object (or nil), such as map[string]any{\"k\": \"v\"}", ErrInvalidInput)
-	}
-	id := p.ID
-	if id == uuid.Nil {
-		if id, err = uuid.NewV7(); err != nil {
-			return nil, fmt.Errorf("generating episode id: %w", err)
-		}
-	}
-	maxAttempts := p.MaxAttempts
-	if maxAttempts == 0 {
-		maxAttempts = s.config.MaxAttempts
-	}
-	stack, env := p.SourceStack, p.SourceEnv
-	if stack == "" {
-		stack = s.config.Stack
-	}
-	if env == "" {
-		env = s.config.Env
-	}
-	row := &store.EpisodeInsertParams{ID: id, ActorID: p.ActorID, Expectation: p.Expectation, Input: input,
-		MaxAttempts: maxAttempts, DedupeKey: p.DedupeKey, SourceStack: stack, SourceEnv: env,
-		WorkflowInstanceID: p.WorkflowInstanceID, WorkflowStepID: p.WorkflowStepID, Metadata: meta,
-		RunAt: p.RunAt, DelayMillis: p.Delay.Milliseconds(), Retry: store.EncodeRetryPolicy(p.Retry)}
+	stack, env := row.SourceStack, row.SourceEnv
 
 	// A dedupe conflict inserts nothing; the existing episode is then read.
 	// If it was archived in between, the insert is simply tried again.
@@ -382,4 +352,44 @@ type Executor = dbx.Executor
 // counts claims of this one episode, which crash restarts bump.)
 func (e *Episode) StepAttempt() int {
 	return store.WorkflowStepAttempt(e.WorkflowInstanceID, e.WorkflowStepID, e.DedupeKey)
+}
+
+// rowOf validates p and encodes it as a row, with the store's defaults
+// (id, max attempts, scope) filled in.
+func (s *Store) rowOf(p CreateParams) (*store.EpisodeInsertParams, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	input, err := dbx.EncodeJSON(p.Input, s.config.MaxJSONBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CreateParams.Input: %w", ErrInvalidInput, err)
+	}
+	meta, err := dbx.EncodeJSON(p.Metadata, s.config.MaxJSONBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CreateParams.Metadata: %w", ErrInvalidInput, err)
+	}
+	if m, ok := meta.(string); ok && !strings.HasPrefix(strings.TrimSpace(m), "{") {
+		return nil, fmt.Errorf("%w: CreateParams.Metadata must be a JSON object (or nil), such as map[string]any{\"k\": \"v\"}", ErrInvalidInput)
+	}
+	id := p.ID
+	if id == uuid.Nil {
+		if id, err = uuid.NewV7(); err != nil {
+			return nil, fmt.Errorf("generating episode id: %w", err)
+		}
+	}
+	maxAttempts := p.MaxAttempts
+	if maxAttempts == 0 {
+		maxAttempts = s.config.MaxAttempts
+	}
+	stack, env := p.SourceStack, p.SourceEnv
+	if stack == "" {
+		stack = s.config.Stack
+	}
+	if env == "" {
+		env = s.config.Env
+	}
+	return &store.EpisodeInsertParams{ID: id, ActorID: p.ActorID, Expectation: p.Expectation, Input: input,
+		MaxAttempts: maxAttempts, DedupeKey: p.DedupeKey, SourceStack: stack, SourceEnv: env,
+		WorkflowInstanceID: p.WorkflowInstanceID, WorkflowStepID: p.WorkflowStepID, Metadata: meta,
+		RunAt: p.RunAt, DelayMillis: p.Delay.Milliseconds(), Retry: store.EncodeRetryPolicy(p.Retry)}, nil
 }

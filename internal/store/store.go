@@ -57,6 +57,10 @@ type Store interface {
 	// EpisodeInsert inserts a pending episode. On a dedupe-key conflict it
 	// inserts nothing and returns (nil, nil).
 	EpisodeInsert(ctx context.Context, q Querier, p *EpisodeInsertParams) (*Episode, error)
+	// EpisodeInsertMany inserts pending episodes in one statement and
+	// returns those it inserted (in no particular order): a row whose
+	// dedupe key is taken is left out.
+	EpisodeInsertMany(ctx context.Context, q Querier, rows []*EpisodeInsertParams) ([]*Episode, error)
 	// EpisodeGet reads one episode; dbx.ErrNotFound when there is none, and
 	// an error wrapping dbx.ErrCorruptRow when the row cannot be read.
 	EpisodeGet(ctx context.Context, q Querier, id uuid.UUID) (*Episode, error)
