@@ -1,11 +1,17 @@
 package ops
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/revenant-go/revenant/inspect"
+	"github.com/revenant-go/revenant/recovery"
 )
 
 // Defaults of Config.
@@ -77,6 +83,29 @@ type Config struct {
 	// Title heads every page, e.g. "revenant · shop prod". Defaults to
 	// TitleDefault.
 	Title string
+	// Sweep is the sweep whose plans the dashboard shows (the overview's
+	// stuck episodes, the recovery dry run, each episode's explanation).
+	// Set it when the client is an admin handle that is no node and the
+	// sweeps that matter cover other scopes: the revenant CLI's dashboard
+	// shows its own 'revenant sweep', of every stack and env, so that the
+	// page and the command give one answer. Defaults to nil: the client's
+	// own sweep (Client.Sweep and Client.Explain: its stack and env, its
+	// registered policies).
+	Sweep *Sweep
+}
+
+// Sweep is a sweep the dashboard describes in place of the client's own
+// (Config.Sweep). Every field is required.
+type Sweep struct {
+	// Scope says which episodes the sweep covers, for people: "every
+	// stack and env".
+	Scope string
+	// DryRun reports what the sweep would do now, changing nothing
+	// (recovery.Sweep with Options.DryRun).
+	DryRun func(ctx context.Context) (*recovery.Result, error)
+	// Explain explains one episode as that sweep sees it (its Plan is
+	// the sweep's: inspect.Inspector.Explain with the sweep's options).
+	Explain func(ctx context.Context, id uuid.UUID) (*inspect.Explanation, error)
 }
 
 // withDefaults returns a copy of c (nil valid) with defaults filled in.
@@ -129,6 +158,9 @@ func (c *Config) validate() error {
 	}
 	if c.Refresh < 0 || c.Refresh > 0 && c.Refresh < time.Second {
 		errs = append(errs, fmt.Errorf("Config.Refresh is %v; set at least 1s, or 0 for no automatic reload", c.Refresh))
+	}
+	if s := c.Sweep; s != nil && (s.Scope == "" || s.DryRun == nil || s.Explain == nil) {
+		errs = append(errs, errors.New("Config.Sweep lacks its Scope, DryRun or Explain; set all three, or leave Sweep nil for the client's own sweep"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ops: invalid Config: %w", err)

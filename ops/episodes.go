@@ -164,7 +164,7 @@ func (h *Handler) episodePage(ctx context.Context, r *http.Request, v *view) err
 			d.Steps[i].Output = nil
 		}
 	}
-	x, err := h.c.Explain(ctx, id)
+	x, err := h.explain(ctx, id)
 	if err != nil {
 		return fmt.Errorf("explaining episode %s: %w", id, err)
 	}

@@ -340,4 +340,6 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorContains(t, err, "Refresh")
 	_, err = ops.New(f.c, &ops.Config{TrustedOrigins: []string{"not an origin"}})
 	require.ErrorContains(t, err, "TrustedOrigins")
+	_, err = ops.New(f.c, &ops.Config{Sweep: &ops.Sweep{Scope: "every stack and env"}})
+	require.ErrorContains(t, err, "Config.Sweep lacks its Scope, DryRun or Explain")
 }

@@ -36,7 +36,7 @@ type overviewData struct {
 	Stuck                        []stuck
 	StuckTotal, StuckMore        int
 	Breakers                     []breakers.Breaker
-	Scope                        scope
+	Scope                        string
 	DryRunError                  string
 	UnclaimableActors, Exhausted int
 }
@@ -48,12 +48,30 @@ type stuck struct {
 	X   *inspect.Explanation
 }
 
-// scope is the client's stack and env: the dry run's and Explain's.
-type scope struct{ Stack, Env string }
-
-func (h *Handler) scope() scope {
+// scope says which episodes the dashboard's sweep covers.
+func (h *Handler) scope() string {
+	if s := h.cfg.Sweep; s != nil {
+		return s.Scope
+	}
 	r := h.c.Runner()
-	return scope{Stack: r.Stack(), Env: r.Env()}
+	return fmt.Sprintf("this client's scope: stack %q, env %q", r.Stack(), r.Env())
+}
+
+// dryRun is the dashboard's sweep, run dry: Config.Sweep's, or the
+// client's own.
+func (h *Handler) dryRun(ctx context.Context) (*recovery.Result, error) {
+	if s := h.cfg.Sweep; s != nil {
+		return s.DryRun(ctx)
+	}
+	return h.c.Sweep(ctx, true)
+}
+
+// explain explains an episode as the dashboard's sweep sees it.
+func (h *Handler) explain(ctx context.Context, id uuid.UUID) (*inspect.Explanation, error) {
+	if s := h.cfg.Sweep; s != nil {
+		return s.Explain(ctx, id)
+	}
+	return h.c.Explain(ctx, id)
 }
 
 // overview answers "what is stuck?": nodes, backlog, stuck episodes with
@@ -92,7 +110,7 @@ func (h *Handler) overview(ctx context.Context, _ *http.Request, v *view) error 
 		ids = ids[:h.cfg.StuckLimit]
 	}
 	for _, id := range ids {
-		x, err := h.c.Explain(ctx, id)
+		x, err := h.explain(ctx, id)
 		if errors.Is(err, episodes.ErrNotFound) {
 			continue // archived meanwhile
 		}
@@ -106,7 +124,7 @@ func (h *Handler) overview(ctx context.Context, _ *http.Request, v *view) error 
 }
 
 // stuckIDs finds the stuck episodes: the orphans the dry run finds (the
-// running episodes of dead nodes in the client's scope, exhausted ones
+// running episodes of dead nodes in the sweep's scope, exhausted ones
 // included), the running episodes of dead nodes outside that scope, and a
 // few pending episodes of each backlog no live node can claim.
 func (h *Handler) stuckIDs(ctx context.Context, d *overviewData) ([]uuid.UUID, map[uuid.UUID]string, error) {
@@ -119,7 +137,7 @@ func (h *Handler) stuckIDs(ctx context.Context, d *overviewData) ([]uuid.UUID, m
 		}
 	}
 	fromDead := map[string]int{}
-	res, err := h.c.Sweep(ctx, true)
+	res, err := h.dryRun(ctx)
 	if err != nil {
 		// The rest of the overview still answers; the scan below finds
 		// the dead nodes' episodes.
@@ -187,13 +205,13 @@ func (h *Handler) stuckIDs(ctx context.Context, d *overviewData) ([]uuid.UUID, m
 
 type recoveryData struct {
 	Result *recovery.Result
-	Scope  scope
+	Scope  string
 }
 
 // recoveryPage answers "what will recovery do?": the sweep's dry run.
 func (h *Handler) recoveryPage(ctx context.Context, _ *http.Request, v *view) error {
 	v.Title = "Recovery dry run"
-	res, err := h.c.Sweep(ctx, true)
+	res, err := h.dryRun(ctx)
 	if err != nil {
 		return fmt.Errorf("running the recovery dry run: %w", err)
 	}

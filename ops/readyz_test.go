@@ -2,11 +2,14 @@ package ops_test
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant"
@@ -41,19 +44,26 @@ func TestReadyzFollowsTheDatabase(t *testing.T) {
 			return 0, err.Error()
 		}
 		defer resp.Body.Close()
-		var b [512]byte
-		n, _ := resp.Body.Read(b[:])
-		return resp.StatusCode, string(b[:n])
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return resp.StatusCode, string(b)
 	}
 	waitFor := func(want int) string {
 		t.Helper()
-		var body string
-		require.Eventually(t, func() bool {
-			var status int
-			status, body = probe("/readyz")
+		var mu sync.Mutex // the condition runs on goroutines of its own
+		var last string
+		ok := assert.Eventually(t, func() bool {
+			status, body := probe("/readyz")
+			mu.Lock()
+			defer mu.Unlock()
+			last = body
 			return status == want
-		}, 30*time.Second, 50*time.Millisecond, "readyz never answered %d; last: %s", want, body)
-		return body
+		}, 30*time.Second, 50*time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		if !ok {
+			t.Fatalf("readyz never answered %d; last: %s", want, last)
+		}
+		return last
 	}
 
 	require.Equal(t, "ready\n", waitFor(http.StatusOK))

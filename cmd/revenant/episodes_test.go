@@ -42,7 +42,10 @@ func TestEpisodesListAndShow(t *testing.T) {
 		res, err := node.Enqueue(ctx, episodes.CreateParams{ActorID: "charger", Input: map[string]string{"email": "SECRET-INPUT-42"}})
 		require.NoError(t, err)
 		id := res.Episode.ID
-		require.Eventually(t, func() bool { return f.get(id).Status == episodes.StatusDone }, 30*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool {
+			ep, err := f.eps.Get(ctx, id) // not f.get: no require off the test goroutine
+			return err == nil && ep.Status == episodes.StatusDone
+		}, 30*time.Second, 10*time.Millisecond)
 		later := f.create(episodes.CreateParams{ActorID: "other"})
 
 		var list episodeListJSON

@@ -26,10 +26,18 @@ import (
 // a subprocess against Postgres and SQLite.
 var binary string
 
-// TestMain builds the binary, runs the tests, and removes the binary.
+// TestMain builds the binary, runs the tests, and removes the binary; as
+// a child process (killVictim) it is the node that gets killed instead.
 // (testdb.Main would exit before the removal; this package has no
 // Example functions for it to skip.)
 func TestMain(m *testing.M) {
+	if dsn := os.Getenv(victimEnv); dsn != "" {
+		if err := victimMain(dsn); err != nil {
+			fmt.Fprintln(os.Stderr, "victim:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "revenant-cli-test-*")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "creating a directory for the CLI:", err)

@@ -46,6 +46,11 @@ type app struct {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels the command (ui shuts down gracefully); a
+	// second one kills the process, even one stuck in a driver that does
+	// not heed its context (lib/pq connecting to a server that never
+	// answers).
+	context.AfterFunc(ctx, stop)
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCommand()
 	root.SetArgs(args)

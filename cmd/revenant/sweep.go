@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -77,6 +78,18 @@ type sweepJSON struct {
 // and the real sweep alike.
 func (a *app) sweepOptions(dryRun bool) *recovery.Options {
 	return &recovery.Options{Stack: a.stack, AllStacks: !a.stackSet, Env: a.env, AllEnvs: !a.envSet, DryRun: dryRun, Logger: a.logger}
+}
+
+// scopeText says, for people, which episodes the CLI's sweeps cover.
+func (a *app) scopeText() string {
+	stack, env := "every stack", "every env"
+	if a.stackSet {
+		stack = fmt.Sprintf("stack %q (and episodes with none)", a.stack)
+	}
+	if a.envSet {
+		env = fmt.Sprintf("env %q", a.env)
+	}
+	return fmt.Sprintf("'revenant sweep': %s, %s", stack, env)
 }
 
 func (a *app) sweepScope() scopeJSON {
@@ -190,6 +203,9 @@ func (a *app) sweep(ctx context.Context) (*recovery.Result, []actionJSON, error)
 	for _, e := range res.Errors {
 		actions = append(actions, actionJSON{EpisodeID: idString(e.EpisodeID), ActorID: e.ActorID, Action: string(recovery.ActionSkip), Error: e.Err.Error()})
 	}
+	// Events arrive batch by batch; in id order, as the dry run's plans
+	// are, the output is stable and reads against it line by line.
+	slices.SortStableFunc(actions, func(x, y actionJSON) int { return strings.Compare(x.EpisodeID, y.EpisodeID) })
 	return res, actions, nil
 }
 

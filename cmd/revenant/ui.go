@@ -38,6 +38,9 @@ func (a *app) uiCommand() *cobra.Command {
 		Long: `Serve the web dashboard on --addr: the overview (nodes, backlog, stuck
 episodes explained, breakers), the recovery dry run, episodes, dead letters and
 workflows, plus /healthz and /readyz (which answers 503: the CLI is not a node).
+Its stuck episodes, explanations and recovery dry run are those of 'revenant
+status', 'episodes explain' and 'sweep --dry-run': every stack and env unless
+--stack or --env.
 
 It is read-only unless --actions (requeue, cancel, resume or cancel a workflow,
 open or close a breaker: each a POST with a CSRF token), and shows inputs,
@@ -61,8 +64,12 @@ front of it). Ctrl-C (SIGINT) or SIGTERM stops it gracefully.`,
 			if err != nil {
 				return err
 			}
+			// The pages plan as 'revenant sweep' and 'revenant status' do
+			// (every scope unless --stack or --env), not as the admin
+			// client's own sweep, which would cover only its empty scope.
 			h, err := ops.New(client, &ops.Config{Actions: actions, ShowData: showData, Logger: a.logger,
-				Operator: func(*http.Request) string { return operator() }})
+				Operator: func(*http.Request) string { return operator() },
+				Sweep:    &ops.Sweep{Scope: a.scopeText(), DryRun: a.dryRun, Explain: a.explain}})
 			if err != nil {
 				return fmt.Errorf("building the dashboard: %w", err)
 			}

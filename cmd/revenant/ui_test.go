@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"html"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/testdb"
 )
 
@@ -21,6 +24,14 @@ import (
 func TestUIServesTheDashboard(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		f := newFixture(t, driver)
+		// An orphan in a scope of its own: the admin client's sweep (no
+		// stack, no env) would not see it; 'revenant sweep' does, and so
+		// must the pages.
+		f.node("dead-1", -time.Minute, []string{"mailer"}, map[string]store.ActorPolicy{"mailer": {Recovery: "restart"}})
+		orphan := f.running(episodes.CreateParams{ActorID: "mailer", SourceStack: "shop", SourceEnv: "prod"}, "dead-1")
+		var x explainJSON
+		requireExit(t, 0, cliJSON(t, f.dsn(), &x, "episodes", "explain", orphan.String()))
+		require.NotNil(t, x.Plan)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, binary, "ui", "--addr", "127.0.0.1:0")
@@ -50,6 +61,24 @@ func TestUIServesTheDashboard(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 		require.Contains(t, string(body), "<html")
+		require.Contains(t, string(body), `data-episode="`+orphan.String()+`" data-why="orphan"`)
+		require.Contains(t, string(body), html.EscapeString(x.Summary), "the overview explains it as 'episodes explain' does")
+		page := func(path string) string {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+path, nil)
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, resp.Body.Close())
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			return string(body)
+		}
+		recovery := page("recovery")
+		require.Contains(t, recovery, "every stack, every env")
+		require.Contains(t, recovery, `data-episode="`+orphan.String()+`"`, "the dry run 'revenant sweep --dry-run' shows")
+		require.Contains(t, recovery, `class="act-`+x.Plan.Action+`"`)
+		require.Contains(t, page("episodes/"+orphan.String()), html.EscapeString(x.Summary))
 
 		require.NoError(t, cmd.Process.Signal(os.Interrupt))
 		rest, err := io.ReadAll(lines)
