@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/revenant-go/revenant/internal/crashpoint"
 	"github.com/revenant-go/revenant/internal/dbx"
 	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/internal/store/backend"
@@ -46,9 +47,10 @@ type Config struct {
 	MaxOutputBytes int
 	// TxIdleTimeout, when positive, sets idle_in_transaction_session_timeout
 	// on StepTx transactions. A process paused inside a transactional step
-	// (SIGSTOP, a long GC, a stuck disk) holds its episode's row lock, which
-	// keeps recovery from taking the episode over; with this timeout the
-	// server ends that session and the lock with it. The runner sets it to
+	// (SIGSTOP, a long GC, a stuck disk) holds the locks its effect took
+	// (and, after its journal write, its episode's row), which would block
+	// the episode's next holder; with this timeout the server ends that
+	// session and its locks with it. It costs one statement per StepTx. The runner sets it to
 	// its NodeTTL. Defaults to 0 (off).
 	TxIdleTimeout time.Duration
 	// Logger receives debug lines for replayed steps. Defaults to discarding.
@@ -349,9 +351,10 @@ func Step[T any](ctx context.Context, j *Journal, name string, fn func(ctx conte
 
 // StepTx runs fn inside a transaction that also records the step, so a
 // same-database side effect and its journal entry commit or roll back
-// together: such effects happen exactly once. The episode row is locked and
-// the claim token checked before fn runs; fn is not called if the lease is
-// already lost. fn must not commit or roll back tx.
+// together: such effects happen exactly once. The claim token is checked
+// by the journal write after fn, in the same transaction: a holder whose
+// lease was lost meanwhile (a zombie) gets ErrLeaseLost and its effect is
+// rolled back. fn must not commit or roll back tx.
 func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx context.Context, tx *sqlx.Tx) (T, error)) (T, error) {
 	return step(ctx, j, name, fn == nil, func(sctx context.Context, seq int, start time.Time) (T, any, error) {
 		var zero T
@@ -360,14 +363,13 @@ func StepTx[T any](ctx context.Context, j *Journal, name string, fn func(ctx con
 			return zero, nil, fmt.Errorf("step %q: beginning transaction: %w", name, err)
 		}
 		defer func() { _ = tx.Rollback() }()
-		// Lock the episode row under our token first: a sweeper's claim skips
-		// or waits for it, and a zombie stops here before any effect.
-		held, err := j.st.StepTxBegin(ctx, tx, j.episodeID, j.token, j.config.TxIdleTimeout.Milliseconds())
-		if err != nil {
+		// No fence before fn: the journal write after it is fenced (under
+		// the episode's row lock, just before COMMIT), so a zombie's effect
+		// rolls back with its refused entry. The idle timeout comes first:
+		// a holder paused inside fn (SIGSTOP) must not keep the locks its
+		// effect took, which would block the episode's next holder.
+		if err := j.st.StepTxPrepare(ctx, tx, j.config.TxIdleTimeout.Milliseconds()); err != nil {
 			return zero, nil, fmt.Errorf("step %q: %w", name, err)
-		}
-		if !held {
-			return zero, nil, j.leaseLost(ctx, tx, name)
 		}
 		out, err := fn(sctx, tx)
 		if err != nil {
@@ -415,6 +417,7 @@ func step[T any](ctx context.Context, j *Journal, name string, fnNil bool,
 	}
 	j.recorded = append(j.recorded, entry{seq: seq, name: name, status: "done", output: rawOf(enc)})
 	j.next++
+	crashpoint.Fire(ctx, crashpoint.AfterRecord, seq, name)
 	return out, nil
 }
 
@@ -445,12 +448,19 @@ func (j *Journal) recordFailure(ctx context.Context, seq int, name string, start
 }
 
 func (j *Journal) insert(ctx context.Context, ex dbx.Executor, seq int, name string, output any, took time.Duration) error {
+	// A test's crash point: the effect is done, its entry not yet written.
+	crashpoint.Fire(ctx, crashpoint.BeforeRecord, seq, name)
 	return j.insertRow(ctx, ex, seq, name, "done", output, nil, took)
 }
 
 func (j *Journal) insertRow(ctx context.Context, ex dbx.Executor, seq int, name, status string, output, errJSON any, took time.Duration) error {
-	outcome, err := j.st.StepRecord(ctx, ex, &store.StepRecordParams{EpisodeID: j.episodeID, ClaimToken: j.token,
+	return j.record(ctx, ex, &store.StepRecordParams{EpisodeID: j.episodeID, ClaimToken: j.token,
 		Seq: seq, Name: name, Status: status, Output: output, Error: errJSON, Took: took})
+}
+
+func (j *Journal) record(ctx context.Context, ex dbx.Executor, p *store.StepRecordParams) error {
+	name, seq := p.Name, p.Seq
+	outcome, err := j.st.StepRecord(ctx, ex, p)
 	if err != nil {
 		return fmt.Errorf("step %q: recording in journal of episode %s: %w", name, j.episodeID, dbx.Explain(err))
 	}

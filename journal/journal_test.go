@@ -143,14 +143,21 @@ func TestStaleTokenWritesNothing(t *testing.T) {
 		require.ErrorIs(t, err, journal.ErrLeaseLost)
 		require.Equal(t, 1, b.steps(t, ep))
 
-		// A transactional step does not even start its effect.
+		// A transactional step's effect is rolled back with its refused
+		// record: the fence is in the journal write, after fn.
+		_, err = b.db.ExecContext(ctx, `CREATE TABLE zombie_effects (n integer)`)
+		require.NoError(t, err)
 		var ran atomic.Bool
 		_, err = journal.StepTx(ctx, zombie, "two", func(ctx context.Context, tx *sqlx.Tx) (int, error) {
 			ran.Store(true)
-			return 2, nil
+			_, err := tx.ExecContext(ctx, `INSERT INTO zombie_effects (n) VALUES (2)`)
+			return 2, err
 		})
 		require.ErrorIs(t, err, journal.ErrLeaseLost)
-		require.False(t, ran.Load())
+		require.True(t, ran.Load())
+		var effects int
+		require.NoError(t, b.db.GetContext(ctx, &effects, `SELECT count(*) FROM zombie_effects`))
+		require.Zero(t, effects, "the zombie's effect rolled back")
 		require.Equal(t, 1, b.steps(t, ep))
 
 		// Opening with the stale token is refused too; the new holder proceeds.

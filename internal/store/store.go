@@ -135,6 +135,12 @@ type Store interface {
 	NodeHeartbeat(ctx context.Context, q Querier, p *NodeHeartbeatParams) (*NodeHeartbeatResult, error)
 	// NodeStop marks a node stopped.
 	NodeStop(ctx context.Context, q Querier, nodeID string) error
+	// NodeDeclareDead marks a node that has not stopped as dead now, with
+	// reason (a Reason… rule) as its stop reason, as a sweep does when it
+	// finds it dead: its running episodes are orphans at once, and its
+	// next heartbeat finds it stopped. Package revenanttest simulates a
+	// crash with it. false when the node has no row or already stopped.
+	NodeDeclareDead(ctx context.Context, q Querier, nodeID, reason string) (bool, error)
 
 	// NodeMarkDead marks every dead node stopped (so that one only paused
 	// finds out at its next heartbeat) and returns them.
@@ -297,9 +303,8 @@ type Store interface {
 	// StepRecord writes one step under the claim token, fenced: it writes
 	// nothing unless the episode is running under that token.
 	StepRecord(ctx context.Context, q Querier, p *StepRecordParams) (StepOutcome, error)
-	// StepTxBegin prepares the caller's transaction for a transactional
-	// step: it bounds how long the transaction may sit idle (where the
-	// backend can) and locks the episode row under the claim token. false
-	// means the lease is lost and nothing was locked.
-	StepTxBegin(ctx context.Context, tx Querier, episodeID uuid.UUID, claimToken int64, idleTimeoutMillis int64) (bool, error)
+	// StepTxPrepare bounds how long a transactional step's transaction may
+	// sit idle, where the backend can (a no-op with 0): a paused holder's
+	// locks on the rows its effect touched are released once it passes.
+	StepTxPrepare(ctx context.Context, tx Querier, idleTimeoutMillis int64) error
 }

@@ -25,11 +25,6 @@ ORDER BY s.seq`
 // off, -1 sequence taken (see migrations/sql).
 const stepRecordSQL = `SELECT revenant_record_step($1, $2, $3, $4, $5, $6, $7, $8)`
 
-// stepFenceSQL locks the episode row for a transactional step, under the
-// token.
-const stepFenceSQL = `UPDATE revenant_episodes SET last_activity_at = now()
-WHERE id = $1 AND claim_token = $2 AND status = 'running'`
-
 // StepLoad implements store.Store.
 func (Store) StepLoad(ctx context.Context, q store.Querier, episodeID uuid.UUID) (*store.StepJournal, error) {
 	return store.RunStepLoad(ctx, q, stepLoadSQL, episodeID)
@@ -53,21 +48,16 @@ func (Store) StepRecord(ctx context.Context, q store.Querier, p *store.StepRecor
 	}
 }
 
-// StepTxBegin implements store.Store: the idle timeout keeps a stuck
-// transaction from holding the episode row's lock for ever (a sweeper
-// skips locked rows).
-func (Store) StepTxBegin(ctx context.Context, tx store.Querier, episodeID uuid.UUID, claimToken, idleTimeoutMillis int64) (bool, error) {
-	if idleTimeoutMillis > 0 {
-		// SET takes no parameters; the value is an integer we format.
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", idleTimeoutMillis)); err != nil {
-			return false, fmt.Errorf("setting idle timeout: %w", err)
-		}
+// StepTxPrepare implements store.Store. SET takes no parameters; the
+// value is an integer we format.
+func (Store) StepTxPrepare(ctx context.Context, tx store.Querier, idleTimeoutMillis int64) error {
+	if idleTimeoutMillis <= 0 {
+		return nil
 	}
-	held, err := store.Affected(tx.ExecContext(ctx, stepFenceSQL, episodeID, claimToken))
-	if err != nil {
-		return false, fmt.Errorf("fencing episode %s: %w", episodeID, err)
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", idleTimeoutMillis)); err != nil {
+		return fmt.Errorf("setting idle timeout: %w", err)
 	}
-	return held, nil
+	return nil
 }
 
 // stepListSQL lists an episode's journal entries; $2 asks for outputs.

@@ -32,11 +32,6 @@ WHERE e.id = $1 AND e.claim_token = $2 AND e.status = 'running'
 ON CONFLICT (episode_id, seq) DO NOTHING
 RETURNING 1`
 
-// stepFenceSQL takes the file's write lock for a transactional step, and
-// checks the token.
-const stepFenceSQL = `UPDATE revenant_episodes SET last_activity_at = ` + now + `
-WHERE id = $1 AND claim_token = $2 AND status = 'running'`
-
 // StepLoad implements store.Store.
 func (Store) StepLoad(ctx context.Context, q store.Querier, episodeID uuid.UUID) (*store.StepJournal, error) {
 	return store.RunStepLoad(ctx, q, stepLoadSQL, episodeID)
@@ -68,15 +63,10 @@ func (Store) StepRecord(ctx context.Context, q store.Querier, p *store.StepRecor
 	return store.StepFenced, nil
 }
 
-// StepTxBegin implements store.Store. SQLite has no idle-in-transaction
-// timeout (and no row locks to hold): the fence alone.
-func (Store) StepTxBegin(ctx context.Context, tx store.Querier, episodeID uuid.UUID, claimToken, _ int64) (bool, error) {
-	held, err := store.Affected(tx.ExecContext(ctx, stepFenceSQL, episodeID, claimToken))
-	if err != nil {
-		return false, fmt.Errorf("fencing episode %s: %w", episodeID, err)
-	}
-	return held, nil
-}
+// StepTxPrepare implements store.Store: SQLite has no idle-in-transaction
+// timeout (and a transaction from sqlite.Open holds the file's write lock
+// from BEGIN).
+func (Store) StepTxPrepare(context.Context, store.Querier, int64) error { return nil }
 
 // stepListSQL lists an episode's journal entries; $2 asks for outputs.
 const stepListSQL = `SELECT seq, name, status, started_at, finished_at, claim_token, length(CAST(output AS BLOB)),

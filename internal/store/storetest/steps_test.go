@@ -64,7 +64,7 @@ func TestStepRecordIsFencedAndLoadsInOrder(t *testing.T) {
 	})
 }
 
-func TestStepTxBeginFencesInsideTheTransaction(t *testing.T) {
+func TestStepRecordFencesInsideTheTransaction(t *testing.T) {
 	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
 		f := setup(t, driver)
 		ctx := context.Background()
@@ -74,19 +74,14 @@ func TestStepTxBeginFencesInsideTheTransaction(t *testing.T) {
 
 		for _, tc := range []struct {
 			token int64
-			held  bool
-		}{{run.ClaimToken, true}, {run.ClaimToken - 1, false}} {
+			want  store.StepOutcome
+		}{{run.ClaimToken - 1, store.StepFenced}, {run.ClaimToken, store.StepRecorded}} {
 			tx, err := f.schema.DB.BeginTxx(ctx, nil)
 			require.NoError(t, err)
-			held, err := f.st.StepTxBegin(ctx, tx, ep.ID, tc.token, 5000)
+			out, err := f.st.StepRecord(ctx, tx, &store.StepRecordParams{EpisodeID: ep.ID, ClaimToken: tc.token,
+				Seq: 0, Name: "effect", Status: "done", Output: `1`})
 			require.NoError(t, err)
-			require.Equal(t, tc.held, held)
-			if held {
-				out, err := f.st.StepRecord(ctx, tx, &store.StepRecordParams{EpisodeID: ep.ID, ClaimToken: tc.token,
-					Seq: 0, Name: "effect", Status: "done", Output: `1`})
-				require.NoError(t, err)
-				require.Equal(t, store.StepRecorded, out)
-			}
+			require.Equal(t, tc.want, out)
 			require.NoError(t, tx.Rollback())
 		}
 		j, err := f.st.StepLoad(ctx, f.schema.DB, ep.ID)
@@ -95,22 +90,17 @@ func TestStepTxBeginFencesInsideTheTransaction(t *testing.T) {
 	})
 }
 
-// The idle timeout is where the backend has one: a transaction left idle
-// past it is ended by Postgres, so the row lock it took is not held for
-// ever.
-func TestStepTxBeginBoundsAnIdleTransaction(t *testing.T) {
+// StepTxPrepare bounds the transaction's idle time where the backend has
+// the setting: a transaction left idle past it is ended by Postgres, so
+// the locks it took are not held for ever.
+func TestStepTxPrepareBoundsAnIdleTransaction(t *testing.T) {
 	testdb.Each(t, []string{"postgres", "pgx"}, func(t *testing.T, driver string) {
 		f := setup(t, driver)
 		ctx := context.Background()
-		ep := f.insert(t, store.EpisodeInsertParams{})
-		run, err := f.move(t, store.TransitionParams{Move: store.TransitionClaim, ID: ep.ID, Node: "n1"})
-		require.NoError(t, err)
 		tx, err := f.schema.DB.BeginTxx(ctx, nil)
 		require.NoError(t, err)
 		defer func() { _ = tx.Rollback() }()
-		held, err := f.st.StepTxBegin(ctx, tx, ep.ID, run.ClaimToken, 60_000)
-		require.NoError(t, err)
-		require.True(t, held)
+		require.NoError(t, f.st.StepTxPrepare(ctx, tx, 60_000))
 		var setting string
 		require.NoError(t, tx.QueryRowContext(ctx, "SHOW idle_in_transaction_session_timeout").Scan(&setting))
 		require.Equal(t, "1min", setting)
