@@ -184,7 +184,7 @@ func (c *Client) sweepOptions() recovery.Options {
 }
 
 func (c *Client) newSweeper() (*recovery.Sweeper, error) {
-	cfg := &recovery.SweeperConfig{Options: c.sweepOptions(), Interval: c.config.SweepInterval}
+	cfg := &recovery.SweeperConfig{Options: c.sweepOptions(), Interval: c.config.SweepInterval, WatchDSN: c.config.ListenDSN}
 	if c.workflows > 0 {
 		cfg.Workflows = c.engine
 	}

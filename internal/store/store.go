@@ -196,6 +196,13 @@ type Store interface {
 	NodeList(ctx context.Context, q Querier) ([]NodeInfo, error)
 	// NodeReadiness reads one node's liveness, for its readiness probe.
 	NodeReadiness(ctx context.Context, q Querier, nodeID string) (*NodeReadiness, error)
+	// NodeWatchTarget picks the live node with a lock that nodeID watches
+	// for its death: the next in node id order within scope, in a ring.
+	// found is false when there is none (or the backend has no locks).
+	NodeWatchTarget(ctx context.Context, q Querier, nodeID string, scope Scope) (target string, lockKey int64, found bool, err error)
+	// NodeAwaitLock blocks on conn until the session holding lock key ends
+	// (or releases it), then returns, holding nothing.
+	NodeAwaitLock(ctx context.Context, conn Querier, key int64) error
 	// NodeRecordSweep records a node's Sweeper's last pass (JSON) on its
 	// row, with the database clock.
 	NodeRecordSweep(ctx context.Context, q Querier, nodeID string, record []byte) error

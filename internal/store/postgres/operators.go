@@ -61,3 +61,33 @@ func (Store) WorkflowShape(ctx context.Context, q store.Querier, workflowID, sta
 func (Store) WorkflowList(ctx context.Context, q store.Querier, p *store.WorkflowListParams) ([]store.WorkflowSummary, error) {
 	return store.ScanWorkflowSummaries(q.QueryContext(ctx, workflowListSQL, p.WorkflowID, p.Status, p.Limit, p.IDArg()))
 }
+
+// nodeWatchTargetSQL picks the live node after $1 in node id order (the
+// first one when $1 is last: a ring) among those with a lock, in the
+// scope ($2/$3 a stack and env, $4/$5 whether any matches).
+const nodeWatchTargetSQL = `SELECT node_id, lock_key FROM revenant_nodes
+WHERE stopped_at IS NULL AND lock_key IS NOT NULL AND node_id <> $1
+	AND ($4 OR coalesce(stack, '') = $2) AND ($5 OR coalesce(env, '') = $3)
+ORDER BY node_id < $1, node_id
+LIMIT 1`
+
+// NodeWatchTarget implements store.Store.
+func (Store) NodeWatchTarget(ctx context.Context, q store.Querier, nodeID string, scope store.Scope) (string, int64, bool, error) {
+	var (
+		id  string
+		key int64
+	)
+	err := q.QueryRowContext(ctx, nodeWatchTargetSQL, nodeID, scope.Stack, scope.Env, scope.AllStacks, scope.AllEnvs).Scan(&id, &key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, false, nil
+	}
+	return id, key, err == nil, err
+}
+
+// NodeAwaitLock implements store.Store: a shared transaction-level lock
+// request waits behind the holder's exclusive session lock, and (in
+// autocommit) is released as soon as it is granted.
+func (Store) NodeAwaitLock(ctx context.Context, conn store.Querier, key int64) error {
+	_, err := conn.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, key)
+	return err
+}

@@ -61,3 +61,13 @@ func (Store) WorkflowShape(ctx context.Context, q store.Querier, workflowID, sta
 func (Store) WorkflowList(ctx context.Context, q store.Querier, p *store.WorkflowListParams) ([]store.WorkflowSummary, error) {
 	return store.ScanWorkflowSummaries(q.QueryContext(ctx, workflowListSQL, p.WorkflowID, p.Status, p.Limit, p.IDArg()))
 }
+
+// NodeWatchTarget implements store.Store: SQLite has no locks to wait on.
+func (Store) NodeWatchTarget(context.Context, store.Querier, string, store.Scope) (string, int64, bool, error) {
+	return "", 0, false, nil
+}
+
+// NodeAwaitLock implements store.Store; SQLite nodes are never watched.
+func (Store) NodeAwaitLock(context.Context, store.Querier, int64) error {
+	return errors.New("sqlite: no advisory locks to wait on")
+}
