@@ -53,8 +53,9 @@
 // function again), goroutines the actor started, state in cgo libraries.
 // The run is stopped by a panic on the goroutine that records the step, so
 // an actor that records steps from goroutines of its own needs Process mode;
-// and deferred functions of the actor run as the crash unwinds, where a real
-// crash runs none.
+// and deferred functions of the actor run as the crash unwinds (with their
+// context canceled, so their database writes fail), where a real crash runs
+// none.
 //
 // Process mode (CrashOptions.Mode = Process) runs each crashed attempt in a
 // child process, the test binary started again, and SIGKILLs it at the

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -233,12 +232,20 @@ func (c *processCrasher) child(ctx context.Context, id uuid.UUID, b Boundary) (c
 	if err := cmd.Start(); err != nil {
 		return false, 0, fmt.Errorf("starting a child process: %w", err)
 	}
-	lines := make(chan string, 4)
+	// The reader ends with the pipe (Wait closes it), and never blocks on
+	// lines once this function returned: a child that writes more after
+	// its crash line must not leak it.
+	lines, stop := make(chan string, 4), make(chan struct{})
+	defer close(stop)
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			lines <- sc.Text()
+			select {
+			case lines <- sc.Text():
+			case <-stop:
+				return
+			}
 		}
 	}()
 	var last []string
@@ -260,7 +267,6 @@ func (c *processCrasher) child(ctx context.Context, id uuid.UUID, b Boundary) (c
 				// flushed. The database rolls back what was open.
 				_ = cmd.Process.Kill()
 				_ = cmd.Wait()
-				go func() { _, _ = io.Copy(io.Discard, out) }()
 				ep, err := c.admin.Episodes().Get(ctx, id)
 				if err != nil {
 					return false, 0, fmt.Errorf("reading episode %s: %w", id, err)

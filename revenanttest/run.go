@@ -44,6 +44,7 @@ type RunResult struct {
 
 // EpisodeError is a RunResult's Err: the episode ended without completing.
 type EpisodeError struct {
+	// Status is the episode's final status (failed or canceled).
 	Status episodes.Status
 	// Class is the error class ("error", "panic", "timeout", or the
 	// ErrorClass() of the actor's error).

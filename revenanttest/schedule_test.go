@@ -133,3 +133,41 @@ func TestCrashActorRecoversPanics(t *testing.T) {
 		requirePassed(t, CrashAtEveryStep(t, actor, fruit, &CrashOptions{DB: db, Effects: countOrders}), 6)
 	})
 }
+
+// An actor that recovers panics around each step and goes on (as "best
+// effort" middleware does) must still stop at the crash: nothing it does
+// after the boundary may reach the database, as nothing a killed process
+// does would.
+func TestCrashActorGoesOnAfterRecoveringPanics(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(TB) *sqlx.DB) {
+		db := open(t)
+		createOrders(t, db)
+		actor := runner.Actor{ID: "best-effort", Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
+			in, err := decodeOrder(ep)
+			if err != nil {
+				return nil, err
+			}
+			var rows []int
+			var first error
+			for _, item := range in.Items {
+				func() {
+					defer func() {
+						if v := recover(); v != nil && first == nil {
+							first = fmt.Errorf("step panicked: %v", v)
+						}
+					}()
+					n, err := journal.StepTx(ctx, j, "insert-"+item, func(ctx context.Context, tx *sqlx.Tx) (int, error) {
+						_, err := tx.ExecContext(ctx, `INSERT INTO orders (episode, item) VALUES ($1, $2)`, ep.ID.String(), item)
+						return len(item), err
+					})
+					if err != nil && first == nil {
+						first = err
+					}
+					rows = append(rows, n)
+				}()
+			}
+			return rows, first
+		}}
+		requirePassed(t, CrashAtEveryStep(t, actor, fruit, &CrashOptions{DB: db, Effects: countOrders}), 6)
+	})
+}

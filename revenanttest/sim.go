@@ -24,9 +24,11 @@ import (
 
 // A simulated crash, step by step:
 //
-//  1. The journal fires the crash point's hook; the hook panics, so the
-//     run stops there (a StepTx transaction rolls back as it unwinds, as
-//     the database would roll back a dead process's).
+//  1. The journal fires the crash point's hook; the hook cancels the
+//     actor's context and panics, so the run stops there (a StepTx
+//     transaction rolls back as it unwinds, as the database would roll
+//     back a dead process's) and nothing the actor still does reaches the
+//     database.
 //  2. The actor's wrapper recovers the panic and declares the node dead
 //     in the database, as a sweep does when a node's TTL lapses.
 //  3. The node's next heartbeat finds itself dead: it cancels its runs
@@ -122,7 +124,14 @@ func (n *simNode) runActor(ctx context.Context, ep *episodes.Episode, j *journal
 		defer hitMu.Unlock()
 		return hit
 	}
-	ctx = crashpoint.With(ctx, func(pt crashpoint.Point, seq int, name string) {
+	// The actor runs on a context of its own, canceled at the crash: a
+	// killed process does nothing more, so whatever the actor still does
+	// (its deferred functions as the panic unwinds, or going on after
+	// recovering the panic itself) must not reach the database: the
+	// journal's writes, and the actor's own with ctx, fail.
+	actx, kill := context.WithCancelCause(ctx)
+	defer kill(nil)
+	actx = crashpoint.With(actx, func(pt crashpoint.Point, seq int, name string) {
 		if int(pt) != int(target.Point) || seq != target.Step {
 			return
 		}
@@ -133,6 +142,7 @@ func (n *simNode) runActor(ctx context.Context, ep *episodes.Episode, j *journal
 		}
 		hit = &Boundary{Step: seq, Point: target.Point, Name: name}
 		hitMu.Unlock()
+		kill(errCrashed)
 		panic(crashSignal{})
 	})
 	defer func() {
@@ -145,7 +155,7 @@ func (n *simNode) runActor(ctx context.Context, ep *episodes.Episode, j *journal
 		_ = recover()
 		result, err = nil, n.crash(ctx, ep, p, *at)
 	}()
-	return n.runUser(ctx, ep, j, p)
+	return n.runUser(actx, ep, j, p)
 }
 
 func (n *simNode) runUser(ctx context.Context, ep *episodes.Episode, j *journal.Journal, p *plan) (any, error) {
@@ -184,7 +194,34 @@ func (n *simNode) crash(ctx context.Context, ep *episodes.Episode, p *plan, at B
 	case <-wctx.Done():
 		n.t.Logf("revenanttest: the node did not notice within %s that it was declared dead", n.o.Timeout)
 	}
+	// The runner writes nothing for a run whose node lost its identity or
+	// its lease, but it does record the outcome of one that ended by the
+	// actor's Timeout (or returned before the node noticed): wait until
+	// the sweep has fenced this attempt's token off, so that write is
+	// refused as a dead process's would never be made.
+	if c := context.Cause(ctx); !errors.Is(c, runner.ErrIdentityLost) && !errors.Is(c, runner.ErrLeaseLost) {
+		n.awaitFenced(wctx, ep.ID, ep.ClaimToken)
+	}
 	return errCrashed
+}
+
+// awaitFenced waits until episode id no longer runs under token.
+func (n *simNode) awaitFenced(ctx context.Context, id uuid.UUID, token int64) {
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		status, current, err := n.st.EpisodeState(ctx, n.db, id)
+		if err == nil && (status != string(episodes.StatusRunning) || current != token) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			// The kit reports a sweep that never took the episode over;
+			// no t.Logf here: the test may have ended.
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // run runs one episode through schedule's crashes, each followed by the
