@@ -56,10 +56,22 @@ func TestCreateMany(t *testing.T) {
 		require.Equal(t, "batch", res[5].Episode.SourceStack)
 		require.Equal(t, "test", res[5].Episode.SourceEnv)
 
+		// What CreateMany returns is the row as stored (it reads back only
+		// the database's times and builds the rest).
 		for _, r := range res {
 			got, err := b.store.Get(ctx, r.Episode.ID)
 			require.NoError(t, err)
 			require.Equal(t, episodes.StatusPending, got.Status)
+			want := *r.Episode
+			require.JSONEq(t, string(got.Metadata), string(want.Metadata))
+			if got.Input != nil || want.Input != nil {
+				require.JSONEq(t, string(got.Input), string(want.Input))
+			}
+			require.True(t, got.CreatedAt.Equal(want.CreatedAt), "created %s vs %s", got.CreatedAt, want.CreatedAt)
+			require.True(t, got.RunAt.Equal(want.RunAt), "run_at %s vs %s", got.RunAt, want.RunAt)
+			got.Metadata, got.Input, want.Metadata, want.Input = nil, nil, nil, nil
+			got.CreatedAt, got.RunAt, want.CreatedAt, want.RunAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+			require.Equal(t, *got, want)
 		}
 
 		list, err := b.store.List(ctx, episodes.ListParams{ActorID: "billing", Stack: "web", Env: "prod"})

@@ -245,3 +245,67 @@ func QualifiedEpisodeColumns(alias string) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// InsertedEpisode is the row EpisodeInsertMany inserted for p: the values
+// p gave, the defaults of a new pending episode, and the database's
+// created_at and run_at (read back, so that a batch returns three columns
+// rather than every one).
+func InsertedEpisode(p *EpisodeInsertParams, createdAt, runAt time.Time) (*Episode, error) {
+	ep := &Episode{ID: p.ID, ActorID: p.ActorID, Expectation: p.Expectation, Status: StatusPending,
+		MaxAttempts: p.MaxAttempts, CreatedAt: createdAt, DedupeKey: p.DedupeKey, SourceStack: p.SourceStack,
+		SourceEnv: p.SourceEnv, WorkflowInstanceID: p.WorkflowInstanceID, WorkflowStepID: p.WorkflowStepID,
+		RunAt: runAt, Input: rawJSONOf(p.Input), Metadata: rawJSONOf(p.Metadata)}
+	if ep.Metadata == nil {
+		ep.Metadata = json.RawMessage(`{}`)
+	}
+	if s, ok := p.Retry.(string); ok {
+		r, err := decodeRetryPolicy([]byte(s))
+		if err != nil {
+			return nil, fmt.Errorf("%w: episode %s: retry policy: %w", dbx.ErrCorruptRow, p.ID, err)
+		}
+		ep.Retry = r
+	}
+	return ep, nil
+}
+
+// rawJSONOf is an encoded JSON value (a string, as EncodeJSON returns it)
+// as raw JSON; nil for none.
+func rawJSONOf(v any) json.RawMessage {
+	if s, ok := v.(string); ok {
+		return json.RawMessage(s)
+	}
+	return nil
+}
+
+// ScanInserted reads rows of (id, created_at, run_at) returned by a batch
+// insert of rows, and builds each inserted episode from its params.
+func ScanInserted(rows *sql.Rows, err error, params []*EpisodeInsertParams) ([]*Episode, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	byID := make(map[uuid.UUID]*EpisodeInsertParams, len(params))
+	for _, p := range params {
+		byID[p.ID] = p
+	}
+	var out []*Episode
+	for rows.Next() {
+		var (
+			id             uuid.UUID
+			created, runAt dbTime
+		)
+		if err := rows.Scan(&id, &created, &runAt); err != nil {
+			return nil, fmt.Errorf("%w: %w", dbx.ErrCorruptRow, err)
+		}
+		p, ok := byID[id]
+		if !ok {
+			return nil, fmt.Errorf("batch insert returned episode %s, which it was not given", id)
+		}
+		ep, err := InsertedEpisode(p, time.Time(created), time.Time(runAt))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ep)
+	}
+	return out, rows.Err()
+}

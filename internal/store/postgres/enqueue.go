@@ -10,8 +10,10 @@ import (
 )
 
 // episodeInsertManySQL inserts a batch in one statement from parallel
-// arrays; rows whose dedupe key is taken are left out of RETURNING.
-const episodeInsertManySQL = `INSERT INTO revenant_episodes (id, actor_id, expectation, input, max_attempts, dedupe_key,
+// arrays; rows whose dedupe key is taken are left out of RETURNING. A
+// batch without dedupe keys cannot conflict on one, and skips ON
+// CONFLICT's speculative insertion (episodeInsertManyPlainSQL).
+const episodeInsertManyPlainSQL = `INSERT INTO revenant_episodes (id, actor_id, expectation, input, max_attempts, dedupe_key,
 	source_stack, source_env, workflow_instance_id, workflow_step_id, metadata, run_at, retry_policy)
 SELECT x.id, x.actor, NULLIF(x.expectation, ''), x.input, x.max_attempts, NULLIF(x.dedupe_key, ''),
 	NULLIF(x.stack, ''), NULLIF(x.env, ''), x.wf, NULLIF(x.step, ''), coalesce(x.meta, '{}'::jsonb),
@@ -19,8 +21,13 @@ SELECT x.id, x.actor, NULLIF(x.expectation, ''), x.input, x.max_attempts, NULLIF
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::text[], $8::text[],
 	$9::uuid[], $10::text[], $11::jsonb[], $12::timestamptz[], $13::bigint[], $14::jsonb[])
 	AS x(id, actor, expectation, input, max_attempts, dedupe_key, stack, env, wf, step, meta, run_at, delay_ms, retry)
-ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING
-RETURNING ` + cols
+`
+
+const episodeInsertManySQL = episodeInsertManyPlainSQL + `ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING
+` + insertedColumns
+
+// insertedColumns are what a batch reads back: the rest it knows.
+const insertedColumns = `RETURNING id, created_at, run_at`
 
 // EpisodeInsertMany implements store.Store.
 func (Store) EpisodeInsertMany(ctx context.Context, q store.Querier, rows []*store.EpisodeInsertParams) ([]*store.Episode, error) {
@@ -29,7 +36,11 @@ func (Store) EpisodeInsertMany(ctx context.Context, q store.Querier, rows []*sto
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	inputs, metas, retries, wfs, runAts := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	maxes, delays := make([]int64, n), make([]int64, n)
+	query := episodeInsertManyPlainSQL + insertedColumns
 	for i, p := range rows {
+		if p.DedupeKey != "" {
+			query = episodeInsertManySQL
+		}
 		ids[i], actors[i], exps[i], keys[i] = p.ID.String(), p.ActorID, p.Expectation, p.DedupeKey
 		stacks[i], envs[i], steps[i] = p.SourceStack, p.SourceEnv, p.WorkflowStepID
 		inputs[i], metas[i], retries[i] = textOf(p.Input), textOf(p.Metadata), textOf(p.Retry)
@@ -43,9 +54,10 @@ func (Store) EpisodeInsertMany(ctx context.Context, q store.Querier, rows []*sto
 		}
 		maxes[i], delays[i] = int64(p.MaxAttempts), p.DelayMillis
 	}
-	return store.ScanEpisodes(q.QueryContext(ctx, episodeInsertManySQL, pq.Array(ids), pq.Array(actors), pq.Array(exps),
+	res, err := q.QueryContext(ctx, query, pq.Array(ids), pq.Array(actors), pq.Array(exps),
 		pq.Array(inputs), pq.Array(maxes), pq.Array(keys), pq.Array(stacks), pq.Array(envs), pq.Array(wfs), pq.Array(steps),
-		pq.Array(metas), pq.Array(runAts), pq.Array(delays), pq.Array(retries)))
+		pq.Array(metas), pq.Array(runAts), pq.Array(delays), pq.Array(retries))
+	return store.ScanInserted(res, err, rows)
 }
 
 // textOf is an encoded JSON value (a string) or nil as an array element.

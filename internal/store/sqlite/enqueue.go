@@ -23,7 +23,7 @@ SELECT value ->> 0, value ->> 1, NULLIF(value ->> 2, ''), value ->> 3, value ->>
 	value ->> 13
 FROM json_each($1), c WHERE true
 ON CONFLICT ` + schema.DedupeConflictTarget + ` DO NOTHING
-RETURNING ` + cols
+RETURNING id, created_at, run_at`
 
 // EpisodeInsertMany implements store.Store.
 func (Store) EpisodeInsertMany(ctx context.Context, q store.Querier, rows []*store.EpisodeInsertParams) ([]*store.Episode, error) {
@@ -43,5 +43,6 @@ func (Store) EpisodeInsertMany(ctx context.Context, q store.Querier, rows []*sto
 	if err != nil {
 		return nil, err
 	}
-	return store.ScanEpisodes(q.QueryContext(ctx, episodeInsertManySQL, string(arg)))
+	res, err := q.QueryContext(ctx, episodeInsertManySQL, string(arg))
+	return store.ScanInserted(res, err, rows)
 }
