@@ -27,6 +27,9 @@ const (
 	// transaction that took its seq but has not committed yet) before
 	// moving on; see OutboxConfig.GapWait.
 	GapWaitDefault = 10 * time.Second
+	// ListeningPollIntervalDefault is the catch-up poll period while
+	// LISTEN is up; see OutboxConfig.ListeningPollInterval.
+	ListeningPollIntervalDefault = 30 * time.Second
 )
 
 // OutboxConfig configures the outbox bus.
@@ -42,6 +45,13 @@ type OutboxConfig struct {
 	// PollInterval is the catch-up poll period. Defaults to
 	// PollIntervalDefault.
 	PollInterval time.Duration
+	// ListeningPollInterval is the catch-up poll period while LISTEN is
+	// up and no sequence gap is open: every event is announced with
+	// NOTIFY when it commits, and a reconnect triggers a catch-up, so the
+	// poll is only a last resort there (an idle node's reads per second
+	// are what it costs). Never shorter than PollInterval. Defaults to
+	// ListeningPollIntervalDefault.
+	ListeningPollInterval time.Duration
 	// Retention is how long outbox rows are kept. Defaults to
 	// RetentionDefault.
 	Retention time.Duration
@@ -123,6 +133,9 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 	if c.GapWait == 0 {
 		c.GapWait = GapWaitDefault
 	}
+	if c.ListeningPollInterval == 0 {
+		c.ListeningPollInterval = max(ListeningPollIntervalDefault, c.PollInterval)
+	}
 	for _, d := range []struct {
 		name          string
 		value, lo, hi time.Duration
@@ -131,6 +144,7 @@ func NewOutbox(db *sqlx.DB, config *OutboxConfig) (*Outbox, error) {
 		{"PollInterval", c.PollInterval, 10 * time.Millisecond, time.Hour, PollIntervalDefault},
 		{"Retention", c.Retention, time.Second, 365 * 24 * time.Hour, RetentionDefault},
 		{"GapWait", c.GapWait, time.Millisecond, 24 * time.Hour, GapWaitDefault},
+		{"ListeningPollInterval", c.ListeningPollInterval, c.PollInterval, 24 * time.Hour, ListeningPollIntervalDefault},
 	} {
 		if err := dbx.CheckDuration("bus OutboxConfig."+d.name, d.value, d.lo, d.hi, d.def); err != nil {
 			return nil, err

@@ -98,6 +98,7 @@ func (b *Outbox) loop() {
 	if b.listener != nil {
 		notes = b.listener.Notifications()
 	}
+	var lastRead time.Time
 	for {
 		select {
 		case <-b.stop:
@@ -107,6 +108,12 @@ func (b *Outbox) loop() {
 				continue
 			}
 		case <-poll.C:
+			// While LISTEN is up every commit is announced: poll rarely,
+			// unless a gap waits for its events.
+			if b.listener != nil && b.listener.Listening() && len(b.gapRanges()) == 0 &&
+				time.Since(lastRead) < b.config.ListeningPollInterval {
+				continue
+			}
 		case <-prune.C:
 			err := safe.Pass(ctx, b.logger, "outbox prune", func() error {
 				_, err := b.st.EventPrune(ctx, b.db, b.config.Retention)
@@ -117,6 +124,7 @@ func (b *Outbox) loop() {
 			}
 			continue
 		}
+		lastRead = time.Now()
 		err := safe.Pass(ctx, b.logger, "outbox read", func() error { return b.catchUp(ctx) })
 		if err != nil && ctx.Err() == nil {
 			b.logger.WarnContext(ctx, "revenant: reading the outbox failed", slog.Any("error", err))

@@ -49,9 +49,10 @@ type SweeperConfig struct {
 	// connection outside the pool that waits on a peer node's session
 	// lock: the Sweeper sweeps the instant that node's session ends,
 	// instead of at the next poll. Nodes watch each other in a ring, one
-	// waiting connection each. While it watches, the failure check polls
-	// four times less often (it still catches nodes whose heartbeat
-	// lapsed); while the watcher is down, as usual. It may name the same
+	// waiting connection each. While it watches (or finds no peer holding
+	// a lock to watch), the failure check polls four times less often (it
+	// still catches nodes whose heartbeat lapsed); while the watcher is
+	// down, as usual. It may name the same
 	// database as the pool, whatever the pool's driver (it uses lib/pq).
 	// Defaults to none.
 	WatchDSN string

@@ -66,8 +66,10 @@ func (s *Sweeper) watch(ctx context.Context) {
 		target, key, found, err := s.opts.st.NodeWatchTarget(ctx, s.db, s.opts.Node.NodeID(),
 			store.Scope{Stack: s.opts.Stack, AllStacks: s.opts.AllStacks, Env: s.opts.Env, AllEnvs: s.opts.AllEnvs})
 		if err != nil || !found {
-			// No peer to watch (or it cannot be read): the poll covers it.
-			s.watching.Store(false)
+			// No peer holds a lock in scope: no lock to watch, and nothing
+			// for a fast poll to catch either (lapsed heartbeats are the
+			// slow poll's). An error: the poll covers it.
+			s.watching.Store(err == nil)
 			if err != nil && ctx.Err() == nil {
 				log.DebugContext(ctx, "revenant: choosing a node to watch failed", slog.Any("error", err))
 			}

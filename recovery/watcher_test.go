@@ -24,6 +24,19 @@ WHERE n.node_id = $1 AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 
 	require.True(t, killed, "node %s holds no lock", nodeID)
 }
 
+// waitWatched waits until some session waits on the node's lock: the
+// survivor's watcher.
+func waitWatched(t *testing.T, b *bundle, nodeID string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := b.db.Get(&waiting, `SELECT EXISTS (SELECT 1
+FROM pg_locks l JOIN revenant_nodes n ON ((l.classid::bigint << 32) | l.objid::bigint) = n.lock_key
+WHERE n.node_id = $1 AND l.locktype = 'advisory' AND NOT l.granted AND l.objsubid = 1)`, nodeID)
+		return err == nil && waiting
+	}, 30*time.Second, 10*time.Millisecond, "the watcher never waited on node %s's lock", nodeID)
+}
+
 // watchedCluster starts a victim node owning a running episode and a
 // survivor whose Sweeper neither polls nor sweeps periodically: only its
 // watcher can notice the victim's death.
@@ -64,8 +77,9 @@ func TestWatcherSweepsWhenTheWatchedNodeDies(t *testing.T) {
 	testdb.Require(t)
 	t.Parallel()
 	b, victim, sw, ep, _ := watchedCluster(t, testdb.URL(), -1)
+	waitWatched(t, b, victim.NodeID())
 	killNode(t, b, victim.NodeID())
-	require.Eventually(t, func() bool { return b.get(t, ep.ID).Status == episodes.StatusPending }, 20*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return b.get(t, ep.ID).Status == episodes.StatusPending }, 30*time.Second, 5*time.Millisecond,
 		"only the watcher can have triggered this pass")
 	require.Eventually(t, func() bool { return sw.Stats().Restarted == 1 }, 20*time.Second, 5*time.Millisecond)
 }
@@ -77,8 +91,9 @@ func TestWatcherLostFallsBackToPolling(t *testing.T) {
 	t.Parallel()
 	proxy := testdb.NewProxy(t)
 	b, victim, _, ep, logs := watchedCluster(t, proxy.DSN(testdb.URL()), 50*time.Millisecond)
+	waitWatched(t, b, victim.NodeID())
 	proxy.Cut()
-	require.Eventually(t, func() bool { return logs.Count("failure watcher's connection failed") >= 1 }, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return logs.Count("failure watcher's connection failed") >= 1 }, 30*time.Second, 10*time.Millisecond)
 	killNode(t, b, victim.NodeID())
 	require.Eventually(t, func() bool { return b.get(t, ep.ID).Status == episodes.StatusPending }, 20*time.Second, 10*time.Millisecond,
 		"the poll took over")

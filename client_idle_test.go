@@ -1,0 +1,76 @@
+package revenant_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/revenant-go/revenant"
+	"github.com/revenant-go/revenant/episodes"
+	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/journal"
+	"github.com/revenant-go/revenant/runner"
+)
+
+// idleTxBound is what this test holds an idle node to, in transactions
+// per second sent through its pool (the target is 0.8; see the
+// README's performance section for the figure and what is left).
+const idleTxBound = 1.5
+
+// An idle node running many episodes (1,000 here; REVENANT_IDLE_EPISODES
+// for more) with default timings and LISTEN sends few transactions, and
+// the number does not grow with its running episodes: its heartbeat, the
+// slow dead-owner poll (its failure watcher finds no peer), the rare
+// outbox catch-up and the periodic sweep. Counted through the pool's
+// driver over 20 s (REVENANT_IDLE_WINDOW): each BEGIN, and each statement
+// outside a transaction. (The LISTEN and watcher connections are outside
+// the pool and send nothing while idle.)
+func TestIdleNodeTransactions(t *testing.T) {
+	testdb.Require(t)
+	t.Parallel()
+	running, window := 1000, 20*time.Second
+	if v, err := strconv.Atoi(os.Getenv("REVENANT_IDLE_EPISODES")); err == nil && v > 0 {
+		running = v
+	}
+	if v, err := time.ParseDuration(os.Getenv("REVENANT_IDLE_WINDOW")); err == nil && v > 0 {
+		window = v
+	}
+	// A database of its own: NOTIFY channels are per database, and other
+	// tests' events would wake this node's bus.
+	dsn := testdb.Database(t)
+	db, _, transactions := testdb.CountingTx(t, dsn, 20)
+	ctx := context.Background()
+	c, err := revenant.New(db, &revenant.Config{Name: "idle", ListenDSN: dsn})
+	require.NoError(t, err)
+	release := make(chan struct{})
+	defer close(release)
+	require.NoError(t, c.Register(runner.Actor{ID: "wait", MaxConcurrent: running, Recovery: "restart",
+		Run: func(ctx context.Context, _ *episodes.Episode, _ *journal.Journal) (any, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		}}))
+	require.NoError(t, c.Start(ctx))
+	t.Cleanup(func() { _ = c.StopAndCancel(context.Background()) })
+	ps := make([]episodes.CreateParams, running)
+	for i := range ps {
+		ps[i] = episodes.CreateParams{ActorID: "wait"}
+	}
+	_, err = c.EnqueueMany(ctx, ps)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return c.Runner().Running() == running }, time.Minute, 50*time.Millisecond)
+
+	time.Sleep(3 * time.Second) // let the start's flurry settle before counting
+	before := transactions.Load()
+	start := time.Now()
+	time.Sleep(window)
+	perSecond := float64(transactions.Load()-before) / time.Since(start).Seconds()
+	t.Logf("idle node with %d running episodes: %.2f transactions/s through its pool over %s", running, perSecond, window)
+	require.LessOrEqual(t, perSecond, idleTxBound)
+}
