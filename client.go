@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,6 +17,7 @@ import (
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/inspect"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store/backend"
 	"github.com/revenant-go/revenant/journal"
 	"github.com/revenant-go/revenant/migrations"
 	"github.com/revenant-go/revenant/recovery"
@@ -110,6 +112,9 @@ type Client struct {
 	breakers *breakers.Store
 	inspect  *inspect.Inspector
 	migrator *migrations.Migrator // for Ready, built on first use
+	// live is the started Sweeper, for the heartbeat's OnDeadOwners
+	// (atomic: the heartbeat must not wait on mu).
+	live atomic.Pointer[recovery.Sweeper]
 
 	mu        sync.Mutex
 	state     clientState
@@ -148,6 +153,11 @@ func New(db *sqlx.DB, config *Config) (*Client, error) {
 	c.runner, err = runner.New(db, &runner.Config{Name: cfg.Name, Stack: cfg.Stack, Env: cfg.Env, ListenDSN: cfg.ListenDSN,
 		HeartbeatInterval: cfg.HeartbeatInterval, NodeTTL: cfg.NodeTTL, PollInterval: cfg.PollInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, DisableLockDetection: cfg.DisableLockDetection, StrictActors: cfg.StrictActors,
+		OnDeadOwners: func() {
+			if sw := c.live.Load(); sw != nil {
+				sw.SweepSoon()
+			}
+		},
 		Bus: c.bus, Journal: cfg.Journal, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("revenant.New: %w", err)
@@ -185,6 +195,11 @@ func (c *Client) sweepOptions() recovery.Options {
 
 func (c *Client) newSweeper() (*recovery.Sweeper, error) {
 	cfg := &recovery.SweeperConfig{Options: c.sweepOptions(), Interval: c.config.SweepInterval, WatchDSN: c.config.ListenDSN}
+	if backend.For(c.db).Capabilities().AdvisoryLocks {
+		// On Postgres the heartbeat's statement also asks whether a node
+		// died owning episodes (OnDeadOwners): no poll of the Sweeper's own.
+		cfg.FailureCheckInterval = -1
+	}
 	if c.workflows > 0 {
 		cfg.Workflows = c.engine
 	}

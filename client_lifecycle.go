@@ -114,6 +114,7 @@ func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
 	c.sweeper, c.startup = sw, up
 	c.mu.Unlock()
+	c.live.Store(sw)
 	attrs := []any{slog.String("node", c.NodeID()), slog.Any("migrated", up.Migrated)}
 	if up.Sweep != nil {
 		attrs = append(attrs, slog.Int("restarted", up.Sweep.Restarted), slog.Int("failed", up.Sweep.Failed),

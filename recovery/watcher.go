@@ -131,6 +131,11 @@ func openWatchConn(ctx context.Context, dsn string) (*sql.DB, *sql.Conn, error) 
 	return db, conn, nil
 }
 
+// SweepSoon asks the Sweeper for a pass now, without waiting for it (at
+// most one is queued): for a caller that learned that a node died, such as
+// a runner's heartbeat (runner.Config.OnDeadOwners). It never blocks.
+func (s *Sweeper) SweepSoon() { s.kickPass() }
+
 // kickPass asks the loop for a pass now (at most one pending).
 func (s *Sweeper) kickPass() {
 	select {

@@ -93,6 +93,12 @@ type Config struct {
 	// node's episodes are orphans. Must exceed twice HeartbeatInterval.
 	// Defaults to NodeTTLDefault.
 	NodeTTL time.Duration
+	// OnDeadOwners, when set, is called from the heartbeat (it must not
+	// block) when the heartbeat finds another node dead owning running
+	// episodes (Postgres: the check rides on the heartbeat's statement).
+	// revenant.Client wires it to its Sweeper, which then needs no poll of
+	// its own. Defaults to none.
+	OnDeadOwners func()
 	// PollInterval is how often runners look for pending work when no
 	// notification arrives. Defaults to PollIntervalDefault.
 	PollInterval time.Duration

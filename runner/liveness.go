@@ -185,6 +185,9 @@ func (r *Runner) heartbeat(ctx context.Context) error {
 		}
 	}
 	r.handBack(ctx, nodeID, untracked)
+	if hb.DeadOwners && r.config.OnDeadOwners != nil {
+		r.config.OnDeadOwners()
+	}
 	if !hb.Alive {
 		return r.reincarnate(ctx, errMarkedStopped)
 	}

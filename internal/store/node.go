@@ -54,8 +54,11 @@ type LeaseState struct {
 type NodeHeartbeatResult struct {
 	// Alive is false when the node row is gone or marked stopped (a sweeper
 	// judged the node dead): the node must re-register.
-	Alive  bool
-	Leases []LeaseState
+	Alive bool
+	// DeadOwners is true when another node died owning running episodes
+	// (Postgres; false on SQLite, whose Sweeper polls for it).
+	DeadOwners bool
+	Leases     []LeaseState
 	// Unreadable lists ids (as stored, cleaned for a log) of episodes this
 	// node owns whose id or token cannot be read.
 	Unreadable []string

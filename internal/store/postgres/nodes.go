@@ -21,13 +21,20 @@ VALUES ($1, $2, $3, $4, $5, $6::text[], now() + $7 * interval '1 millisecond', $
 // runs but the node does not track (kind 'untracked': a run that ended
 // without its finishing write, a claimed row that could not be read), so
 // that none stays running under a live node. The first column is 0 when
-// the node row was marked stopped (a sweeper judged the node dead).
+// the node row was marked stopped (a sweeper judged the node dead). The
+// second says whether another node died owning running episodes (the
+// Sweeper's failure check, folded in: no statement of its own).
 const nodeHeartbeatSQL = `WITH hb AS (
 	UPDATE revenant_nodes SET heartbeat_at = now(), expires_at = now() + $2 * interval '1 millisecond'
 	WHERE node_id = $1 AND stopped_at IS NULL
 	RETURNING node_id
-)
-SELECT (SELECT count(*) FROM hb), x.id, x.token, x.kind
+),
+` + nodeStateCTE + `
+SELECT (SELECT count(*) FROM hb),
+	EXISTS (SELECT 1 FROM node_state ns
+		WHERE ns.dead_reason IS NOT NULL AND ns.node_id <> $1
+		  AND EXISTS (SELECT 1 FROM revenant_episodes e WHERE e.status = 'running' AND e.owner_node = ns.node_id)),
+	x.id, x.token, x.kind
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
 	SELECT r.id, e.claim_token AS token,
@@ -93,13 +100,14 @@ func (Store) NodeHeartbeat(ctx context.Context, q store.Querier, p *store.NodeHe
 	res := &store.NodeHeartbeatResult{}
 	for rows.Next() {
 		var n int64
+		var dead bool
 		var id uuid.NullUUID
 		var token sql.NullInt64
 		var kind sql.NullString
-		if err := rows.Scan(&n, &id, &token, &kind); err != nil {
+		if err := rows.Scan(&n, &dead, &id, &token, &kind); err != nil {
 			return nil, err
 		}
-		res.Alive = n != 0
+		res.Alive, res.DeadOwners = n != 0, dead
 		if id.Valid {
 			res.Leases = append(res.Leases, store.LeaseState{ID: id.UUID, Token: token.Int64, Kind: kind.String})
 		}
