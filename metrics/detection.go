@@ -72,23 +72,46 @@ func (m *Metrics) lookupLoop(ctx context.Context) {
 					more = false
 				}
 			}
-			m.sample(ctx, batch)
+			// A failed read is tried again a few times, with a pause: the
+			// dead node's other events may all have come already (a sweep
+			// recovers its orphans in one batch), so no later one would.
+			ok := m.sample(ctx, batch)
+			for attempt := 1; !ok && attempt < lookupAttempts; attempt++ {
+				t := time.NewTimer(time.Duration(attempt) * lookupRetry)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				ok = m.sample(ctx, batch)
+			}
+			if !ok {
+				// Given up: a later event of these nodes may be sampled.
+				for _, l := range batch {
+					m.forget(l.owner)
+				}
+			}
 		}
 	}
 }
 
-// sample observes one detection latency per queued dead node.
-func (m *Metrics) sample(ctx context.Context, batch []lookup) {
+// lookupAttempts and lookupRetry bound the retries of a failed node read.
+const (
+	lookupAttempts = 5
+	lookupRetry    = 500 * time.Millisecond
+)
+
+// sample observes one detection latency per queued dead node, and
+// reports false when the nodes could not be read.
+func (m *Metrics) sample(ctx context.Context, batch []lookup) bool {
 	ctx, cancel := context.WithTimeout(ctx, m.config.ScrapeTimeout)
 	defer cancel()
 	nodes, err := m.client.Inspect().Nodes(ctx)
 	if err != nil {
-		for _, l := range batch {
-			m.forget(l.owner)
-		}
-		m.logger.Warn("revenant: metrics: reading nodes for detection latency failed; the next recovery event of these nodes will be sampled",
+		m.logger.Warn("revenant: metrics: reading nodes for detection latency failed; trying again",
 			slog.Int("nodes", len(batch)), slog.Any("error", err))
-		return
+		return false
 	}
 	heartbeats := make(map[string]time.Time, len(nodes))
 	for _, n := range nodes {
@@ -101,4 +124,5 @@ func (m *Metrics) sample(ctx context.Context, batch []lookup) {
 		}
 		m.detection.WithLabelValues(l.rule).Observe(max(l.at.Sub(hb), 0).Seconds())
 	}
+	return true
 }

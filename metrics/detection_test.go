@@ -88,7 +88,10 @@ func TestDetectionLatencyKilledProcess(t *testing.T) {
 
 	f := eventually(t, srv.URL, "the kill is sampled", func(f families) bool {
 		return is(f, 1, "revenant_detection_latency_seconds", "rule", recovery.ReasonOwnerLockGone) &&
-			is(f, 1, "revenant_restarts_total", "actor", "victim", "reason", recovery.ReasonOwnerLockGone)
+			is(f, 1, "revenant_restarts_total", "actor", "victim", "reason", recovery.ReasonOwnerLockGone) &&
+			// Gauges come from a database read a scrape may share with one
+			// started just before: wait for one that saw the restart.
+			is(f, 1, "revenant_episodes", "actor", "victim", "state", "due")
 	})
 	h := f.histogram("revenant_detection_latency_seconds", "rule", recovery.ReasonOwnerLockGone)
 	t.Logf("detection latency: %.3f s", h.GetSampleSum())

@@ -31,7 +31,10 @@ func TestMain(m *testing.M) {
 // fast shortens a node's periods so that tests do not wait on defaults.
 func fast(cfg revenant.Config) *revenant.Config {
 	cfg.SkipMigrate = true
-	cfg.HeartbeatInterval, cfg.NodeTTL, cfg.PollInterval = 50*time.Millisecond, 400*time.Millisecond, 20*time.Millisecond
+	// A TTL that a loaded machine's late heartbeat never lapses: a live
+	// node found dead would show in the gauges. Tests make dead nodes
+	// themselves.
+	cfg.HeartbeatInterval, cfg.NodeTTL, cfg.PollInterval = 50*time.Millisecond, 5*time.Second, 20*time.Millisecond
 	cfg.SweepInterval = 100 * time.Millisecond
 	return &cfg
 }

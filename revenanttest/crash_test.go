@@ -40,7 +40,10 @@ func requirePassed(t *testing.T, rep *CrashReport, scenarios int) {
 	for _, sc := range rep.Scenarios {
 		require.Equal(t, len(sc.Crashes), sc.Crashed, sc.Name())
 		require.Equal(t, episodes.StatusDone, sc.Outcome.Episode.Status, sc.Name())
-		require.Equal(t, len(sc.Crashes)+1, sc.Outcome.Episode.Attempts, "%s: each crash restarts the episode once", sc.Name())
+		// Each crash restarts the episode once; in Process mode a child
+		// taken for dead early on a loaded machine adds a fenced attempt.
+		require.GreaterOrEqual(t, sc.Outcome.Episode.Attempts, len(sc.Crashes)+1, "%s: each crash restarts the episode", sc.Name())
+		require.LessOrEqual(t, sc.Outcome.Episode.Attempts, len(sc.Crashes)+1+processAttemptSlack, sc.Name())
 		require.JSONEq(t, string(rep.Reference.Result), string(sc.Outcome.Result), sc.Name())
 	}
 }
