@@ -69,11 +69,12 @@ type Stats struct {
 	// Restarted, Failed, DeadLettered and Skipped are totals since Start.
 	Restarted, Failed, DeadLettered, Skipped int
 	// Unclaimable is pending work no live node has registered an actor
-	// for, as of the last full pass (also logged as warnings).
+	// for, as of the last backlog check (after a full pass, every two
+	// minutes at most; also logged as warnings).
 	Unclaimable []Backlog
 	// Exhausted lists open episodes (up to 100) whose claim token or
 	// attempt count is at its maximum, so that no claim or sweep takes
-	// them, as of the last full pass (also logged as errors).
+	// them, as of the last backlog check (also logged as errors).
 	Exhausted []EpisodeError
 }
 
@@ -91,6 +92,11 @@ type Sweeper struct {
 	// watching is true while the watcher waits on a peer.
 	kick     chan struct{}
 	watching atomic.Bool
+
+	// lastBacklog and lastPrune throttle the backlog report (loop only)
+	// and the pruning of old node rows (under connMu) to every
+	// reportEvery.
+	lastBacklog, lastPrune time.Time
 
 	// connMu serialises everything run on conn (the loop's passes and
 	// checks, and callers of Pass): a connection carries one statement at
@@ -135,6 +141,10 @@ func NewSweeper(db *sqlx.DB, cfg *SweeperConfig) (*Sweeper, error) {
 	opts.st = backend.For(db)
 	return &Sweeper{db: db, config: &c, opts: opts, stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}, nil
 }
+
+// reportEvery is how often the Sweeper reports its backlog (unclaimable
+// and exhausted episodes) and prunes old node rows, at most.
+const reportEvery = 2 * time.Minute
 
 // watchedCheckEvery: while the watcher watches, the failure check runs on
 // one tick in this many.
@@ -263,7 +273,12 @@ func (s *Sweeper) loop() {
 			// Each pass is guarded: a panic (a bad row, a user callback) is
 			// logged with its stack and the loop goes on.
 			if _, err := s.Pass(ctx); err == nil {
-				_ = safe.Pass(ctx, log, "sweeper backlog check", func() error { s.warnBacklog(ctx); return nil })
+				// The backlog report is for operators: every few minutes is
+				// enough, and an idle node's statements count.
+				if time.Since(s.lastBacklog) >= reportEvery {
+					s.lastBacklog = time.Now()
+					_ = safe.Pass(ctx, log, "sweeper backlog check", func() error { s.warnBacklog(ctx); return nil })
+				}
 				_ = safe.Pass(ctx, log, "sweeper workflow reconcile", func() error { s.reconcile(ctx); return nil })
 			}
 			full.Reset(s.jittered())
@@ -354,8 +369,11 @@ func (s *Sweeper) Pass(ctx context.Context) (*Result, error) {
 		if res, err = sweep(ctx, c, s.opts); err != nil {
 			return err
 		}
-		if _, perr := s.opts.st.NodePrune(ctx, c); perr != nil {
-			s.opts.Logger.WarnContext(ctx, "revenant: pruning stopped nodes failed", slog.Any("error", perr))
+		if time.Since(s.lastPrune) >= reportEvery {
+			s.lastPrune = time.Now()
+			if _, perr := s.opts.st.NodePrune(ctx, c); perr != nil {
+				s.opts.Logger.WarnContext(ctx, "revenant: pruning stopped nodes failed", slog.Any("error", perr))
+			}
 		}
 		return nil
 	})

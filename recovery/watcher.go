@@ -24,7 +24,7 @@ import (
 // to watch (nodes come and go): at most this long, a new node's death is
 // caught by the fallback poll only. (A refresh cancels the wait, which
 // lib/pq does over a new connection: not too often.)
-const watchRefreshDefault = 30 * time.Second
+const watchRefreshDefault = time.Minute
 
 // watchRetry is the pause before the watcher reconnects after an error.
 const watchRetry = time.Second

@@ -16,7 +16,7 @@ import (
 
 // Defaults.
 const (
-	HeartbeatIntervalDefault = 2 * time.Second
+	HeartbeatIntervalDefault = 2500 * time.Millisecond
 	NodeTTLDefault           = 10 * time.Second
 	PollIntervalDefault      = time.Second
 	ShutdownTimeoutDefault   = 10 * time.Second
