@@ -3,12 +3,14 @@ package revenant_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/testdb"
+	"github.com/revenant-go/revenant/recovery"
 	"github.com/revenant-go/revenant/runner"
 )
 
@@ -18,8 +20,14 @@ func TestEnqueueManyRunsEverything(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		s := testdb.New(t, &testdb.Options{Driver: driver})
 		ctx := context.Background()
-		c := newClient(t, s.DB, revenant.Config{Name: "bulk"})
-		require.NoError(t, c.Register(runner.Actor{ID: "mailer", Run: noop}))
+		// A TTL a loaded machine's late heartbeat does not lapse, and a
+		// restart policy: this test is about EnqueueMany, not failover.
+		cfg := fast(revenant.Config{Name: "bulk"})
+		cfg.NodeTTL = 10 * time.Second
+		c, err := revenant.New(s.DB, cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.StopAndCancel(context.Background()) })
+		require.NoError(t, c.Register(runner.Actor{ID: "mailer", Run: noop, Recovery: recovery.Restart}))
 		require.NoError(t, c.Start(ctx))
 
 		ps := make([]episodes.CreateParams, 200)

@@ -181,8 +181,9 @@ func TestRecoveryEventsCarryReasonAndPreviousOwner(t *testing.T) {
 }
 
 // On Postgres the client's Sweeper has no poll of its own: the heartbeat's
-// statement asks whether a node died owning episodes. With the failure
-// watcher's (and LISTEN's) connection cut and no periodic pass, a dead
+// statement asks whether a node died owning episodes. With no periodic
+// pass (and the failure watcher's and LISTEN's connection cut, though a
+// node that dies by its TTL is the heartbeat's to see anyway), a dead
 // node's orphan is still recovered, through the heartbeat.
 func TestHeartbeatFindsDeadOwnersWithoutTheWatcher(t *testing.T) {
 	testdb.Require(t)

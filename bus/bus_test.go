@@ -104,11 +104,15 @@ func TestOutboxDeliversToEveryNodeOnCommitOnly(t *testing.T) {
 	})
 }
 
+// The poll catches up what notifications miss. (A connected listener does
+// not lose notifications, and a reconnect catches up at once, so while
+// listening the poll runs every ListeningPollInterval: short here.)
 func TestPostgresCatchesUpAfterDroppedNotifications(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, nil)
 	ctx := context.Background()
-	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: s.DSN, PollInterval: 100 * time.Millisecond})
+	b, err := bus.NewOutbox(s.DB, &bus.OutboxConfig{ListenDSN: s.DSN, PollInterval: 100 * time.Millisecond,
+		ListeningPollInterval: 100 * time.Millisecond})
 	require.NoError(t, err)
 	testhook.DropOutboxNotifications(b, func() bool { return true })
 	c := &collector{}

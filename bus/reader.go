@@ -124,8 +124,10 @@ func (b *Outbox) loop() {
 			}
 			continue
 		}
-		lastRead = time.Now()
 		err := safe.Pass(ctx, b.logger, "outbox read", func() error { return b.catchUp(ctx) })
+		if err == nil {
+			lastRead = time.Now() // a failed read is tried again at the next tick
+		}
 		if err != nil && ctx.Err() == nil {
 			b.logger.WarnContext(ctx, "revenant: reading the outbox failed", slog.Any("error", err))
 		}

@@ -22,7 +22,9 @@ const CreateManyBatch = 10000
 // before anything is written: an invalid one refuses the whole call, with
 // its index. An element whose dedupe key is taken (by an existing episode
 // or an earlier element) returns the episode holding it, with Duplicate
-// set. Results are in the order of ps.
+// set. Results are in the order of ps. Inputs and metadata are returned as
+// given (Postgres stores them normalized: key order and spacing may
+// differ when read back).
 func (s *Store) CreateMany(ctx context.Context, ps []CreateParams) ([]*CreateResult, error) {
 	var out []*CreateResult
 	err := dbx.InTx(ctx, s.db, func(tx *sqlx.Tx) error {
@@ -40,11 +42,19 @@ func (s *Store) CreateManyTx(ctx context.Context, tx Executor, ps []CreateParams
 		return nil, err
 	}
 	rows := make([]*store.EpisodeInsertParams, len(ps))
+	seen := make(map[uuid.UUID]int, len(ps))
 	for i, p := range ps {
 		row, err := s.rowOf(p)
 		if err != nil {
 			return nil, fmt.Errorf("episode %d of %d: %w", i, len(ps), err)
 		}
+		// Rows are matched to what the insert returned by id: an id given
+		// twice would mix two elements up.
+		if j, dup := seen[row.ID]; dup {
+			return nil, fmt.Errorf("%w: episodes %d and %d of %d have the same ID %s; give each its own (or leave ID empty)",
+				ErrInvalidInput, j, i, len(ps), row.ID)
+		}
+		seen[row.ID] = i
 		rows[i] = row
 	}
 	out := make([]*CreateResult, len(ps))

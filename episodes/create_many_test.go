@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant/episodes"
@@ -83,6 +84,11 @@ func TestCreateMany(t *testing.T) {
 		list, err = b.store.List(ctx, episodes.ListParams{ActorID: "billing", Stack: "web", Env: "prod"})
 		require.NoError(t, err)
 		require.Len(t, list.Episodes, n, "nothing written")
+
+		id := uuid.New()
+		_, err = b.store.CreateMany(ctx, []episodes.CreateParams{{ID: id, ActorID: "billing"}, {ID: id, ActorID: "mailer"}})
+		require.ErrorIs(t, err, episodes.ErrInvalidInput)
+		require.ErrorContains(t, err, "episodes 0 and 1 of 2 have the same ID")
 
 		empty, err := b.store.CreateMany(ctx, nil)
 		require.NoError(t, err)

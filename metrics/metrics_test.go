@@ -71,7 +71,9 @@ func TestScenario(t *testing.T) {
 				is(f, 1, "revenant_episodes", "actor", "work", "state", "failed") &&
 				// Gauges come from a database read that a scrape may share
 				// with one started just before: wait for one that saw the end.
-				is(f, 0, "revenant_episodes", "actor", "work", "stack", "", "env", "", "state", "running")
+				is(f, 0, "revenant_episodes", "actor", "work", "stack", "", "env", "", "state", "running") &&
+				is(f, 0, "revenant_episodes", "actor", "work", "stack", "", "env", "", "state", "due") &&
+				is(f, 0, "revenant_episodes", "actor", "work", "stack", "", "env", "", "state", "scheduled")
 		})
 		for _, state := range []string{"due", "scheduled", "running", "blocked"} {
 			require.True(t, is(f, 0, "revenant_episodes", "actor", "work", "stack", "", "env", "", "state", state), state)

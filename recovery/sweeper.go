@@ -92,6 +92,11 @@ type Sweeper struct {
 	// watching is true while the watcher waits on a peer.
 	kick     chan struct{}
 	watching atomic.Bool
+	// soon carries SweepSoon's requests (a heartbeat saw a dead owner),
+	// which are held back for a while after such a pass found nothing to
+	// do: orphans no pass can act on (another scope's, exhausted ones)
+	// must not cost a pass per heartbeat.
+	soon chan struct{}
 
 	// lastBacklog and lastPrune throttle the backlog report (loop only)
 	// and the pruning of old node rows (under connMu) to every
@@ -139,8 +144,18 @@ func NewSweeper(db *sqlx.DB, cfg *SweeperConfig) (*Sweeper, error) {
 		return nil, err
 	}
 	opts.st = backend.For(db)
-	return &Sweeper{db: db, config: &c, opts: opts, stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}, nil
+	if c.WatchDSN != "" {
+		if err := opts.st.CheckListenDSN("recovery SweeperConfig.WatchDSN", c.WatchDSN); err != nil {
+			return nil, err
+		}
+	}
+	return &Sweeper{db: db, config: &c, opts: opts, stop: make(chan struct{}), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), soon: make(chan struct{}, 1)}, nil
 }
+
+// soonBackoff holds SweepSoon's requests back after one found nothing to
+// do (the periodic pass and the watcher still run).
+const soonBackoff = 30 * time.Second
 
 // reportEvery is how often the Sweeper reports its backlog (unclaimable
 // and exhausted episodes) and prunes old node rows, at most.
@@ -263,12 +278,22 @@ func (s *Sweeper) loop() {
 	}
 	log := s.opts.Logger
 	checks := 0
+	var fruitless time.Time // when a pass SweepSoon asked for last found nothing
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-s.kick:
 			_, _ = s.Pass(ctx)
+		case <-s.soon:
+			if time.Since(fruitless) < soonBackoff {
+				continue
+			}
+			if res, err := s.Pass(ctx); err == nil && res.Restarted+res.Failed+res.DeadLettered == 0 {
+				fruitless = time.Now()
+			} else {
+				fruitless = time.Time{}
+			}
 		case <-full.C:
 			// Each pass is guarded: a panic (a bad row, a user callback) is
 			// logged with its stack and the loop goes on.

@@ -63,16 +63,20 @@ func (s *Sweeper) watch(ctx context.Context) {
 				continue
 			}
 		}
-		target, key, found, err := s.opts.st.NodeWatchTarget(ctx, s.db, s.opts.Node.NodeID(),
-			store.Scope{Stack: s.opts.Stack, AllStacks: s.opts.AllStacks, Env: s.opts.Env, AllEnvs: s.opts.AllEnvs})
-		if err != nil || !found {
+		target, key, found, err := s.watchTarget(ctx)
+		if err != nil {
+			s.watching.Store(false)
+			if ctx.Err() == nil {
+				log.DebugContext(ctx, "revenant: choosing a node to watch failed; the poll covers it", slog.Any("error", err))
+			}
+			sleepCtx(ctx, watchRetry)
+			continue
+		}
+		if !found {
 			// No peer holds a lock in scope: no lock to watch, and nothing
 			// for a fast poll to catch either (lapsed heartbeats are the
-			// slow poll's). An error: the poll covers it.
-			s.watching.Store(err == nil)
-			if err != nil && ctx.Err() == nil {
-				log.DebugContext(ctx, "revenant: choosing a node to watch failed", slog.Any("error", err))
-			}
+			// slow poll's).
+			s.watching.Store(true)
 			sleepCtx(ctx, s.config.watchRefresh)
 			continue
 		}
@@ -81,20 +85,20 @@ func (s *Sweeper) watch(ctx context.Context) {
 			log.InfoContext(ctx, "revenant: the failure watcher is back", slog.String("watching", target))
 			fails = 0
 		}
-		waitCtx, cancel := context.WithTimeout(ctx, s.config.watchRefresh)
-		err = s.opts.st.NodeAwaitLock(waitCtx, conn, key)
-		refreshed := waitCtx.Err() != nil
-		cancel()
+		// The wait ends by itself at the refresh (lock_timeout): a
+		// canceled context would make lib/pq close the connection.
+		err = s.opts.st.NodeAwaitLock(ctx, conn, key, s.config.watchRefresh)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err == nil:
 			// The peer's session ended (or it stopped, or re-registered):
-			// sweep now. The pass finds out which.
+			// sweep now. The pass finds out which. The next target is a
+			// node whose lock is held, so the dead one is not waited on
+			// again.
 			s.kickPass()
-		case refreshed:
-			// Time to look again for the peer; the canceled wait leaves the
-			// connection usable.
+		case errors.Is(err, store.ErrWaitTimeout):
+			// Time to look again for the peer.
 		default:
 			s.watching.Store(false)
 			if fails++; fails == 1 {
@@ -107,9 +111,20 @@ func (s *Sweeper) watch(ctx context.Context) {
 	}
 }
 
+// watchTarget picks the peer to watch, bounded in time: it runs on the
+// pool.
+func (s *Sweeper) watchTarget(ctx context.Context) (string, int64, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.config.StatementTimeout)
+	defer cancel()
+	return s.opts.st.NodeWatchTarget(ctx, s.db, s.opts.Node.NodeID(),
+		store.Scope{Stack: s.opts.Stack, AllStacks: s.opts.AllStacks, Env: s.opts.Env, AllEnvs: s.opts.AllEnvs})
+}
+
 // openWatchConn opens the watcher's connection: no statement timeout (the
 // wait is meant to last), named for operators.
 func openWatchConn(ctx context.Context, dsn string) (*sql.DB, *sql.Conn, error) {
+	// The DSN was checked by NewSweeper, so errors from here on are the
+	// server's or the network's, which do not quote it.
 	db, err := sql.Open("postgres", dsn)
 	if err != nil {
 		return nil, nil, errors.New("opening the watcher's connection: malformed DSN") // never echo the DSN
@@ -134,7 +149,14 @@ func openWatchConn(ctx context.Context, dsn string) (*sql.DB, *sql.Conn, error) 
 // SweepSoon asks the Sweeper for a pass now, without waiting for it (at
 // most one is queued): for a caller that learned that a node died, such as
 // a runner's heartbeat (runner.Config.OnDeadOwners). It never blocks.
-func (s *Sweeper) SweepSoon() { s.kickPass() }
+// After such a pass found nothing to do (orphans of another scope, or
+// exhausted ones), requests are ignored for 30 s.
+func (s *Sweeper) SweepSoon() {
+	select {
+	case s.soon <- struct{}{}:
+	default:
+	}
+}
 
 // kickPass asks the loop for a pass now (at most one pending).
 func (s *Sweeper) kickPass() {

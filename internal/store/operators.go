@@ -3,6 +3,7 @@ package store
 import (
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,9 @@ import (
 
 	"github.com/revenant-go/revenant/internal/dbx"
 )
+
+// ErrWaitTimeout is returned when NodeAwaitLock's wait ran out without the lock.
+var ErrWaitTimeout = errors.New("store: lock wait timed out")
 
 // NodeReadiness is what the database says of one node, for its own
 // readiness probe.

@@ -201,8 +201,9 @@ type Store interface {
 	// found is false when there is none (or the backend has no locks).
 	NodeWatchTarget(ctx context.Context, q Querier, nodeID string, scope Scope) (target string, lockKey int64, found bool, err error)
 	// NodeAwaitLock blocks on conn until the session holding lock key ends
-	// (or releases it), then returns, holding nothing.
-	NodeAwaitLock(ctx context.Context, conn Querier, key int64) error
+	// (or releases it), then returns, holding nothing; or, after timeout,
+	// returns ErrWaitTimeout, leaving conn usable.
+	NodeAwaitLock(ctx context.Context, conn Querier, key int64, timeout time.Duration) error
 	// NodeRecordSweep records a node's Sweeper's last pass (JSON) on its
 	// row, with the database clock.
 	NodeRecordSweep(ctx context.Context, q Querier, nodeID string, record []byte) error

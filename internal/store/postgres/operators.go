@@ -4,6 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"time"
+
+	"github.com/revenant-go/revenant/internal/dbx"
 
 	"github.com/revenant-go/revenant/internal/store"
 )
@@ -63,12 +67,15 @@ func (Store) WorkflowList(ctx context.Context, q store.Querier, p *store.Workflo
 }
 
 // nodeWatchTargetSQL picks the live node after $1 in node id order (the
-// first one when $1 is last: a ring) among those with a lock, in the
-// scope ($2/$3 a stack and env, $4/$5 whether any matches).
-const nodeWatchTargetSQL = `SELECT node_id, lock_key FROM revenant_nodes
-WHERE stopped_at IS NULL AND lock_key IS NOT NULL AND node_id <> $1
-	AND ($4 OR coalesce(stack, '') = $2) AND ($5 OR coalesce(env, '') = $3)
-ORDER BY node_id < $1, node_id
+// first one when $1 is last: a ring) among those whose lock is held now
+// (a node whose lock is gone is dead, and waiting on it would return at
+// once), in the scope ($2/$3 a stack and env, $4/$5 whether any matches).
+const nodeWatchTargetSQL = `WITH ` + nodeStateCTE + `
+SELECT n.node_id, n.lock_key FROM revenant_nodes n
+WHERE n.stopped_at IS NULL AND n.lock_key IS NOT NULL AND n.node_id <> $1
+	AND EXISTS (SELECT 1 FROM held h WHERE h.lock_key = n.lock_key)
+	AND ($4 OR coalesce(n.stack, '') = $2) AND ($5 OR coalesce(n.env, '') = $3)
+ORDER BY n.node_id < $1, n.node_id
 LIMIT 1`
 
 // NodeWatchTarget implements store.Store.
@@ -86,8 +93,17 @@ func (Store) NodeWatchTarget(ctx context.Context, q store.Querier, nodeID string
 
 // NodeAwaitLock implements store.Store: a shared transaction-level lock
 // request waits behind the holder's exclusive session lock, and (in
-// autocommit) is released as soon as it is granted.
-func (Store) NodeAwaitLock(ctx context.Context, conn store.Querier, key int64) error {
-	_, err := conn.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, key)
+// autocommit) is released as soon as it is granted. With timeout, the
+// wait ends by itself with lock_timeout (SQLSTATE 55P03, ErrWaitTimeout)
+// instead of a canceled context, which lib/pq answers by closing the
+// connection.
+func (Store) NodeAwaitLock(ctx context.Context, conn store.Querier, key int64, timeout time.Duration) error {
+	_, err := conn.ExecContext(ctx, fmt.Sprintf(`SET lock_timeout = %d`, timeout.Milliseconds()))
+	if err == nil {
+		_, err = conn.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, key)
+	}
+	if dbx.SQLState(err) == "55P03" {
+		return store.ErrWaitTimeout
+	}
 	return err
 }

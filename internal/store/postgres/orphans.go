@@ -30,7 +30,10 @@ const nodeStateCTE = `held AS (
 node_state AS (
 	SELECT n.node_id,
 		CASE
-			WHEN n.stopped_at IS NOT NULL THEN '` + store.ReasonOwnerStopped + `'
+			-- A node a sweep found dead keeps the rule that found it.
+			WHEN n.stopped_at IS NOT NULL THEN CASE
+				WHEN n.stop_reason IN ('` + store.ReasonOwnerLockGone + `', '` + store.ReasonOwnerExpired + `') THEN n.stop_reason
+				ELSE '` + store.ReasonOwnerStopped + `' END
 			WHEN n.lock_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM held h WHERE h.lock_key = n.lock_key) THEN '` + store.ReasonOwnerLockGone + `'
 			WHEN n.expires_at < now() THEN '` + store.ReasonOwnerExpired + `'
 		END AS dead_reason

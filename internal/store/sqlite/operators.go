@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"time"
 
 	"github.com/revenant-go/revenant/internal/store"
 )
@@ -68,6 +69,6 @@ func (Store) NodeWatchTarget(context.Context, store.Querier, string, store.Scope
 }
 
 // NodeAwaitLock implements store.Store; SQLite nodes are never watched.
-func (Store) NodeAwaitLock(context.Context, store.Querier, int64) error {
+func (Store) NodeAwaitLock(context.Context, store.Querier, int64, time.Duration) error {
 	return errors.New("sqlite: no advisory locks to wait on")
 }

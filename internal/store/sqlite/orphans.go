@@ -30,7 +30,10 @@ import (
 const nodeStateCTE = `node_state AS (
 	SELECT n.node_id,
 		CASE
-			WHEN n.stopped_at IS NOT NULL THEN '` + store.ReasonOwnerStopped + `'
+			-- A node a sweep found dead keeps the rule that found it.
+			WHEN n.stopped_at IS NOT NULL THEN CASE
+				WHEN n.stop_reason IN ('` + store.ReasonOwnerLockGone + `', '` + store.ReasonOwnerExpired + `') THEN n.stop_reason
+				ELSE '` + store.ReasonOwnerStopped + `' END
 			WHEN n.expires_at < ` + now + ` THEN '` + store.ReasonOwnerExpired + `'
 		END AS dead_reason
 	FROM revenant_nodes n
