@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +43,9 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 			c, err := revenant.New(s.DB, cfg)
 			require.NoError(b, err)
-			var done atomic.Int64
+			// finished receives one value per completed run of the current
+			// iteration (buffered: a run never waits on it).
+			finished := make(chan struct{}, n)
 			require.NoError(b, c.Register(runner.Actor{ID: "work", MaxConcurrent: concurrency,
 				Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {
 					for i := range steps {
@@ -55,7 +56,7 @@ func BenchmarkThroughput(b *testing.B) {
 							return nil, err
 						}
 					}
-					done.Add(1)
+					finished <- struct{}{}
 					return "ok", nil
 				}}))
 			require.NoError(b, c.Start(ctx))
@@ -98,14 +99,13 @@ func BenchmarkThroughput(b *testing.B) {
 				for i := range ps {
 					ps[i] = episodes.CreateParams{ActorID: "work"}
 				}
-				before := done.Load()
 				start := time.Now()
 				_, err := c.EnqueueMany(ctx, ps)
 				require.NoError(b, err)
-				for done.Load()-before < int64(n) {
-					time.Sleep(time.Millisecond) // measuring: poll the counter, not the database
+				for range n {
+					<-finished
 				}
-				// done counts runs; the last completions commit right after.
+				// finished counts runs; the last completions commit right after.
 				require.Eventually(b, func() bool {
 					var left int
 					return s.DB.Get(&left, `SELECT count(*) FROM revenant_episodes WHERE status <> 'done'`) == nil && left == 0
