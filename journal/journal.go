@@ -125,7 +125,13 @@ func Open(ctx context.Context, db *sqlx.DB, id uuid.UUID, claimToken int64, conf
 		return nil, err
 	}
 	j := &Journal{db: db, episodeID: id, token: claimToken, config: cfg, st: backend.For(db)}
-	loaded, err := j.st.StepLoad(ctx, db, id)
+	// The runner's claim read the journal with the episode; anyone else
+	// reads it here.
+	loaded := store.ClaimedJournal(ctx, id, claimToken)
+	var err error
+	if loaded == nil {
+		loaded, err = j.st.StepLoad(ctx, db, id)
+	}
 	if errors.Is(err, dbx.ErrNotFound) {
 		return nil, fmt.Errorf("opening journal of episode %s: %w", id, dbx.ErrNotFound)
 	}

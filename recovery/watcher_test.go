@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/revenant-go/revenant/episodes"
@@ -28,9 +29,16 @@ WHERE n.node_id = $1 AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 
 // survivor's watcher.
 func waitWatched(t *testing.T, b *bundle, nodeID string) {
 	t.Helper()
+	waitLockWaiter(t, b.db, nodeID)
+}
+
+// waitLockWaiter waits until some session waits on node nodeID's session
+// lock: a failure watcher watches it.
+func waitLockWaiter(t testing.TB, db *sqlx.DB, nodeID string) {
+	t.Helper()
 	require.Eventually(t, func() bool {
 		var waiting bool
-		err := b.db.Get(&waiting, `SELECT EXISTS (SELECT 1
+		err := db.Get(&waiting, `SELECT EXISTS (SELECT 1
 FROM pg_locks l JOIN revenant_nodes n ON ((l.classid::bigint << 32) | l.objid::bigint) = n.lock_key
 WHERE n.node_id = $1 AND l.locktype = 'advisory' AND NOT l.granted AND l.objsubid = 1)`, nodeID)
 		return err == nil && waiting

@@ -160,9 +160,10 @@ func (r *Runner) claimActor(id string) (idle bool) {
 // startClaimed runs claimed episodes. Episodes read before an error are
 // claimed too (on SQLite a RETURNING statement's changes stand once its
 // first row is out): they run like the others.
-func (r *Runner) startClaimed(a *Actor, eps []*episodes.Episode, nodeID string, probe bool) {
-	for _, ep := range eps {
-		if !r.startRun(a, ep, nodeID, probe) {
+func (r *Runner) startClaimed(a *Actor, eps []claimedEpisode, nodeID string, probe bool) {
+	for _, c := range eps {
+		ep := c.ep
+		if !r.startRun(a, c, nodeID, probe) {
 			// Claimed under an identity this node lost meanwhile: those
 			// episodes are orphans already; hand them back at once.
 			if _, err := r.store.Release(context.WithoutCancel(r.runCtx), ep.ID, ep.ClaimToken); err != nil {
@@ -195,7 +196,7 @@ func (r *Runner) probe(actorID string) {
 		r.mu.Unlock()
 	}()
 	ctx, key := r.runCtx, r.breakerKey(actorID)
-	var eps []*episodes.Episode
+	var eps []claimedEpisode
 	var after []bus.Event
 	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
 		ok, err := r.st.BreakerProbe(ctx, tx, key)
@@ -216,10 +217,10 @@ func (r *Runner) probe(actorID string) {
 			// cool-down.
 			return r.publishTx(ctx, tx, &after, evs...)
 		}
-		if err := r.st.BreakerProbeStarted(ctx, tx, key, eps[0].ID, eps[0].ClaimToken); err != nil {
+		if err := r.st.BreakerProbeStarted(ctx, tx, key, eps[0].ep.ID, eps[0].ep.ClaimToken); err != nil {
 			return err
 		}
-		return r.publishTx(ctx, tx, &after, append(evs, eventOf(bus.EpisodeStarted, eps[0]))...)
+		return r.publishTx(ctx, tx, &after, append(evs, eventOf(bus.EpisodeStarted, eps[0].ep))...)
 	})
 	if err != nil {
 		if !errors.Is(err, errNoProbe) && ctx.Err() == nil {
@@ -230,17 +231,17 @@ func (r *Runner) probe(actorID string) {
 	r.publishAfter(ctx, after)
 	if len(eps) > 0 {
 		r.logger.Info("revenant: circuit breaker half-open: running one probe episode", slog.String("actor", actorID),
-			slog.String("episode", eps[0].ID.String()))
+			slog.String("episode", eps[0].ep.ID.String()))
 	}
 	r.startClaimed(a, eps, nodeID, true)
 }
 
-func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*episodes.Episode, error) {
+func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]claimedEpisode, error) {
 	if r.config.Bus == nil {
 		eps, _, err := r.claimOn(ctx, r.db, nodeID, actorID, n, false)
 		return eps, err
 	}
-	var eps []*episodes.Episode
+	var eps []claimedEpisode
 	var after []bus.Event
 	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
@@ -248,8 +249,8 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 			return err
 		}
 		evs := make([]bus.Event, len(eps))
-		for i, ep := range eps {
-			evs[i] = eventOf(bus.EpisodeStarted, ep)
+		for i, c := range eps {
+			evs[i] = eventOf(bus.EpisodeStarted, c.ep)
 		}
 		return r.publishTx(ctx, tx, &after, evs...)
 	})
@@ -260,16 +261,23 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]*e
 	return eps, nil
 }
 
+// claimedEpisode is an episode this node claimed, with its journal as the
+// claim read it (nil if it could not: journal.Open reads it then).
+type claimedEpisode struct {
+	ep      *episodes.Episode
+	journal *store.StepJournal
+}
+
 // claimOn claims up to n episodes and returns those that can run, and how
 // many rows were claimed (unreadable ones included, which it fails).
-func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int, probe bool) ([]*episodes.Episode, int, error) {
+func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int, probe bool) ([]claimedEpisode, int, error) {
 	// This node's stack (or none), and exactly its env.
 	rows, err := r.st.EpisodeClaimMany(ctx, ex, &store.ClaimManyParams{Node: nodeID, ActorID: actorID, Limit: n,
 		Scope: store.Scope{Stack: r.config.Stack, Env: r.config.Env}, Probe: probe})
 	// Every row returned is claimed already, even beside an error: run
 	// those that can be read, fail those that cannot, so that none is left
 	// running with nobody to run it.
-	var out []*episodes.Episode
+	var out []claimedEpisode
 	for _, row := range rows {
 		if row.Err != nil {
 			r.logger.Error("revenant: a claimed episode's row cannot be read; failing it as corrupt_row",
@@ -277,7 +285,7 @@ func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID s
 			r.failUnreadable(ctx, ex, row)
 			continue
 		}
-		out = append(out, (*episodes.Episode)(row.Episode))
+		out = append(out, claimedEpisode{ep: (*episodes.Episode)(row.Episode), journal: row.Journal})
 	}
 	return out, len(rows), dbx.Explain(err)
 }

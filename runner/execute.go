@@ -13,6 +13,7 @@ import (
 	"github.com/revenant-go/revenant/bus"
 	"github.com/revenant-go/revenant/episodes"
 	"github.com/revenant-go/revenant/internal/dbx"
+	"github.com/revenant-go/revenant/internal/store"
 	"github.com/revenant-go/revenant/journal"
 )
 
@@ -23,7 +24,8 @@ import (
 // the claim (checked under the same lock reincarnate takes, so a run is
 // either registered before reincarnate cancels runs, or not started).
 // probe marks the breaker's half-open trial.
-func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string, probe bool) bool {
+func (r *Runner) startRun(a *Actor, c claimedEpisode, claimedAs string, probe bool) bool {
+	ep := c.ep
 	ctx, cancel := context.WithCancelCause(r.runCtx)
 	r.mu.Lock()
 	if r.nodeID != claimedAs {
@@ -57,7 +59,7 @@ func (r *Runner) startRun(a *Actor, ep *episodes.Episode, claimedAs string, prob
 			r.mu.Unlock()
 			r.signal()
 		}()
-		r.execute(ctx, a, ep, probe)
+		r.execute(ctx, a, c, probe)
 	}()
 	return true
 }
@@ -79,9 +81,12 @@ func safeRun(ctx context.Context, a *Actor, ep *episodes.Episode, j *journal.Jou
 	return a.Run(ctx, ep, j)
 }
 
-func (r *Runner) execute(ctx context.Context, a *Actor, ep *episodes.Episode, probe bool) {
+func (r *Runner) execute(ctx context.Context, a *Actor, c claimedEpisode, probe bool) {
+	ep := c.ep
 	log := r.logger.With(slog.String("episode", ep.ID.String()), slog.String("actor", a.ID), slog.Int64("token", ep.ClaimToken))
-	j, err := journal.Open(ctx, r.db, ep.ID, ep.ClaimToken, r.journalConfig())
+	// The journal the claim read comes with the Open only: the actor's
+	// context must not carry it.
+	j, err := journal.Open(store.WithClaimedJournal(ctx, ep.ID, c.journal), r.db, ep.ID, ep.ClaimToken, r.journalConfig())
 	var result any
 	if err == nil {
 		// The actor's Timeout bounds its run, from the moment it starts:

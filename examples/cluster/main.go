@@ -59,10 +59,12 @@ const actorID = "cluster-work"
 type options struct {
 	name, sqliteFile            string
 	concurrency, enqueue        int
+	maxConns                    int
 	steps, maxAttempts          int
 	stepTime, txHold            time.Duration
 	heartbeat, ttl, poll, sweep time.Duration
 	exitWhenDone, verbose       bool
+	quietRecoveries             bool
 }
 
 // stats are this node's counts, printed on exit.
@@ -73,6 +75,7 @@ func main() {
 	flag.StringVar(&o.name, "name", "node", "node name (the node id adds a random suffix)")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "episodes this node runs at once")
 	flag.IntVar(&o.enqueue, "enqueue", 0, "episodes to enqueue at start")
+	flag.IntVar(&o.maxConns, "max-conns", 0, "database connections in the pool (0: concurrency + 6)")
 	flag.IntVar(&o.steps, "steps", 5, "journaled steps per episode")
 	flag.DurationVar(&o.stepTime, "step-time", 600*time.Millisecond, "work time of each step, outside any transaction")
 	flag.DurationVar(&o.txHold, "tx-hold", 0, "time each step holds its transaction open before writing (crash tests: kills land inside transactions)")
@@ -84,6 +87,7 @@ func main() {
 	flag.BoolVar(&o.exitWhenDone, "exit-when-done", false, "exit once no episode is pending or running")
 	flag.StringVar(&o.sqliteFile, "sqlite", "revenant-cluster.db", "SQLite file shared by the nodes when DATABASE_URL is unset")
 	flag.BoolVar(&o.verbose, "v", false, "log revenant's log lines to stderr")
+	flag.BoolVar(&o.quietRecoveries, "quiet-recoveries", false, "do not print the recoveries this node sees (each costs a read)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -105,7 +109,7 @@ func run(ctx context.Context, o options) error {
 	where := "Postgres from DATABASE_URL"
 	if dsn == "" {
 		where = "SQLite file " + o.sqliteFile
-		db, err = sqlite.Open(ctx, o.sqliteFile, &sqlite.Config{MaxOpenConns: o.concurrency + 6})
+		db, err = sqlite.Open(ctx, o.sqliteFile, &sqlite.Config{MaxOpenConns: poolSize(o)})
 		// No advisory locks on SQLite: a dead node is seen when its TTL lapses.
 		cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, 500*time.Millisecond)
 		cfg.NodeTTL = cmp.Or(cfg.NodeTTL, 2*time.Second)
@@ -117,7 +121,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	db.SetMaxOpenConns(o.concurrency + 6) // runs, heartbeats, the Sweeper and the bus
+	db.SetMaxOpenConns(poolSize(o)) // runs, heartbeats, the Sweeper and the bus
 	defer func() { _ = db.Close() }()
 	if err := createSchema(ctx, db, dsn == ""); err != nil {
 		return err
@@ -135,6 +139,9 @@ func run(ctx context.Context, o options) error {
 	}
 	// Every node sees every recovery, by whichever node's sweep it was.
 	client.Subscribe(bus.EpisodeRecovered, func(ctx context.Context, ev bus.Event) error {
+		if o.quietRecoveries {
+			return nil
+		}
 		st.recoveries.Add(1)
 		ep, err := client.Episodes().Get(ctx, ev.EpisodeID)
 		if err != nil {
@@ -168,6 +175,16 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("node=%s ran=%d steps=%d resumed=%d recoveries_seen=%d elapsed=%s\n", client.NodeID(),
 		st.ran.Load(), st.steps.Load(), st.resumed.Load(), st.recoveries.Load(), time.Since(start).Round(time.Millisecond))
 	return err
+}
+
+// poolSize is the pool's bound: one connection per run plus the node's
+// own, unless -max-conns says otherwise (runs that wait outside their
+// transactions need far fewer).
+func poolSize(o options) int {
+	if o.maxConns > 0 {
+		return o.maxConns
+	}
+	return o.concurrency + 6
 }
 
 // wait returns when ctx ends (Ctrl-C, SIGTERM) or, with exitWhenDone, when

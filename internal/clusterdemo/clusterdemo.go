@@ -44,8 +44,11 @@ type Options struct {
 	SQLite      bool
 	Name        string
 	Concurrency int
-	Enqueue     int // episodes to enqueue at start
-	Steps       int // steps per episode; 0 keeps the program's default (5)
+	// MaxConns bounds the worker's pool; 0 keeps the program's default
+	// (Concurrency + 6).
+	MaxConns int
+	Enqueue  int // episodes to enqueue at start
+	Steps    int // steps per episode; 0 keeps the program's default (5)
 	// StepTime is each step's work outside its transaction. Zero here
 	// means none, unlike the program's default (600ms), so that tests run
 	// fast.
@@ -59,6 +62,9 @@ type Options struct {
 	// ExitWhenDone stops the worker once no demo episode is pending or
 	// running.
 	ExitWhenDone bool
+	// QuietRecoveries: the worker does not print (nor read) each
+	// recovered episode it hears of.
+	QuietRecoveries bool
 }
 
 // Args is the program's command line for o.
@@ -67,7 +73,7 @@ func (o Options) Args() []string {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"-concurrency", o.Concurrency}, {"-enqueue", o.Enqueue}, {"-steps", o.Steps}, {"-max-attempts", o.MaxAttempts}} {
+	}{{"-concurrency", o.Concurrency}, {"-max-conns", o.MaxConns}, {"-enqueue", o.Enqueue}, {"-steps", o.Steps}, {"-max-attempts", o.MaxAttempts}} {
 		if f.v != 0 {
 			args = append(args, f.name, fmt.Sprint(f.v))
 		}
@@ -82,6 +88,9 @@ func (o Options) Args() []string {
 	}
 	if o.ExitWhenDone {
 		args = append(args, "-exit-when-done")
+	}
+	if o.QuietRecoveries {
+		args = append(args, "-quiet-recoveries")
 	}
 	if o.SQLite {
 		args = append(args, "-sqlite", o.DSN)

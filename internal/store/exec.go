@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,7 +206,8 @@ func RunStepLoad(ctx context.Context, q Querier, query string, episodeID uuid.UU
 
 // RunClaimMany runs a claim statement whose parameters are $1 node, $2
 // actor, $3 limit, $4 and $5 the breaker's stack and env, then the
-// scope's, and which returns EpisodeColumns.
+// scope's, and which returns EpisodeColumns followed by the episode's
+// steps as a JSON array of [seq, name, status, output, error] arrays.
 // Every row is read, whatever one of them holds: each is claimed already.
 func RunClaimMany(ctx context.Context, q Querier, query string, p *ClaimManyParams) ([]ClaimedRow, error) {
 	args := append([]any{p.Node, p.ActorID, p.Limit, p.Scope.Stack, p.Scope.Env}, p.scopeArgs()...)
@@ -215,15 +218,49 @@ func RunClaimMany(ctx context.Context, q Querier, query string, p *ClaimManyPara
 	defer func() { _ = rows.Close() }()
 	var out []ClaimedRow
 	for rows.Next() {
-		ep, err := ScanEpisode(rows)
+		var steps []byte
+		ep, err := ScanEpisode(rows, &steps)
 		if err != nil {
 			id, token := claimedIDAndToken(rows)
 			out = append(out, ClaimedRow{ID: id, Token: token, Err: err})
 			continue
 		}
-		out = append(out, ClaimedRow{Episode: ep, ID: ep.ID, Token: ep.ClaimToken})
+		out = append(out, ClaimedRow{Episode: ep, Journal: claimedJournal(ep, steps), ID: ep.ID, Token: ep.ClaimToken})
 	}
 	return out, rows.Err()
+}
+
+// claimedJournal is the journal of an episode just claimed, from its row
+// and its steps' JSON; nil when that cannot be decoded (journal.Open then
+// reads the journal itself, and reports what it finds).
+func claimedJournal(ep *Episode, steps []byte) *StepJournal {
+	var raw [][]json.RawMessage
+	if len(steps) > 0 {
+		if err := json.Unmarshal(steps, &raw); err != nil {
+			return nil
+		}
+	}
+	j := &StepJournal{Status: string(StatusRunning), ClaimToken: ep.ClaimToken, Attempts: ep.Attempts, MaxAttempts: ep.MaxAttempts,
+		ErrorClass: ep.ErrorClass, ErrorDetail: ep.ErrorDetail, Steps: make([]StepRow, 0, len(raw))}
+	for _, r := range raw {
+		var row StepRow
+		if len(r) != 5 || json.Unmarshal(r[0], &row.Seq) != nil || json.Unmarshal(r[1], &row.Name) != nil ||
+			json.Unmarshal(r[2], &row.Status) != nil {
+			return nil
+		}
+		row.Output, row.Error = nullJSON(r[3]), nullJSON(r[4])
+		j.Steps = append(j.Steps, row)
+	}
+	slices.SortFunc(j.Steps, func(a, b StepRow) int { return a.Seq - b.Seq })
+	return j
+}
+
+// nullJSON is nil for JSON null, as the column's SQL NULL reads.
+func nullJSON(v json.RawMessage) []byte {
+	if len(v) == 0 || string(v) == "null" {
+		return nil
+	}
+	return v
 }
 
 // ClaimScope is the scope condition of a claim statement, numbered from

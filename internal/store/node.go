@@ -127,8 +127,12 @@ type ClaimManyParams struct {
 // ClaimedRow is one claimed episode: Episode, or, when its row cannot be
 // read, its ID and Token with Err (wrapping dbx.ErrCorruptRow). Every row
 // returned is claimed already; none may be dropped.
+//
+// Journal is the episode's journal as the claim read it, in the same
+// statement (nil when it could not be read: journal.Open reads it then).
 type ClaimedRow struct {
 	Episode *Episode
+	Journal *StepJournal
 	ID      uuid.UUID
 	Token   int64
 	Err     error

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,3 +54,31 @@ const (
 	// recorded (another goroutine of the same holder wrote it).
 	StepSeqTaken
 )
+
+type claimedJournalKey struct{}
+
+// WithClaimedJournal returns ctx carrying the journal a claim read with
+// its episode, for the journal.Open that follows: a restart's run starts
+// without a read of its own (one statement claims a batch and loads its
+// journals).
+func WithClaimedJournal(ctx context.Context, id uuid.UUID, j *StepJournal) context.Context {
+	if j == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, claimedJournalKey{}, claimed{id: id, j: j})
+}
+
+// ClaimedJournal is the journal ctx carries for episode id under
+// claimToken, or nil.
+func ClaimedJournal(ctx context.Context, id uuid.UUID, claimToken int64) *StepJournal {
+	c, ok := ctx.Value(claimedJournalKey{}).(claimed)
+	if !ok || c.id != id || c.j.ClaimToken != claimToken {
+		return nil
+	}
+	return c.j
+}
+
+type claimed struct {
+	id uuid.UUID
+	j  *StepJournal
+}

@@ -17,7 +17,7 @@ import (
 //
 // Only due episodes are claimed, in due order, and none while the actor's
 // breaker is not closed (a probe claim leaves that test out), as on
-// Postgres.
+// Postgres. Each claimed row comes back with its journal, as on Postgres.
 func claimManySQL(scope string, probe bool) string {
 	return `UPDATE revenant_episodes
 SET status = 'running', owner_node = $1, claim_token = claim_token + 1, attempts = attempts + 1,
@@ -29,7 +29,9 @@ WHERE id IN (
 	ORDER BY run_at, id
 	LIMIT $3
 ) AND status = 'pending'
-RETURNING ` + store.EpisodeColumns
+RETURNING ` + store.EpisodeColumns + `,
+	(SELECT json_group_array(json_array(s.seq, s.name, s.status, json(s.output), json(s.error)))
+	FROM revenant_steps s WHERE s.episode_id = revenant_episodes.id)`
 }
 
 const handBackSQL = `UPDATE revenant_episodes

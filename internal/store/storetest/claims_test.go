@@ -168,3 +168,76 @@ func TestEpisodeHandBackIsFencedByTokenAndOwner(t *testing.T) {
 		require.Empty(t, got.OwnerNode)
 	})
 }
+
+// A claim returns each episode's journal, the same as StepLoad reads it,
+// so that a restarted run starts without a read of its own.
+func TestEpisodeClaimManyReturnsTheJournal(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		ctx := context.Background()
+		ep := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		fresh := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		rows := f.claimMany(t, store.ClaimManyParams{Node: "n1", ActorID: "a", Limit: 1})
+		require.Len(t, rows, 1)
+		require.Equal(t, ep.ID, rows[0].ID)
+		first := rows[0].Journal
+		require.NotNil(t, first)
+		require.Empty(t, first.Steps)
+		require.Equal(t, 1, first.Attempts)
+		require.Equal(t, rows[0].Token, first.ClaimToken)
+
+		// Recorded out of order (seq 1 first), with a JSON null output and
+		// a failed step.
+		for _, s := range []store.StepRecordParams{
+			{Seq: 1, Name: "second", Status: "done", Output: `null`},
+			{Seq: 0, Name: "first", Status: "done", Output: `{"n": 1, "s": "x"}`},
+			{Seq: 2, Name: "third", Status: "failed", Error: `{"message":"card declined"}`},
+		} {
+			s.EpisodeID, s.ClaimToken = ep.ID, rows[0].Token
+			out, err := f.st.StepRecord(ctx, f.schema.DB, &s)
+			require.NoError(t, err)
+			require.Equal(t, store.StepRecorded, out)
+		}
+		ok, err := f.st.EpisodeHandBack(ctx, f.schema.DB, ep.ID, rows[0].Token, "n1")
+		require.NoError(t, err)
+		require.True(t, ok)
+
+		rows = f.claimMany(t, store.ClaimManyParams{Node: "n2", ActorID: "a", Limit: 2})
+		require.Len(t, rows, 2)
+		byID := map[uuid.UUID]store.ClaimedRow{rows[0].ID: rows[0], rows[1].ID: rows[1]}
+		got := byID[ep.ID].Journal
+		require.NotNil(t, got)
+		want, err := f.st.StepLoad(ctx, f.schema.DB, ep.ID)
+		require.NoError(t, err)
+		require.Equal(t, want.Status, got.Status)
+		require.Equal(t, want.ClaimToken, got.ClaimToken)
+		require.Equal(t, want.Attempts, got.Attempts)
+		require.Equal(t, want.MaxAttempts, got.MaxAttempts)
+		require.Len(t, got.Steps, 3)
+		for i := range want.Steps {
+			w, g := want.Steps[i], got.Steps[i]
+			require.Equal(t, i, g.Seq)
+			require.Equal(t, w.Name, g.Name)
+			require.Equal(t, w.Status, g.Status)
+			if len(w.Output) == 0 || string(w.Output) == "null" {
+				require.Empty(t, g.Output, "step %d: JSON null reads as no output", i)
+			} else {
+				require.JSONEq(t, string(w.Output), string(g.Output))
+			}
+			if len(w.Error) == 0 {
+				require.Empty(t, g.Error)
+			} else {
+				require.JSONEq(t, string(w.Error), string(g.Error))
+			}
+		}
+		require.Equal(t, []string{"first", "second", "third"}, []string{got.Steps[0].Name, got.Steps[1].Name, got.Steps[2].Name})
+		require.Empty(t, byID[fresh.ID].Journal.Steps)
+
+		// The journal rides on a context for its own episode and claim only.
+		jctx := store.WithClaimedJournal(ctx, ep.ID, got)
+		require.Same(t, got, store.ClaimedJournal(jctx, ep.ID, got.ClaimToken))
+		require.Nil(t, store.ClaimedJournal(jctx, ep.ID, got.ClaimToken+1))
+		require.Nil(t, store.ClaimedJournal(jctx, fresh.ID, got.ClaimToken))
+		require.Nil(t, store.ClaimedJournal(ctx, ep.ID, got.ClaimToken))
+	})
+}
