@@ -24,7 +24,8 @@ const (
 // effect is a one-row insert against a raw transaction doing the same
 // insert plus a journal-sized insert (into a copy of the journal table):
 // BEGIN, two INSERTs, COMMIT. The step does BEGIN, SET LOCAL of the idle
-// timeout (the runner's default; idle=0 leaves it out), the insert, the
+// timeout (the runner's default; idle=0 leaves it out, as the runner does
+// when the database gives sessions that timeout itself), the insert, the
 // fenced journal write, COMMIT. Rounds of 16 of each alternate; x_raw_tx
 // is the ratio of their times.
 func BenchmarkStepTx(b *testing.B) {

@@ -164,7 +164,8 @@ func (r *Runner) execute(ctx context.Context, a *Actor, c claimedEpisode, probe 
 
 // journalConfig defaults the transactional-step idle timeout to the node
 // TTL: by the time others may take the episode over, a paused holder's
-// transaction is gone.
+// transaction is gone. It leaves the timeout out where the database's own
+// is as short.
 func (r *Runner) journalConfig() *journal.Config {
 	c := journal.Config{}
 	if r.config.Journal != nil {
@@ -172,6 +173,12 @@ func (r *Runner) journalConfig() *journal.Config {
 	}
 	if c.TxIdleTimeout == 0 {
 		c.TxIdleTimeout = r.config.NodeTTL
+	}
+	// The database ends idle transactions already, no later than this
+	// (a role, database or connection-string setting): setting it again
+	// in each transactional step would only cost a round trip.
+	if ms := r.dbIdleTimeout.Load(); ms > 0 && time.Duration(ms)*time.Millisecond <= c.TxIdleTimeout {
+		c.TxIdleTimeout = 0
 	}
 	return &c
 }

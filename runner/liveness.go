@@ -63,7 +63,21 @@ func (r *Runner) register(ctx context.Context) error {
 		r.mu.Unlock()
 		return fmt.Errorf("runner: registering node %s: %w", failed, dbx.Explain(err))
 	}
+	r.readDBIdleTimeout(ctx)
 	return nil
+}
+
+// readDBIdleTimeout reads the idle-in-transaction timeout the database
+// gives new sessions. Failing to read it only keeps transactional steps
+// setting their own.
+func (r *Runner) readDBIdleTimeout(ctx context.Context) {
+	ms, err := r.st.SessionIdleTimeout(ctx, r.db)
+	if err != nil {
+		ms = 0
+		r.logger.Debug("revenant: reading the database's idle_in_transaction_session_timeout failed; transactional steps set their own",
+			slog.Any("error", err))
+	}
+	r.dbIdleTimeout.Store(ms)
 }
 
 // dropLockConn closes the lock connection's session (and the lock with

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,6 +69,10 @@ type Runner struct {
 	livenessMu sync.Mutex
 	lockConn   *dbx.Reserved
 	lockKey    int64
+	// dbIdleTimeout is the idle-in-transaction timeout, in milliseconds,
+	// that the database gives new sessions (read when the node
+	// registers); 0 when none.
+	dbIdleTimeout atomic.Int64
 
 	// lifecycle serialises Start and Stop.
 	lifecycle sync.Mutex

@@ -315,4 +315,9 @@ type Store interface {
 	// sit idle, where the backend can (a no-op with 0): a paused holder's
 	// locks on the rows its effect touched are released once it passes.
 	StepTxPrepare(ctx context.Context, tx Querier, idleTimeoutMillis int64) error
+	// SessionIdleTimeout reads the idle-in-transaction timeout a new
+	// session gets from the server, its role, its database or its
+	// connection string, in milliseconds (0: none, or none on this
+	// backend).
+	SessionIdleTimeout(ctx context.Context, q Querier) (int64, error)
 }

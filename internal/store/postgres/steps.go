@@ -60,6 +60,14 @@ func (Store) StepTxPrepare(ctx context.Context, tx store.Querier, idleTimeoutMil
 	return nil
 }
 
+// SessionIdleTimeout implements store.Store. pg_settings gives the value
+// in its unit, milliseconds, whatever unit set it.
+func (Store) SessionIdleTimeout(ctx context.Context, q store.Querier) (int64, error) {
+	var ms int64
+	err := q.QueryRowContext(ctx, `SELECT setting::bigint FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'`).Scan(&ms)
+	return ms, err
+}
+
 // stepListSQL lists an episode's journal entries; $2 asks for outputs.
 const stepListSQL = `SELECT seq, name, status, started_at, finished_at, claim_token, octet_length(output::text),
 	CASE WHEN $2 THEN output END, error

@@ -68,6 +68,9 @@ func (Store) StepRecord(ctx context.Context, q store.Querier, p *store.StepRecor
 // from BEGIN).
 func (Store) StepTxPrepare(context.Context, store.Querier, int64) error { return nil }
 
+// SessionIdleTimeout implements store.Store: none on SQLite.
+func (Store) SessionIdleTimeout(context.Context, store.Querier) (int64, error) { return 0, nil }
+
 // stepListSQL lists an episode's journal entries; $2 asks for outputs.
 const stepListSQL = `SELECT seq, name, status, started_at, finished_at, claim_token, length(CAST(output AS BLOB)),
 	CASE WHEN $2 THEN output END, error
