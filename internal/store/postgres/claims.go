@@ -28,7 +28,7 @@ import (
 // once cost one statement, not 10,000.
 func claimManySQL(scope string, probe bool) string {
 	return `WITH c AS MATERIALIZED (
-	SELECT ctid AS row_ctid, id FROM revenant_episodes
+	SELECT id FROM revenant_episodes
 	WHERE status = 'pending' AND actor_id = $2 AND run_at <= now() AND archived_at IS NULL AND ` + schema.Bumpable("") + scope +
 		breakerClosed(probe) + nodeNotStopped + `
 	ORDER BY run_at, id
@@ -40,7 +40,7 @@ u AS (
 	SET status = 'running', owner_node = $1, claim_token = e.claim_token + 1, attempts = e.attempts + 1,
 		started_at = now(), last_activity_at = now(), phase = NULL
 	FROM c
-	WHERE ` + lockedRows + ` AND e.status = 'pending'
+	WHERE e.id = c.id AND e.status = 'pending'
 	RETURNING ` + store.QualifiedEpisodeColumns("e") + `
 )
 SELECT ` + store.QualifiedEpisodeColumns("u") + `, ` + claimedStepsSQL("u") + `

@@ -116,22 +116,15 @@ func batchByPairSQL(scope string, firstArg int) string {
 p AS (SELECT * FROM unnest(` + a(0) + `::text[], ` + a(1) + `::text[], ` + a(2) + `::text[], ` + a(3) + `::text[], ` + a(5) + `::text[])
 	AS p(actor_id, expectation, policy, source, owner)),
 c AS MATERIALIZED (
-	SELECT e.ctid AS row_ctid, e.id, o.reason, p.policy, p.source, e.owner_node AS old_owner, ` + actionExpr + ` AS action
+	SELECT e.id, o.reason, p.policy, p.source, e.owner_node AS old_owner, ` + actionExpr + ` AS action
 	FROM ` + orphanFrom + `
 	JOIN p ON p.actor_id = e.actor_id AND p.expectation = coalesce(e.expectation, '') AND p.owner = coalesce(e.owner_node, '')
 	WHERE ` + orphanWhere + scope + `
 	LIMIT ` + a(4) + `
 	FOR UPDATE OF e SKIP LOCKED
 )
-` + applySet + `FROM c WHERE ` + lockedRows + ` AND e.status = 'running'` + applyReturning
+` + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
 }
-
-// lockedRows joins e to the rows c locked by their physical address (a
-// row locked by this statement cannot move): a TID scan of just those
-// rows. Joined by id, the planner hashes every row matching e's status
-// instead, once per batch: a sweep of n orphans in batches of b would read
-// n²/b rows.
-const lockedRows = `e.ctid = ANY(ARRAY(SELECT row_ctid FROM c)) AND e.ctid = c.row_ctid`
 
 func pairsSQL(scope string) string {
 	return `WITH ` + nodeStateCTE + `
