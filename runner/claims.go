@@ -204,7 +204,7 @@ func (r *Runner) probe(actorID string) {
 			return err
 		}
 		var claimed int
-		if eps, claimed, err = r.claimOn(ctx, tx, nodeID, actorID, 1, true); err != nil {
+		if eps, claimed, err = r.claimOn(ctx, tx, nodeID, actorID, 1, true, ""); err != nil {
 			return err
 		}
 		if claimed == 0 {
@@ -238,14 +238,20 @@ func (r *Runner) probe(actorID string) {
 
 func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]claimedEpisode, error) {
 	if r.config.Bus == nil {
-		eps, _, err := r.claimOn(ctx, r.db, nodeID, actorID, n, false)
+		eps, _, err := r.claimOn(ctx, r.db, nodeID, actorID, n, false, "")
+		return eps, err
+	}
+	// The outbox on Postgres: the claim writes its events itself, in one
+	// statement with no transaction around it.
+	if bus.Transactional(r.config.Bus) && r.st.Capabilities().StatementEvents {
+		eps, _, err := r.claimOn(ctx, r.db, nodeID, actorID, n, false, bus.EpisodeStarted)
 		return eps, err
 	}
 	var eps []claimedEpisode
 	var after []bus.Event
 	err := r.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		if eps, _, err = r.claimOn(ctx, tx, nodeID, actorID, n, false); err != nil || len(eps) == 0 {
+		if eps, _, err = r.claimOn(ctx, tx, nodeID, actorID, n, false, ""); err != nil || len(eps) == 0 {
 			return err
 		}
 		evs := make([]bus.Event, len(eps))
@@ -270,10 +276,11 @@ type claimedEpisode struct {
 
 // claimOn claims up to n episodes and returns those that can run, and how
 // many rows were claimed (unreadable ones included, which it fails).
-func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int, probe bool) ([]claimedEpisode, int, error) {
+// With startedEvent, the claim statement writes each claimed row's event.
+func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID string, n int, probe bool, startedEvent string) ([]claimedEpisode, int, error) {
 	// This node's stack (or none), and exactly its env.
 	rows, err := r.st.EpisodeClaimMany(ctx, ex, &store.ClaimManyParams{Node: nodeID, ActorID: actorID, Limit: n,
-		Scope: store.Scope{Stack: r.config.Stack, Env: r.config.Env}, Probe: probe})
+		Scope: store.Scope{Stack: r.config.Stack, Env: r.config.Env}, Probe: probe, StartedEvent: startedEvent})
 	// Every row returned is claimed already, even beside an error: run
 	// those that can be read, fail those that cannot, so that none is left
 	// running with nobody to run it.

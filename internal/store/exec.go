@@ -209,8 +209,9 @@ func RunStepLoad(ctx context.Context, q Querier, query string, episodeID uuid.UU
 // scope's, and which returns EpisodeColumns followed by the episode's
 // steps as a JSON array of [seq, name, status, output, error] arrays.
 // Every row is read, whatever one of them holds: each is claimed already.
-func RunClaimMany(ctx context.Context, q Querier, query string, p *ClaimManyParams) ([]ClaimedRow, error) {
-	args := append([]any{p.Node, p.ActorID, p.Limit, p.Scope.Stack, p.Scope.Env}, p.scopeArgs()...)
+// extra arguments follow the scope's.
+func RunClaimMany(ctx context.Context, q Querier, query string, p *ClaimManyParams, extra ...any) ([]ClaimedRow, error) {
+	args := append(append([]any{p.Node, p.ActorID, p.Limit, p.Scope.Stack, p.Scope.Env}, p.scopeArgs()...), extra...)
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -269,6 +270,10 @@ func (p *ClaimManyParams) ClaimScope() string {
 	where, _ := p.Scope.Where("", 6)
 	return where
 }
+
+// ArgCount is how many parameters a claim statement takes before any of
+// its own: node, actor, limit, the breaker's stack and env, the scope's.
+func (p *ClaimManyParams) ArgCount() int { return 5 + len(p.scopeArgs()) }
 
 func (p *ClaimManyParams) scopeArgs() []any {
 	_, args := p.Scope.Where("", 6)

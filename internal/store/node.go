@@ -122,6 +122,10 @@ type ClaimManyParams struct {
 	Limit   int
 	Scope   Scope
 	Probe   bool
+	// StartedEvent, when set, is the type of the outbox event the claim
+	// writes for each row it claims, in the same statement (only where
+	// Capabilities().StatementEvents).
+	StartedEvent string
 }
 
 // ClaimedRow is one claimed episode: Episode, or, when its row cannot be

@@ -40,6 +40,10 @@ type Capabilities struct {
 	// LOCKED, idle-in-transaction timeouts). SQLite instead serialises
 	// writers on the file.
 	RowLocks bool
+	// StatementEvents: one statement can change rows and write their
+	// outbox events (writable CTEs, Postgres), so a claim needs no
+	// transaction around it.
+	StatementEvents bool
 }
 
 // Store is every operation revenant runs against its tables. Methods are

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/google/uuid"
 
@@ -27,6 +28,16 @@ import (
 // a restarted run needs no read of its own: 10,000 episodes restarted at
 // once cost one statement, not 10,000.
 func claimManySQL(scope string, probe bool) string {
+	return claimCTEs(scope, probe) + "\n" + claimedSelect
+}
+
+// claimedSelect returns the claimed rows (CTE u) and their journals.
+var claimedSelect = `SELECT ` + store.QualifiedEpisodeColumns("u") + `, ` + claimedStepsSQL("u") + `
+FROM u`
+
+// claimCTEs are the claim's common table expressions: c locks the rows,
+// u claims them.
+func claimCTEs(scope string, probe bool) string {
 	return `WITH c AS MATERIALIZED (
 	SELECT id FROM revenant_episodes
 	WHERE status = 'pending' AND actor_id = $2 AND run_at <= now() AND archived_at IS NULL AND ` + schema.Bumpable("") + scope +
@@ -42,9 +53,25 @@ u AS (
 	FROM c
 	WHERE e.id = c.id AND e.status = 'pending'
 	RETURNING ` + store.QualifiedEpisodeColumns("e") + `
-)
-SELECT ` + store.QualifiedEpisodeColumns("u") + `, ` + claimedStepsSQL("u") + `
-FROM u`
+)`
+}
+
+// claimWithEventsSQL is claimManySQL that also writes an outbox event of
+// type $N (startedArg) per claimed row, with its NOTIFY, in the same
+// statement: what the claim's transaction did in three more round trips.
+// The event is the one the runner would publish: the episode's ids, its
+// status and the error class of an attempt before it.
+func claimWithEventsSQL(scope string, probe bool, startedArg int) string {
+	return claimCTEs(scope, probe) + `,
+ev AS (
+	INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class)
+	SELECT gen_random_uuid(), $` + strconv.Itoa(startedArg) + `, u.id, u.actor_id, u.workflow_instance_id, u.workflow_step_id, u.status, u.error_class
+	FROM u
+	RETURNING seq
+),
+ev_notify AS (SELECT pg_notify('` + store.OutboxChannel + `', max(seq)::text) FROM ev)
+` + claimedSelect + `
+WHERE (SELECT count(*) FROM ev_notify) = 1`
 }
 
 // claimedStepsSQL is the steps of the episode alias names, as a JSON
@@ -65,6 +92,9 @@ WHERE id = $1 AND claim_token = $2 AND status = 'running'`
 
 // EpisodeClaimMany implements store.Store.
 func (Store) EpisodeClaimMany(ctx context.Context, q store.Querier, p *store.ClaimManyParams) ([]store.ClaimedRow, error) {
+	if p.StartedEvent != "" {
+		return store.RunClaimMany(ctx, q, claimWithEventsSQL(p.ClaimScope(), p.Probe, p.ArgCount()+1), p, p.StartedEvent)
+	}
 	return store.RunClaimMany(ctx, q, claimManySQL(p.ClaimScope(), p.Probe), p)
 }
 

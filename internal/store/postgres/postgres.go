@@ -17,5 +17,5 @@ func (Store) Name() string { return "postgres" }
 
 // Capabilities implements store.Store.
 func (Store) Capabilities() store.Capabilities {
-	return store.Capabilities{AdvisoryLocks: true, Notify: true, RowLocks: true}
+	return store.Capabilities{AdvisoryLocks: true, Notify: true, RowLocks: true, StatementEvents: true}
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 
 	"github.com/google/uuid"
 
@@ -44,6 +45,9 @@ WHERE id = $1 AND claim_token = $2 AND status = 'running'`
 
 // EpisodeClaimMany implements store.Store.
 func (Store) EpisodeClaimMany(ctx context.Context, q store.Querier, p *store.ClaimManyParams) ([]store.ClaimedRow, error) {
+	if p.StartedEvent != "" {
+		return nil, errors.New("store: sqlite cannot write a claim's events in its statement (no StatementEvents)")
+	}
 	return store.RunClaimMany(ctx, q, claimManySQL(p.ClaimScope(), p.Probe), p)
 }
 

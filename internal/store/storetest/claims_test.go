@@ -241,3 +241,40 @@ func TestEpisodeClaimManyReturnsTheJournal(t *testing.T) {
 		require.Nil(t, store.ClaimedJournal(ctx, ep.ID, got.ClaimToken))
 	})
 }
+
+// Where one statement can write events, a claim writes each claimed
+// episode's event itself; elsewhere asking for it is refused, never
+// ignored.
+func TestEpisodeClaimManyWritesStartedEvents(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		ctx := context.Background()
+		a := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		b := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+		p := store.ClaimManyParams{Node: "n1", ActorID: "a", Limit: 5, StartedEvent: "episode.started"}
+		if !f.st.Capabilities().StatementEvents {
+			_, err := f.st.EpisodeClaimMany(ctx, f.schema.DB, &p)
+			require.Error(t, err)
+			return
+		}
+		rows := f.claimMany(t, p)
+		require.Len(t, rows, 2)
+		evs, err := f.st.EventReadAfter(ctx, f.schema.DB, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, evs, 2)
+		got := map[uuid.UUID]bool{}
+		for _, rec := range evs {
+			ev := rec.Event
+			require.Equal(t, "episode.started", ev.Type)
+			require.Equal(t, "a", ev.ActorID)
+			require.Equal(t, "running", ev.Status)
+			require.NotEqual(t, uuid.Nil, ev.ID)
+			got[ev.EpisodeID] = true
+		}
+		require.Equal(t, map[uuid.UUID]bool{a.ID: true, b.ID: true}, got)
+		require.Empty(t, f.claimMany(t, p), "nothing left to claim")
+		evs, err = f.st.EventReadAfter(ctx, f.schema.DB, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, evs, 2, "a claim of nothing writes no event")
+	})
+}
