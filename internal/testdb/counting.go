@@ -30,6 +30,7 @@ func CountingTx(t testing.TB, dsn string, maxConns int) (db *sqlx.DB, statements
 	n, tx := &atomic.Int64{}, &atomic.Int64{}
 	db = sqlx.NewDb(sql.OpenDB(countingConnector{Connector: connector, n: n, tx: tx}), "postgres")
 	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns) // the default keeps 2: the rest would reconnect for every use
 	t.Cleanup(func() { _ = db.Close() })
 	return db, n, tx
 }
