@@ -206,6 +206,10 @@ type TransitionParams struct {
 	Phase       string
 	// DelayMillis is how long a retried episode waits.
 	DelayMillis int64
+	// Events, when given, are written to the outbox by the same
+	// statement, only if the move matched (only where
+	// Capabilities().StatementEvents; other backends refuse them).
+	Events []Event
 }
 
 // EpisodeListParams filters one List page. Empty fields do not filter.

@@ -52,26 +52,29 @@ func RunTransition(ctx context.Context, q Querier, byMove map[Transition]string,
 	if !ok {
 		return nil, errors.New("store: unknown transition")
 	}
-	var args []any
+	return ScanEpisode(q.QueryRowContext(ctx, query, TransitionArgs(p)...))
+}
+
+// TransitionArgs are the parameters of p.Move's statement, in order.
+func TransitionArgs(p *TransitionParams) []any {
 	switch p.Move {
 	case TransitionClaim:
-		args = []any{p.ID, p.Node}
+		return []any{p.ID, p.Node}
 	case TransitionComplete:
-		args = []any{p.ID, p.ClaimToken, p.Result}
+		return []any{p.ID, p.ClaimToken, p.Result}
 	case TransitionFail:
-		args = []any{p.ID, p.ClaimToken, p.ErrorClass, p.ErrorDetail}
+		return []any{p.ID, p.ClaimToken, p.ErrorClass, p.ErrorDetail}
 	case TransitionBlock, TransitionSetPhase:
-		args = []any{p.ID, p.ClaimToken, NullString(p.Phase)}
+		return []any{p.ID, p.ClaimToken, NullString(p.Phase)}
 	case TransitionRelease:
-		args = []any{p.ID, p.ClaimToken}
+		return []any{p.ID, p.ClaimToken}
 	case TransitionCancel:
-		args = []any{p.ID, p.ErrorDetail}
+		return []any{p.ID, p.ErrorDetail}
 	case TransitionRetry:
-		args = []any{p.ID, p.ClaimToken, p.ErrorClass, p.ErrorDetail, p.DelayMillis}
+		return []any{p.ID, p.ClaimToken, p.ErrorClass, p.ErrorDetail, p.DelayMillis}
 	default: // resume, archive
-		args = []any{p.ID}
+		return []any{p.ID}
 	}
-	return ScanEpisode(q.QueryRowContext(ctx, query, args...))
 }
 
 // RunList runs a List page: prefix is "SELECT EpisodeColumns FROM

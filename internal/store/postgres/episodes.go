@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -112,7 +113,19 @@ func (Store) EpisodeState(ctx context.Context, q store.Querier, id uuid.UUID) (s
 
 // EpisodeTransition implements store.Store.
 func (Store) EpisodeTransition(ctx context.Context, q store.Querier, p *store.TransitionParams) (*store.Episode, error) {
-	return store.RunTransition(ctx, q, transitionSQL, p)
+	if len(p.Events) == 0 {
+		return store.RunTransition(ctx, q, transitionSQL, p)
+	}
+	move, ok := transitionSQL[p.Move]
+	if !ok {
+		return nil, errors.New("store: unknown transition")
+	}
+	// The move and its events in one statement: the events are inserted
+	// (and announced) only if the move matched its row.
+	cte, ref, args := gatedOutboxCTE("ev", "EXISTS (SELECT 1 FROM u)", store.TransitionArgs(p), p.Events)
+	query := "WITH u AS (\n" + move + "\n),\n" + cte + "\nSELECT " + store.QualifiedEpisodeColumns("u") +
+		" FROM u WHERE (SELECT count(*) FROM " + ref + ") = 1"
+	return store.ScanEpisode(q.QueryRowContext(ctx, query, args...))
 }
 
 // EpisodeList implements store.Store.

@@ -34,6 +34,16 @@ const eventPruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1
 // args, which is returned extended. The statement must reference the CTE
 // named ref, or the notification is not sent.
 func outboxCTE(name string, args []any, evs []store.Event) (cte, ref string, out []any) {
+	return gatedOutboxCTE(name, "", args, evs)
+}
+
+// gatedOutboxCTE is outboxCTE whose rows are inserted only where gate (an
+// SQL condition, "" for none) holds.
+func gatedOutboxCTE(name, gate string, args []any, evs []store.Event) (cte, ref string, out []any) {
+	where := ""
+	if gate != "" {
+		where = "\n\tWHERE " + gate
+	}
 	n := len(evs)
 	ids, types, eps, actors, wfs, steps, statuses, classes, payloads :=
 		make([]string, n), make([]string, n), make([]*string, n), make([]string, n), make([]*string, n),
@@ -60,7 +70,7 @@ func outboxCTE(name string, args []any, evs []store.Event) (cte, ref string, out
 		NULLIF(error_class, ''), payload
 	FROM unnest(` + p(1) + `::uuid[], ` + p(2) + `::text[], ` + p(3) + `::uuid[], ` + p(4) + `::text[], ` + p(5) + `::uuid[], ` +
 		p(6) + `::text[], ` + p(7) + `::text[], ` + p(8) + `::text[], ` + p(9) + `::jsonb[])
-		AS e(id, type, episode_id, actor_id, workflow_instance_id, step_id, status, error_class, payload)
+		AS e(id, type, episode_id, actor_id, workflow_instance_id, step_id, status, error_class, payload)` + where + `
 	RETURNING seq
 ),
 ` + name + `_notify AS (SELECT pg_notify('` + store.OutboxChannel + `', max(seq)::text) FROM ` + name + `)`

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -112,6 +113,9 @@ func (Store) EpisodeState(ctx context.Context, q store.Querier, id uuid.UUID) (s
 
 // EpisodeTransition implements store.Store.
 func (Store) EpisodeTransition(ctx context.Context, q store.Querier, p *store.TransitionParams) (*store.Episode, error) {
+	if len(p.Events) > 0 {
+		return nil, errors.New("store: sqlite cannot write a transition's events in its statement (no StatementEvents)")
+	}
 	return store.RunTransition(ctx, q, transitionSQL, p)
 }
 

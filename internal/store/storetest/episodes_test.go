@@ -270,3 +270,45 @@ func TestEpisodeListPagesAndSkipsUnreadableRows(t *testing.T) {
 		require.Empty(t, rows)
 	})
 }
+
+// A move can carry its events in its statement: written only when the
+// move matched its row (a fenced-off holder writes neither).
+func TestEpisodeTransitionWritesItsEventsOnlyWhenItMoves(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		ctx := context.Background()
+		ep := f.insert(t, store.EpisodeInsertParams{})
+		run, err := f.move(t, store.TransitionParams{Move: store.TransitionClaim, ID: ep.ID, Node: "n1"})
+		require.NoError(t, err)
+		event := func() []store.Event {
+			return []store.Event{{ID: uuid.Must(uuid.NewV7()), Type: "episode.completed", EpisodeID: ep.ID, ActorID: ep.ActorID, Status: "done"}}
+		}
+		complete := func(token int64) (*store.Episode, error) {
+			return f.move(t, store.TransitionParams{Move: store.TransitionComplete, ID: ep.ID, ClaimToken: token, Result: `"ok"`, Events: event()})
+		}
+		if !f.st.Capabilities().StatementEvents {
+			_, err := complete(run.ClaimToken)
+			require.Error(t, err)
+			got, err := f.st.EpisodeGet(ctx, f.schema.DB, ep.ID)
+			require.NoError(t, err)
+			require.Equal(t, store.StatusRunning, got.Status, "refused, not half done")
+			return
+		}
+		_, err = complete(run.ClaimToken + 1)
+		require.ErrorIs(t, err, dbx.ErrNotFound, "a stale token moves nothing")
+		evs, err := f.st.EventReadAfter(ctx, f.schema.DB, 0, 10)
+		require.NoError(t, err)
+		require.Empty(t, evs, "and writes no event")
+
+		done, err := complete(run.ClaimToken)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusDone, done.Status)
+		require.JSONEq(t, `"ok"`, string(done.Result))
+		evs, err = f.st.EventReadAfter(ctx, f.schema.DB, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, evs, 1)
+		require.Equal(t, "episode.completed", evs[0].Event.Type)
+		require.Equal(t, ep.ID, evs[0].Event.EpisodeID)
+		require.Equal(t, "done", evs[0].Event.Status)
+	})
+}
