@@ -21,7 +21,8 @@
 // Every write is fenced by the claim token the journal was opened with: once
 // another node claims the episode (or it is canceled), writes fail with
 // ErrLeaseLost and nothing is recorded. Recording a step also bumps the
-// episode's last-activity time, in the same statement.
+// episode's last-activity time (at most once a second), in the same
+// statement.
 //
 // Delivery guarantees: Step's side effects are at-least-once (a crash
 // between the effect and its record repeats it; use the idempotency key).

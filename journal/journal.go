@@ -338,8 +338,8 @@ func (j *Journal) encodeOutput(name string, v any) (any, error) {
 // Step runs fn as the step called name, unless an earlier run of this
 // episode already completed it, in which case the recorded output is decoded
 // into T and fn is not called. fn's output is recorded as JSON together with
-// a bump of the episode's last-activity time, in one statement fenced by the
-// claim token. Side effects outside the database are at-least-once: use
+// a bump of the episode's last-activity time (at most once a second), in one
+// statement fenced by the claim token. Side effects outside the database are at-least-once: use
 // StepInfo.IdempotencyKey with external APIs, or StepTx for same-database
 // effects.
 func Step[T any](ctx context.Context, j *Journal, name string, fn func(ctx context.Context) (T, error)) (T, error) {

@@ -44,7 +44,8 @@ func Example() {
 	// applied 5 actor_policies
 	// applied 6 retries_schedules_breakers
 	// applied 7 operators
-	// second run applied 0 at version 7
+	// applied 8 step_fence_lock
+	// second run applied 0 at version 8
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -60,4 +61,5 @@ func ExampleAll() {
 	// 00005_revenant_actor_policies.sql 000005_revenant_actor_policies.up.sql
 	// 00006_revenant_retries_schedules_breakers.sql 000006_revenant_retries_schedules_breakers.up.sql
 	// 00007_revenant_operators.sql 000007_revenant_operators.up.sql
+	// 00008_revenant_step_fence_lock.sql 000008_revenant_step_fence_lock.up.sql
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -104,5 +105,47 @@ func TestStepTxPrepareBoundsAnIdleTransaction(t *testing.T) {
 		var setting string
 		require.NoError(t, tx.QueryRowContext(ctx, "SHOW idle_in_transaction_session_timeout").Scan(&setting))
 		require.Equal(t, "1min", setting)
+	})
+}
+
+// A step bumps its episode's activity time, at most once a second: a
+// busy episode's steps do not each rewrite its row.
+func TestStepRecordBumpsActivityAtMostOnceASecond(t *testing.T) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
+		f := setup(t, driver)
+		ctx := context.Background()
+		ep := f.insert(t, store.EpisodeInsertParams{})
+		run, err := f.move(t, store.TransitionParams{Move: store.TransitionClaim, ID: ep.ID, Node: "n1"})
+		require.NoError(t, err)
+		activity := func() time.Time {
+			t.Helper()
+			got, err := f.st.EpisodeGet(ctx, f.schema.DB, ep.ID)
+			require.NoError(t, err)
+			require.NotNil(t, got.LastActivityAt)
+			return *got.LastActivityAt
+		}
+		record := func(seq int) {
+			t.Helper()
+			out, err := f.st.StepRecord(ctx, f.schema.DB, &store.StepRecordParams{EpisodeID: ep.ID, ClaimToken: run.ClaimToken,
+				Seq: seq, Name: fmt.Sprintf("s%d", seq), Status: "done", Output: `1`})
+			require.NoError(t, err)
+			require.Equal(t, store.StepRecorded, out)
+		}
+		setActivity := func(d time.Duration) time.Time {
+			t.Helper()
+			_, err := f.schema.DB.ExecContext(ctx, `UPDATE revenant_episodes SET last_activity_at = `+f.schema.NowPlus(d)+` WHERE id = $1`, ep.ID)
+			require.NoError(t, err)
+			return activity()
+		}
+		// Bumped under a second ago (here: ahead of the clock, so that a
+		// slow machine cannot make it older): the step leaves it.
+		recent := setActivity(time.Hour)
+		record(0)
+		require.Equal(t, recent, activity(), "a step within a second of the last bump does not bump it")
+
+		old := setActivity(-2 * time.Second)
+		record(1)
+		bumped := activity()
+		require.True(t, bumped.After(old.Add(time.Second)), "a step two seconds after the last bump bumps it: %s then %s", old, bumped)
 	})
 }
