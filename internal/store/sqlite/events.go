@@ -2,21 +2,25 @@ package sqlite
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/revenant-go/revenant/internal/dialect"
 	"github.com/revenant-go/revenant/internal/store"
 )
 
-// eventInsertSQL inserts events given as a JSON array of objects.
-// created_at is set once per statement (the column default would run the
-// clock per row). There is no NOTIFY: readers poll.
-const eventInsertSQL = `INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload, created_at)
-SELECT value ->> '$.id', value ->> '$.type', value ->> '$.episode_id',
-	NULLIF(value ->> '$.actor_id', ''), value ->> '$.workflow_instance_id',
-	NULLIF(value ->> '$.step_id', ''), NULLIF(value ->> '$.status', ''),
-	NULLIF(value ->> '$.error_class', ''), value ->> '$.payload', ` + now + `
-FROM json_each($1)`
+// eventInsertRowSQL is one row of an event insert: nine parameters, and
+// the clock (the same for every row of a statement). Parameters beat a
+// JSON array here: the rows are not parsed again in the database, which
+// halves the cost of a sweep's thousands of events. There is no NOTIFY:
+// readers poll.
+const eventInsertRowSQL = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ` + now + `)`
+
+const eventInsertPrefix = `INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload, created_at) VALUES `
+
+// eventsPerInsert keeps a statement's parameters under SQLite's limit
+// (32,766).
+const eventsPerInsert = 3000
 
 const eventReadAfterSQL = `SELECT ` + store.EventColumns + ` FROM revenant_events WHERE seq > $1 ORDER BY seq LIMIT $2`
 
@@ -30,47 +34,44 @@ const eventPositionSQL = `SELECT coalesce(max(seq), 0) FROM revenant_events`
 
 var eventPruneSQL = `DELETE FROM revenant_events WHERE created_at < ` + dialect.SQLiteNowMinusMillis("$1")
 
-// eventRow is one event as eventInsertSQL reads it.
-type eventRow struct {
-	ID         string  `json:"id"`
-	Type       string  `json:"type"`
-	EpisodeID  *string `json:"episode_id"`
-	ActorID    string  `json:"actor_id"`
-	Workflow   *string `json:"workflow_instance_id"`
-	StepID     string  `json:"step_id"`
-	Status     string  `json:"status"`
-	ErrorClass string  `json:"error_class"`
-	Payload    *string `json:"payload"` // JSON text, stored as is
-}
-
-func eventRows(evs []store.Event) []eventRow {
-	rows := make([]eventRow, len(evs))
-	for i, ev := range evs {
-		rows[i] = eventRow{ID: ev.ID.String(), Type: ev.Type, ActorID: ev.ActorID, StepID: ev.WorkflowStepID,
-			Status: ev.Status, ErrorClass: ev.ErrorClass, Payload: store.NullJSON(ev.Payload)}
-		if store.NullUUID(ev.EpisodeID) != nil {
-			s := ev.EpisodeID.String()
-			rows[i].EpisodeID = &s
-		}
-		if store.NullUUID(ev.WorkflowInstanceID) != nil {
-			s := ev.WorkflowInstanceID.String()
-			rows[i].Workflow = &s
-		}
+// eventArgs appends ev's nine parameters to args.
+func eventArgs(args []any, ev *store.Event) []any {
+	var episode, workflow any
+	if store.NullUUID(ev.EpisodeID) != nil {
+		episode = ev.EpisodeID.String()
 	}
-	return rows
+	if store.NullUUID(ev.WorkflowInstanceID) != nil {
+		workflow = ev.WorkflowInstanceID.String()
+	}
+	var payload any
+	if p := store.NullJSON(ev.Payload); p != nil {
+		payload = *p
+	}
+	return append(args, ev.ID.String(), ev.Type, episode, store.NullString(ev.ActorID), workflow,
+		store.NullString(ev.WorkflowStepID), store.NullString(ev.Status), store.NullString(ev.ErrorClass), payload)
 }
 
-// EventInsert implements store.Store: one INSERT, no NOTIFY.
+// EventInsert implements store.Store: one INSERT per 3,000 events, no
+// NOTIFY.
 func (Store) EventInsert(ctx context.Context, q store.Querier, evs []store.Event) error {
-	if len(evs) == 0 {
-		return nil
+	for lo := 0; lo < len(evs); lo += eventsPerInsert {
+		hi := min(lo+eventsPerInsert, len(evs))
+		var query strings.Builder
+		query.Grow(len(eventInsertPrefix) + (hi-lo)*(len(eventInsertRowSQL)+1))
+		query.WriteString(eventInsertPrefix)
+		args := make([]any, 0, 9*(hi-lo))
+		for i := lo; i < hi; i++ {
+			if i > lo {
+				query.WriteByte(',')
+			}
+			query.WriteString(eventInsertRowSQL)
+			args = eventArgs(args, &evs[i])
+		}
+		if _, err := q.ExecContext(ctx, query.String(), args...); err != nil {
+			return err
+		}
 	}
-	arg, err := jsonArray(eventRows(evs))
-	if err != nil {
-		return err
-	}
-	_, err = q.ExecContext(ctx, eventInsertSQL, arg)
-	return err
+	return nil
 }
 
 // EventReadAfter implements store.Store.
