@@ -47,7 +47,8 @@ type OutboxConfig struct {
 	PollInterval time.Duration
 	// ListeningPollInterval is the catch-up poll period while LISTEN is
 	// up and no sequence gap is open: every event is announced with
-	// NOTIFY when it commits, and a reconnect triggers a catch-up, so the
+	// NOTIFY when it commits (a runner's claims and completions: right
+	// after), and a reconnect triggers a catch-up, so the
 	// poll is only a last resort there (an idle node's reads per second
 	// are what it costs). Never shorter than PollInterval. Defaults to
 	// ListeningPollIntervalDefault.

@@ -244,7 +244,10 @@ func (r *Runner) claim(ctx context.Context, nodeID, actorID string, n int) ([]cl
 	// The outbox on Postgres: the claim writes its events itself, in one
 	// statement with no transaction around it.
 	if bus.Transactional(r.config.Bus) && r.st.Capabilities().StatementEvents {
-		eps, _, err := r.claimOn(ctx, r.db, nodeID, actorID, n, false, bus.EpisodeStarted)
+		eps, claimed, err := r.claimOn(ctx, r.db, nodeID, actorID, n, false, bus.EpisodeStarted)
+		if claimed > 0 {
+			r.announceSoon()
+		}
 		return eps, err
 	}
 	var eps []claimedEpisode

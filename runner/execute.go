@@ -188,7 +188,11 @@ func (r *Runner) completeInOneStatement(ctx context.Context, a *Actor, ep *episo
 	ev.ID = uuid.Must(uuid.NewV7())
 	_, err = r.st.EpisodeTransition(ctx, r.db, &store.TransitionParams{Move: store.TransitionComplete, ID: ep.ID,
 		ClaimToken: ep.ClaimToken, Result: res, Events: []store.Event{store.Event(ev)}})
-	return err == nil
+	if err != nil {
+		return false
+	}
+	r.announceSoon()
+	return true
 }
 
 // journalConfig defaults the transactional-step idle timeout to the node

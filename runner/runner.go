@@ -80,8 +80,10 @@ type Runner struct {
 	// the database before the node tracks it in active.
 	claiming int
 
-	wake   chan struct{}
-	stopCh chan struct{} // ends the heartbeat and listener loops
+	wake chan struct{}
+	// announceKick asks the announce loop for a NOTIFY (announce.go).
+	announceKick chan struct{}
+	stopCh       chan struct{} // ends the heartbeat, listener and announce loops
 	// claimStop ends the claim loop (first, so that a draining node takes
 	// no new work); claimDone closes when it has.
 	claimStop, claimDone chan struct{}
@@ -124,7 +126,7 @@ func New(db *sqlx.DB, config *Config) (*Runner, error) {
 		db: db, st: st, config: cfg, store: eps, logger: cfg.Logger,
 		actors: map[string]*Actor{}, active: map[uuid.UUID]*activeRun{}, perActr: map[string]int{},
 		knownActors: map[store.ActorScope]bool{}, warnedActors: map[store.ActorScope]bool{},
-		wake: make(chan struct{}, 1), stopCh: make(chan struct{}),
+		wake: make(chan struct{}, 1), announceKick: make(chan struct{}, 1), stopCh: make(chan struct{}),
 		claimStop: make(chan struct{}), claimDone: make(chan struct{}),
 	}
 	r.nodeID = newNodeID(cfg.Name)
@@ -241,8 +243,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	if r.config.ListenDSN != "" {
 		r.startListener(ctx)
 	}
-	r.loops.Add(1)
+	r.loops.Add(2)
 	go r.heartbeatLoop()
+	go r.announceLoop()
 	go r.claimLoop()
 	r.signal()
 	r.logger.InfoContext(ctx, "revenant: node started", slog.String("node", r.NodeID()),
@@ -352,6 +355,7 @@ func (r *Runner) stop(ctx context.Context, drain bool) error {
 	// the node stopped are what spare the fleet a sweep.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.config.ShutdownTimeout)
 	defer cancel()
+	r.announcePending() // events of runs that ended after the announce loop
 	// Runs that did not return in time: hand their episodes back anyway.
 	r.mu.Lock()
 	stuck := make([]*episodes.Episode, 0, len(r.active))

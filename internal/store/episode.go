@@ -208,7 +208,8 @@ type TransitionParams struct {
 	DelayMillis int64
 	// Events, when given, are written to the outbox by the same
 	// statement, only if the move matched (only where
-	// Capabilities().StatementEvents; other backends refuse them).
+	// Capabilities().StatementEvents; other backends refuse them), without
+	// a NOTIFY: announce them after the commit (EventAnnounce).
 	Events []Event
 }
 

@@ -124,7 +124,8 @@ type ClaimManyParams struct {
 	Probe   bool
 	// StartedEvent, when set, is the type of the outbox event the claim
 	// writes for each row it claims, in the same statement (only where
-	// Capabilities().StatementEvents).
+	// Capabilities().StatementEvents), without a NOTIFY: announce them
+	// after the statement (EventAnnounce).
 	StartedEvent string
 }
 

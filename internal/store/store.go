@@ -278,6 +278,10 @@ type Store interface {
 	// EventInsert writes events in one statement and, where the backend
 	// notifies, wakes readers when the transaction commits.
 	EventInsert(ctx context.Context, q Querier, evs []Event) error
+	// EventAnnounce wakes the outbox readers (NOTIFY where the backend
+	// has it; a no-op elsewhere), for events written by a statement that
+	// did not (claims and transitions carrying events).
+	EventAnnounce(ctx context.Context, q Querier) error
 	// EventReadAfter reads up to limit events with seq > after, in order.
 	EventReadAfter(ctx context.Context, q Querier, after int64, limit int) ([]EventRecord, error)
 	// EventReadRanges reads up to limit events inside ranges, in order: one

@@ -57,10 +57,11 @@ u AS (
 }
 
 // claimWithEventsSQL is claimManySQL that also writes an outbox event of
-// type $N (startedArg) per claimed row, with its NOTIFY, in the same
-// statement: what the claim's transaction did in three more round trips.
-// The event is the one the runner would publish: the episode's ids, its
-// status and the error class of an attempt before it.
+// type $N (startedArg) per claimed row in the same statement: what the
+// claim's transaction did in three more round trips. The event is the one
+// the runner would publish: the episode's ids, its status and the error
+// class of an attempt before it. No NOTIFY: the caller announces the
+// events after the commit (EventAnnounce).
 func claimWithEventsSQL(scope string, probe bool, startedArg int) string {
 	return claimCTEs(scope, probe) + `,
 ev AS (
@@ -68,10 +69,8 @@ ev AS (
 	SELECT gen_random_uuid(), $` + strconv.Itoa(startedArg) + `, u.id, u.actor_id, u.workflow_instance_id, u.workflow_step_id, u.status, u.error_class
 	FROM u
 	RETURNING seq
-),
-ev_notify AS (SELECT pg_notify('` + store.OutboxChannel + `', max(seq)::text) FROM ev)
-` + claimedSelect + `
-WHERE (SELECT count(*) FROM ev_notify) = 1`
+)
+` + claimedSelect
 }
 
 // claimedStepsSQL is the steps of the episode alias names, as a JSON

@@ -121,10 +121,11 @@ func (Store) EpisodeTransition(ctx context.Context, q store.Querier, p *store.Tr
 		return nil, errors.New("store: unknown transition")
 	}
 	// The move and its events in one statement: the events are inserted
-	// (and announced) only if the move matched its row.
-	cte, ref, args := gatedOutboxCTE("ev", "EXISTS (SELECT 1 FROM u)", store.TransitionArgs(p), p.Events)
-	query := "WITH u AS (\n" + move + "\n),\n" + cte + "\nSELECT " + store.QualifiedEpisodeColumns("u") +
-		" FROM u WHERE (SELECT count(*) FROM " + ref + ") = 1"
+	// only if the move matched its row. No NOTIFY: the caller announces
+	// them after the commit, so that this commit does not hold the NOTIFY
+	// lock (which serializes every notifying commit) through its flush.
+	cte, args := quietOutboxCTE("ev", "EXISTS (SELECT 1 FROM u)", store.TransitionArgs(p), p.Events)
+	query := "WITH u AS (\n" + move + "\n),\n" + cte + "\nSELECT " + store.QualifiedEpisodeColumns("u") + " FROM u"
 	return store.ScanEpisode(q.QueryRowContext(ctx, query, args...))
 }
 

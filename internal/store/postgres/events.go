@@ -34,12 +34,17 @@ const eventPruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1
 // args, which is returned extended. The statement must reference the CTE
 // named ref, or the notification is not sent.
 func outboxCTE(name string, args []any, evs []store.Event) (cte, ref string, out []any) {
-	return gatedOutboxCTE(name, "", args, evs)
+	cte, out = quietOutboxCTE(name, "", args, evs)
+	cte += `,
+` + name + `_notify AS (SELECT pg_notify('` + store.OutboxChannel + `', max(seq)::text) FROM ` + name + `)`
+	return cte, name + "_notify", out
 }
 
-// gatedOutboxCTE is outboxCTE whose rows are inserted only where gate (an
-// SQL condition, "" for none) holds.
-func gatedOutboxCTE(name, gate string, args []any, evs []store.Event) (cte, ref string, out []any) {
+// quietOutboxCTE is the CTE name inserting evs, only where gate (an SQL
+// condition, "" for none) holds, with no NOTIFY: the caller announces
+// them once the statement has committed (EventAnnounce). Data-modifying
+// CTEs run whether or not the statement references them.
+func quietOutboxCTE(name, gate string, args []any, evs []store.Event) (cte string, out []any) {
 	where := ""
 	if gate != "" {
 		where = "\n\tWHERE " + gate
@@ -72,9 +77,19 @@ func gatedOutboxCTE(name, gate string, args []any, evs []store.Event) (cte, ref 
 		p(6) + `::text[], ` + p(7) + `::text[], ` + p(8) + `::text[], ` + p(9) + `::jsonb[])
 		AS e(id, type, episode_id, actor_id, workflow_instance_id, step_id, status, error_class, payload)` + where + `
 	RETURNING seq
-),
-` + name + `_notify AS (SELECT pg_notify('` + store.OutboxChannel + `', max(seq)::text) FROM ` + name + `)`
-	return cte, name + "_notify", out
+)`
+	return cte, out
+}
+
+// eventAnnounceSQL wakes the outbox readers. Its commit need not wait for
+// the disk (a lost wake-up is only a later read), so the NOTIFY lock,
+// held through commit, is held only briefly.
+const eventAnnounceSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + store.OutboxChannel + `', '')`
+
+// EventAnnounce implements store.Store.
+func (Store) EventAnnounce(ctx context.Context, q store.Querier) error {
+	_, err := q.ExecContext(ctx, eventAnnounceSQL)
+	return err
 }
 
 // EventInsert implements store.Store: one statement, with the NOTIFY.

@@ -74,6 +74,9 @@ func (Store) EventInsert(ctx context.Context, q store.Querier, evs []store.Event
 	return nil
 }
 
+// EventAnnounce implements store.Store: readers poll on SQLite.
+func (Store) EventAnnounce(context.Context, store.Querier) error { return nil }
+
 // EventReadAfter implements store.Store.
 func (Store) EventReadAfter(ctx context.Context, q store.Querier, after int64, limit int) ([]store.EventRecord, error) {
 	return store.ScanEvents(q.QueryContext(ctx, eventReadAfterSQL, after, limit))
