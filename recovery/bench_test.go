@@ -66,7 +66,9 @@ func benchSweep(b *testing.B, backend string, outbox bool) {
 		FROM g`, total, orphans, dead)
 		require.NoError(b, err)
 	} else {
-		_, err := db.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES ($1, 4242, now() + interval '1 day')`, dead)
+		// A random key: advisory locks are the database's, shared with
+		// any other test process.
+		_, err := db.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES ($1, $2, now() + interval '1 day')`, dead, rand.Int64())
 		require.NoError(b, err)
 		// Finished history plus the orphans, spread over four actors.
 		_, err = db.Exec(`INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, created_at, started_at, last_activity_at, finished_at, owner_node)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -70,7 +71,10 @@ func TestNodeAdvisoryLockIsExclusive(t *testing.T) {
 		c2, err := f.schema.DB.Conn(ctx)
 		require.NoError(t, err)
 		defer func() { _ = c2.Close() }()
-		const key = 424242
+		// Advisory locks belong to the database, not the schema: a fixed
+		// key would be shared with the other driver's subtest and with any
+		// other test process on the same database.
+		key := rand.Int64()
 		ok, err := f.st.NodeLock(ctx, c1, key)
 		require.NoError(t, err)
 		require.True(t, ok)
