@@ -16,7 +16,8 @@ import (
 	"github.com/revenant-go/revenant/internal/testhook"
 )
 
-// Channel is the NOTIFY channel announcing new outbox rows (payload: seq).
+// Channel is the NOTIFY channel announcing new outbox rows (payload: the
+// highest seq written, or empty: read from your last position either way).
 const Channel = store.OutboxChannel
 
 // Defaults for the outbox bus.

@@ -50,12 +50,14 @@ type Config struct {
 	// (SIGSTOP, a long GC, a stuck disk) holds the locks its effect took
 	// (and, after its journal write, its episode's row), which would block
 	// the episode's next holder; with this timeout the server ends that
-	// session and its locks with it. It costs one statement per StepTx. The runner sets it to
-	// its NodeTTL, and leaves it out when the database already gives new
+	// session and its locks with it. It costs one statement per StepTx.
+	// Left 0 in the runner's Config.Journal, the runner sets it to its
+	// NodeTTL, and leaves it out when the database already gives new
 	// sessions an idle_in_transaction_session_timeout no longer than that
 	// (set on the role, the database or in the connection string, e.g.
-	// options=-c idle_in_transaction_session_timeout=5s): StepTx then
-	// takes 3 round trips beyond the step's own statements instead of 4.
+	// options=-c idle_in_transaction_session_timeout=5s; read when the
+	// node registers): StepTx then takes 3 round trips beyond the step's
+	// own statements instead of 4. A value you set is always applied.
 	// Defaults to 0 (off).
 	TxIdleTimeout time.Duration
 	// Logger receives debug lines for replayed steps. Defaults to discarding.

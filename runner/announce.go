@@ -17,8 +17,12 @@ import (
 // dies between a commit and its announcement leaves those events to the
 // readers' next wake-up or poll.
 
-// announceTimeout bounds one announcement.
-const announceTimeout = 5 * time.Second
+// announceTimeout bounds one announcement; announceRetry is the wait
+// before the next after one failed.
+const (
+	announceTimeout = 5 * time.Second
+	announceRetry   = time.Second
+)
 
 // announceSoon asks for an announcement of events just committed.
 func (r *Runner) announceSoon() {
@@ -36,7 +40,18 @@ func (r *Runner) announceLoop() {
 			// Runs ending after this are announced by stop itself.
 			return
 		case <-r.announceKick:
-			r.announce()
+			if r.announce() {
+				continue
+			}
+			// Failed (the pool exhausted, the connection lost): try again
+			// shortly, so that committed events are not left to a poll.
+			select {
+			case <-r.stopCh:
+				r.announceSoon() // for stop's last announcement
+				return
+			case <-time.After(announceRetry):
+				r.announceSoon()
+			}
 		}
 	}
 }
@@ -45,15 +60,18 @@ func (r *Runner) announceLoop() {
 func (r *Runner) announcePending() {
 	select {
 	case <-r.announceKick:
-		r.announce()
+		_ = r.announce()
 	default:
 	}
 }
 
-func (r *Runner) announce() {
+// announce sends one announcement and reports whether it went out.
+func (r *Runner) announce() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), announceTimeout)
 	defer cancel()
 	if err := r.st.EventAnnounce(ctx, r.db); err != nil {
-		r.logger.Warn("revenant: announcing new events failed; readers find them at their next wake-up or poll", slog.Any("error", err))
+		r.logger.Warn("revenant: announcing new events failed; trying again", slog.Any("error", err))
+		return false
 	}
+	return true
 }

@@ -292,7 +292,10 @@ func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID s
 		if row.Err != nil {
 			r.logger.Error("revenant: a claimed episode's row cannot be read; failing it as corrupt_row",
 				slog.String("episode", row.ID.String()), slog.Any("error", row.Err))
-			r.failUnreadable(ctx, ex, row)
+			if r.failUnreadable(ctx, ex, row) && startedEvent != "" {
+				// The claim's statement wrote its start: end it too.
+				r.publishAfter(ctx, []bus.Event{{Type: bus.EpisodeFailed, EpisodeID: row.ID, Status: string(episodes.StatusFailed), ErrorClass: "corrupt_row"}})
+			}
 			continue
 		}
 		out = append(out, claimedEpisode{ep: (*episodes.Episode)(row.Episode), journal: row.Journal})
@@ -303,10 +306,12 @@ func (r *Runner) claimOn(ctx context.Context, ex dbx.Executor, nodeID, actorID s
 // failUnreadable fails a claimed episode that cannot be read, by id and
 // token: running it is impossible, and handing it back would only have it
 // claimed again.
-func (r *Runner) failUnreadable(ctx context.Context, ex dbx.Executor, row store.ClaimedRow) {
+func (r *Runner) failUnreadable(ctx context.Context, ex dbx.Executor, row store.ClaimedRow) bool {
 	detail, _ := json.Marshal(map[string]string{"message": dbx.CleanText(row.Err.Error(), maxMessageBytes)})
 	if err := r.st.EpisodeFailUnreadable(context.WithoutCancel(ctx), ex, row.ID, row.Token, string(detail)); err != nil {
 		// Left running under this node: the heartbeat hands it back.
 		r.logger.Error("revenant: failing an unreadable episode failed", slog.String("episode", row.ID.String()), slog.Any("error", err))
+		return false
 	}
+	return true
 }

@@ -189,6 +189,11 @@ func (r *Runner) completeInOneStatement(ctx context.Context, a *Actor, ep *episo
 	_, err = r.st.EpisodeTransition(ctx, r.db, &store.TransitionParams{Move: store.TransitionComplete, ID: ep.ID,
 		ClaimToken: ep.ClaimToken, Result: res, Events: []store.Event{store.Event(ev)}})
 	if err != nil {
+		if !errors.Is(err, dbx.ErrNotFound) {
+			// The statement may have committed before the error (a lost
+			// reply, an unreadable row): announce in case it did.
+			r.announceSoon()
+		}
 		return false
 	}
 	r.announceSoon()
@@ -204,12 +209,14 @@ func (r *Runner) journalConfig() *journal.Config {
 	if r.config.Journal != nil {
 		c = *r.config.Journal
 	}
-	if c.TxIdleTimeout == 0 {
-		c.TxIdleTimeout = r.config.NodeTTL
+	if c.TxIdleTimeout != 0 {
+		return &c // the caller's own value, set on every step as asked
 	}
+	c.TxIdleTimeout = r.config.NodeTTL
 	// The database ends idle transactions already, no later than this
-	// (a role, database or connection-string setting): setting it again
-	// in each transactional step would only cost a round trip.
+	// (a role, database or connection-string setting, read when the node
+	// registered): setting it again in each transactional step would only
+	// cost a round trip.
 	if ms := r.dbIdleTimeout.Load(); ms > 0 && time.Duration(ms)*time.Millisecond <= c.TxIdleTimeout {
 		c.TxIdleTimeout = 0
 	}

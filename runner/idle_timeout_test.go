@@ -22,10 +22,12 @@ func TestStepTxIdleTimeoutFollowsTheDatabase(t *testing.T) {
 	testdb.Require(t)
 	for _, tc := range []struct {
 		name, dbTimeout, want string
+		journal               time.Duration // the caller's own, if any
 	}{
-		{"none from the database", "", "10s"},
-		{"shorter from the database", "3000", "3s"},
-		{"longer from the database", "60000", "10s"},
+		{"none from the database", "", "10s", 0},
+		{"shorter from the database", "3000", "3s", 0},
+		{"longer from the database", "60000", "10s", 0},
+		{"the caller's own wins", "3000", "20s", 20 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -42,7 +44,11 @@ func TestStepTxIdleTimeoutFollowsTheDatabase(t *testing.T) {
 			db, err := sqlx.Open("postgres", dsn)
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = db.Close() })
-			r, err := runner.New(db, &runner.Config{Name: "idle", NodeTTL: 10 * time.Second, PollInterval: 50 * time.Millisecond})
+			cfg := &runner.Config{Name: "idle", NodeTTL: 10 * time.Second, PollInterval: 50 * time.Millisecond}
+			if tc.journal != 0 {
+				cfg.Journal = &journal.Config{TxIdleTimeout: tc.journal}
+			}
+			r, err := runner.New(db, cfg)
 			require.NoError(t, err)
 			require.NoError(t, r.Register(runner.Actor{ID: "reads-timeout",
 				Run: func(ctx context.Context, ep *episodes.Episode, j *journal.Journal) (any, error) {

@@ -8,7 +8,8 @@ import (
 )
 
 // OutboxChannel is the NOTIFY channel announcing new outbox rows (payload:
-// the highest seq written). Package bus re-exports it as bus.Channel.
+// the highest seq written, or empty when a runner announces what its
+// claims and completions wrote). Package bus re-exports it as bus.Channel.
 const OutboxChannel = "revenant_events"
 
 // Event is one revenant_events row. It has exactly the fields of the

@@ -238,11 +238,12 @@ func RunClaimMany(ctx context.Context, q Querier, query string, p *ClaimManyPara
 // and its steps' JSON; nil when that cannot be decoded (journal.Open then
 // reads the journal itself, and reports what it finds).
 func claimedJournal(ep *Episode, steps []byte) *StepJournal {
+	if steps == nil {
+		return nil // the claim could not vouch for it
+	}
 	var raw [][]json.RawMessage
-	if len(steps) > 0 {
-		if err := json.Unmarshal(steps, &raw); err != nil {
-			return nil
-		}
+	if err := json.Unmarshal(steps, &raw); err != nil {
+		return nil
 	}
 	j := &StepJournal{Status: string(StatusRunning), ClaimToken: ep.ClaimToken, Attempts: ep.Attempts, MaxAttempts: ep.MaxAttempts,
 		ErrorClass: ep.ErrorClass, ErrorDetail: ep.ErrorDetail, Steps: make([]StepRow, 0, len(raw))}

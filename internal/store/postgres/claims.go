@@ -75,10 +75,16 @@ ev AS (
 
 // claimedStepsSQL is the steps of the episode alias names, as a JSON
 // array of [seq, name, status, output, error] arrays (store.RunClaimMany
-// reads it).
+// reads it), or NULL when the statement's snapshot may lack some: the
+// claim may lock a row that changed after the snapshot was taken (a
+// claim, steps and a release by another node in between), and the steps
+// are read from that snapshot. Unless the snapshot's token is the one the
+// claim replaced, NULL lets journal.Open read the journal itself, after
+// the claim committed.
 func claimedStepsSQL(alias string) string {
-	return `(SELECT json_agg(json_build_array(s.seq, s.name, s.status, s.output, s.error) ORDER BY s.seq)
-	FROM revenant_steps s WHERE s.episode_id = ` + alias + `.id)`
+	return `CASE WHEN (SELECT x.claim_token FROM revenant_episodes x WHERE x.id = ` + alias + `.id) = ` + alias + `.claim_token - 1
+	THEN coalesce((SELECT json_agg(json_build_array(s.seq, s.name, s.status, s.output, s.error) ORDER BY s.seq)
+		FROM revenant_steps s WHERE s.episode_id = ` + alias + `.id), '[]') END`
 }
 
 const handBackSQL = `UPDATE revenant_episodes

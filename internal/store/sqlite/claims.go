@@ -18,7 +18,10 @@ import (
 //
 // Only due episodes are claimed, in due order, and none while the actor's
 // breaker is not closed (a probe claim leaves that test out), as on
-// Postgres. Each claimed row comes back with its journal, as on Postgres.
+// Postgres. Each claimed row comes back with its journal, as on Postgres
+// (one writer at a time: the journal read is the claim's own), or NULL
+// when a step holds malformed JSON: journal.Open then reads the journal
+// and reports that episode alone, instead of the whole claim failing.
 func claimManySQL(scope string, probe bool) string {
 	return `UPDATE revenant_episodes
 SET status = 'running', owner_node = $1, claim_token = claim_token + 1, attempts = attempts + 1,
@@ -31,7 +34,9 @@ WHERE id IN (
 	LIMIT $3
 ) AND status = 'pending'
 RETURNING ` + store.EpisodeColumns + `,
-	(SELECT json_group_array(json_array(s.seq, s.name, s.status, json(s.output), json(s.error)))
+	(SELECT CASE WHEN min(coalesce(json_valid(s.output), 1) AND coalesce(json_valid(s.error), 1)) = 0 THEN NULL
+		ELSE json_group_array(json_array(s.seq, s.name, s.status,
+			CASE WHEN json_valid(s.output) THEN json(s.output) END, CASE WHEN json_valid(s.error) THEN json(s.error) END)) END
 	FROM revenant_steps s WHERE s.episode_id = revenant_episodes.id)`
 }
 

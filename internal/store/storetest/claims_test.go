@@ -278,3 +278,24 @@ func TestEpisodeClaimManyWritesStartedEvents(t *testing.T) {
 		require.Len(t, evs, 2, "a claim of nothing writes no event")
 	})
 }
+
+// A step row whose JSON is malformed (SQLite stores text as given) does
+// not fail the claim: that episode comes back without a journal, for
+// journal.Open to read and report, and the rest of the batch is claimed.
+func TestEpisodeClaimManySurvivesAMalformedStep(t *testing.T) {
+	t.Parallel()
+	f := setup(t, testdb.SQLite)
+	ctx := context.Background()
+	bad := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+	good := f.insert(t, store.EpisodeInsertParams{ActorID: "a"})
+	_, err := f.schema.DB.ExecContext(ctx, `INSERT INTO revenant_steps (episode_id, seq, name, status, output, claim_token, started_at)
+		VALUES ($1, 0, 'broken', 'done', '{not json', 0, `+f.schema.NowPlus(0)+`)`, bad.ID.String())
+	require.NoError(t, err)
+	rows := f.claimMany(t, store.ClaimManyParams{Node: "n1", ActorID: "a", Limit: 5})
+	require.Len(t, rows, 2)
+	byID := map[uuid.UUID]store.ClaimedRow{rows[0].ID: rows[0], rows[1].ID: rows[1]}
+	require.NoError(t, byID[bad.ID].Err)
+	require.Nil(t, byID[bad.ID].Journal, "no journal the claim could not read")
+	require.NotNil(t, byID[good.ID].Journal)
+	require.Empty(t, byID[good.ID].Journal.Steps)
+}
