@@ -80,7 +80,9 @@ type Options struct {
 	// (ErrNoPolicy).
 	DefaultPolicy Policy
 	// StaleAfter applies to episodes whose owner is not a known node.
-	// Defaults to StaleAfterDefault.
+	// Steps bump an episode's activity time at most once a second, so keep
+	// it well above the longest step plus a second. Defaults to
+	// StaleAfterDefault.
 	StaleAfter time.Duration
 	// BatchSize is how many orphans one statement claims. Defaults to
 	// BatchSizeDefault.
