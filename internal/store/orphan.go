@@ -58,6 +58,26 @@ type OrphanRecoverParams struct {
 	Limit    int
 	Cursor   int
 	Done     bool
+
+	// Summarize (backends with Capabilities().StatementEvents; others
+	// ignore it) makes each batch's statement do the batch's side effects
+	// itself: it wakes the runners of the restarted actors (NOTIFY on
+	// PendingChannel) and, with Events, writes and announces each
+	// recovered episode's outbox event. OrphanRecover then returns only
+	// the episodes it did not restart, and counts the others in Restarted.
+	Summarize bool
+	// Events are the event types a summarized batch writes to the outbox;
+	// nil writes none.
+	Events *RecoveryEventTypes
+	// Restarted is set by each summarized OrphanRecover call: how many
+	// episodes it restarted (not among the rows it returned).
+	Restarted int
+}
+
+// RecoveryEventTypes are the types of the events a recovery writes, per
+// action.
+type RecoveryEventTypes struct {
+	Recovered, Failed, DeadLettered string
 }
 
 // Recovered is one orphan a recovery changed. Action is ActionRestart,

@@ -66,7 +66,7 @@ func claimWithEventsSQL(scope string, probe bool, startedArg int) string {
 	return claimCTEs(scope, probe) + `,
 ev AS (
 	INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class)
-	SELECT gen_random_uuid(), $` + strconv.Itoa(startedArg) + `, u.id, u.actor_id, u.workflow_instance_id, u.workflow_step_id, u.status, u.error_class
+	SELECT ` + newEventIDSQL + `, $` + strconv.Itoa(startedArg) + `, u.id, u.actor_id, u.workflow_instance_id, u.workflow_step_id, u.status, u.error_class
 	FROM u
 	RETURNING seq
 )

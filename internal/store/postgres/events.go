@@ -28,6 +28,16 @@ const eventPositionSQL = `SELECT coalesce(max(seq), 0) FROM revenant_events`
 
 const eventPruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1 * interval '1 millisecond'`
 
+// newEventIDSQL is a time-ordered (version 7) UUID computed in SQL, for
+// events a statement writes itself (PostgreSQL 15 has no uuidv7()): the
+// Unix time in milliseconds in the first 48 bits, then random ones, with
+// the version bits of gen_random_uuid's 4 turned into 7. Random (v4) ids
+// would land all over the outbox's unique index on id; these land at
+// its end, as the ids Go gives other events do.
+const newEventIDSQL = `encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+	placing substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+	52, 1), 53, 1), 'hex')::uuid`
+
 // outboxCTE returns common table expressions that insert evs into the
 // outbox and NOTIFY readers, for statements that fold publication into a
 // larger write (a workflow transition). Parameters are numbered after

@@ -111,6 +111,13 @@ RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, ''),
 // resolved policy are selected, so a page of unresolvable ones cannot
 // starve the rest.
 func batchByPairSQL(scope string, firstArg int) string {
+	return batchByPairCTEs(scope, firstArg) + "\n" + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
+}
+
+// batchByPairCTEs are the common table expressions of batchByPairSQL
+// before its update: the node states, the pairs' policies (p) and the
+// locked batch (c).
+func batchByPairCTEs(scope string, firstArg int) string {
 	a := func(i int) string { return "$" + strconv.Itoa(firstArg+i) }
 	return `WITH ` + nodeStateCTE + `,
 p AS (SELECT * FROM unnest(` + a(0) + `::text[], ` + a(1) + `::text[], ` + a(2) + `::text[], ` + a(3) + `::text[], ` + a(5) + `::text[])
@@ -122,8 +129,55 @@ c AS MATERIALIZED (
 	WHERE ` + orphanWhere + scope + `
 	LIMIT ` + a(4) + `
 	FOR UPDATE OF e SKIP LOCKED
-)
-` + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
+)`
+}
+
+// summarizedBatchSQL is batchByPairSQL doing the batch's side effects
+// itself (store.OrphanRecoverParams.Summarize): it wakes the runners of
+// each restarted actor and, with events (types at $eventsArg, +1, +2 for
+// recovered, failed, dead-lettered), writes each recovered episode's
+// outbox event and announces them, all delivered on the statement's
+// commit. It returns the episodes not restarted, one row each, and one
+// row with a NULL id counting the restarted ones: a batch of 5,000
+// restarts no longer travels to the client and back as events.
+func summarizedBatchSQL(scope string, firstArg int, events bool, eventsArg int) string {
+	q := batchByPairCTEs(scope, firstArg) + `,
+u AS (
+` + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'
+	RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, '') AS old_owner,
+		e.workflow_instance_id, coalesce(e.workflow_step_id, '') AS step_id, e.attempts
+),
+woken AS (SELECT count(pg_notify('` + store.PendingChannel + `', a.actor_id)) AS n
+	FROM (SELECT DISTINCT actor_id FROM u WHERE action = '` + store.ActionRestart + `') a)`
+	announced := `0`
+	if events {
+		t := func(i int) string { return "$" + strconv.Itoa(eventsArg+i) }
+		q += `,
+ev AS (
+	INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload)
+	SELECT ` + newEventIDSQL + `,
+		CASE u.action WHEN '` + store.ActionRestart + `' THEN ` + t(0) + ` WHEN '` + store.ActionDeadLetter + `' THEN ` + t(2) + ` ELSE ` + t(1) + ` END,
+		u.id, u.actor_id, u.workflow_instance_id, NULLIF(u.step_id, ''),
+		CASE WHEN u.action = '` + store.ActionRestart + `' THEN 'pending' ELSE 'failed' END,
+		CASE u.action WHEN '` + store.ActionFail + `' THEN 'orphaned' WHEN '` + store.ActionDeadLetter + `' THEN 'max_attempts_exceeded' END,
+		jsonb_build_object('reason', u.reason, 'previous_owner', u.old_owner)
+	FROM u
+	RETURNING seq
+),
+announced AS (SELECT count(pg_notify('` + store.OutboxChannel + `', s.seq::text)) AS n
+	FROM (SELECT max(seq) AS seq FROM ev) s WHERE s.seq IS NOT NULL)`
+		announced = `(SELECT n FROM announced)`
+	}
+	// A SELECT in WITH runs only if referenced: the last column references
+	// the notifications (its value is not used).
+	return q + `
+SELECT u.id, u.actor_id, u.action, u.reason, u.old_owner, u.workflow_instance_id, u.step_id, u.attempts, 1,
+	(SELECT n FROM woken) + ` + announced + `
+FROM u WHERE u.action <> '` + store.ActionRestart + `'
+UNION ALL
+SELECT NULL, '', '` + store.ActionRestart + `', '', '', NULL, '', 0, count(*),
+	(SELECT n FROM woken) + ` + announced + `
+FROM u WHERE u.action = '` + store.ActionRestart + `'`
 }
 
 func pairsSQL(scope string) string {
@@ -229,6 +283,7 @@ func (Store) OrphanGroups(ctx context.Context, q store.Querier, p *store.OrphanQ
 
 // OrphanRecover implements store.Store: one statement per batch.
 func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.OrphanRecoverParams) ([]store.Recovered, error) {
+	p.Restarted = 0
 	if len(p.Policies) == 0 {
 		p.Done = true
 		return nil, nil
@@ -239,13 +294,46 @@ func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.Orphan
 		po = append(po, x.Owner)
 	}
 	scope, args := orphanArgs(&p.Query)
-	query := batchByPairSQL(scope, len(args)+1)
+	first := len(args) + 1
 	args = append(args, pq.Array(pa), pq.Array(pe), pq.Array(pp), pq.Array(ps), p.Limit, pq.Array(po))
-	out, err := scanRecovered(q.QueryContext(ctx, query, args...))
-	if err == nil && len(out) < p.Limit {
+	if !p.Summarize {
+		out, err := scanRecovered(q.QueryContext(ctx, batchByPairSQL(scope, first), args...))
+		if err == nil && len(out) < p.Limit {
+			p.Done = true
+		}
+		return out, err
+	}
+	query := summarizedBatchSQL(scope, first, p.Events != nil, len(args)+1)
+	if p.Events != nil {
+		args = append(args, p.Events.Recovered, p.Events.Failed, p.Events.DeadLettered)
+	}
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []store.Recovered
+	for rows.Next() {
+		var r store.Recovered
+		var id, wf uuid.NullUUID
+		var n, notified int
+		if err := rows.Scan(&id, &r.ActorID, &r.Action, &r.Reason, &r.PreviousOwner, &wf, &r.WorkflowStepID, &r.Attempts, &n, &notified); err != nil {
+			return nil, fmt.Errorf("reading recovered rows: %w", err)
+		}
+		if !id.Valid {
+			p.Restarted += n
+			continue
+		}
+		r.ID, r.WorkflowInstanceID = id.UUID, wf.UUID
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out)+p.Restarted < p.Limit {
 		p.Done = true
 	}
-	return out, err
+	return out, nil
 }
 
 func scanRecovered(rows *sql.Rows, err error) ([]store.Recovered, error) {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -268,7 +269,8 @@ func TestEpisodeClaimManyWritesStartedEvents(t *testing.T) {
 			require.Equal(t, "episode.started", ev.Type)
 			require.Equal(t, "a", ev.ActorID)
 			require.Equal(t, "running", ev.Status)
-			require.NotEqual(t, uuid.Nil, ev.ID)
+			require.Equal(t, uuid.Version(7), ev.ID.Version(), "time-ordered, as Go's event ids")
+			require.Less(t, time.Since(time.Unix(ev.ID.Time().UnixTime())).Abs(), time.Hour, "the id's time is now")
 			got[ev.EpisodeID] = true
 		}
 		require.Equal(t, map[uuid.UUID]bool{a.ID: true, b.ID: true}, got)
