@@ -45,7 +45,8 @@ func Example() {
 	// applied 6 retries_schedules_breakers
 	// applied 7 operators
 	// applied 8 step_fence_lock
-	// second run applied 0 at version 8
+	// applied 9 running_pairs_idx
+	// second run applied 0 at version 9
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -62,4 +63,5 @@ func ExampleAll() {
 	// 00006_revenant_retries_schedules_breakers.sql 000006_revenant_retries_schedules_breakers.up.sql
 	// 00007_revenant_operators.sql 000007_revenant_operators.up.sql
 	// 00008_revenant_step_fence_lock.sql 000008_revenant_step_fence_lock.up.sql
+	// 00009_revenant_running_pairs_idx.sql 000009_revenant_running_pairs_idx.up.sql
 }

@@ -32,13 +32,13 @@ type OrphanQuery struct {
 	Episode uuid.UUID
 }
 
-// OrphanGroup counts orphans of one owner and (actor, expectation) pair.
-// Backends that recover by owner also fill Reason; OrphanRecover takes the
-// groups back to batch by them.
+// OrphanGroup is one owner and (actor, expectation) pair with orphans (or,
+// on backends that cannot tell cheaply, with running episodes that may be
+// orphans: their recovery re-checks each). Backends that recover by owner
+// also fill Reason; OrphanRecover takes the groups back to batch by them.
 type OrphanGroup struct {
 	ActorID, Expectation string
 	Owner, Reason        string
-	N                    int
 }
 
 // PairPolicy is the policy resolved for the orphans of one owner and

@@ -162,8 +162,8 @@ type Store interface {
 
 	// Orphans (running episodes whose owner is gone)
 
-	// OrphanGroups counts orphans per (actor, expectation), and per owner
-	// where the backend recovers by owner.
+	// OrphanGroups lists the owner and (actor, expectation) pairs that
+	// have orphans, without counting them (a count reads every orphan).
 	OrphanGroups(ctx context.Context, q Querier, p *OrphanQuery) ([]OrphanGroup, error)
 	// OrphanRecover recovers up to p.Limit orphans of p.Policies' pairs in
 	// compare-and-set statements that re-check "running and orphaned" on

@@ -180,12 +180,49 @@ SELECT NULL, '', '` + store.ActionRestart + `', '', '', NULL, '', 0, count(*),
 FROM u WHERE u.action = '` + store.ActionRestart + `'`
 }
 
+// pairsSQL lists the owner and (actor, expectation) pairs that have
+// orphans in scope, by a loose scan of the running-pairs index: the
+// distinct owners of running episodes, then for each dead or unknown
+// owner its distinct pairs, each kept if one of its episodes is an orphan
+// in scope (LATERAL … LIMIT 1: the planner turns an EXISTS into a join
+// reading every running episode). That is a few index probes per pair,
+// however many orphans a pair has, and none for a live node's episodes.
+// Episodes without an owner (the index holds them under NULL) are grouped
+// by a scan of their own, under the empty owner.
 func pairsSQL(scope string) string {
-	return `WITH ` + nodeStateCTE + `
-SELECT coalesce(e.owner_node, ''), e.actor_id, coalesce(e.expectation, ''), count(*)
+	next := func(owner, after string) string {
+		return `(SELECT x.actor_id, coalesce(x.expectation, '') AS expectation FROM revenant_episodes x
+		WHERE x.status = 'running' AND x.owner_node = ` + owner + after + `
+		ORDER BY x.actor_id, coalesce(x.expectation, '') LIMIT 1) f`
+	}
+	return `WITH RECURSIVE ` + nodeStateCTE + `,
+owners AS (
+	SELECT min(owner_node) AS owner FROM revenant_episodes WHERE status = 'running'
+	UNION ALL
+	SELECT (SELECT min(x.owner_node) FROM revenant_episodes x WHERE x.status = 'running' AND x.owner_node > w.owner)
+	FROM owners w WHERE w.owner IS NOT NULL
+),
+pairs AS (
+	SELECT w.owner, f.actor_id, f.expectation
+	FROM owners w
+	LEFT JOIN node_state ns ON ns.node_id = w.owner
+	CROSS JOIN LATERAL ` + next("w.owner", "") + `
+	WHERE w.owner IS NOT NULL AND (ns.node_id IS NULL OR ns.dead_reason IS NOT NULL)
+	UNION ALL
+	SELECT p.owner, f.actor_id, f.expectation
+	FROM pairs p
+	CROSS JOIN LATERAL ` + next("p.owner", `
+		  AND (x.actor_id, coalesce(x.expectation, '')) > (p.actor_id, p.expectation)`) + `
+)
+SELECT p.owner, p.actor_id, p.expectation FROM pairs p
+CROSS JOIN LATERAL (SELECT 1 FROM ` + orphanFrom + `
+	WHERE e.owner_node = p.owner AND e.actor_id = p.actor_id AND coalesce(e.expectation, '') = p.expectation
+	  AND ` + orphanWhere + scope + `
+	LIMIT 1) orphaned
+UNION ALL
+SELECT DISTINCT '', e.actor_id, coalesce(e.expectation, '')
 FROM ` + orphanFrom + `
-WHERE ` + orphanWhere + scope + `
-GROUP BY 1, 2, 3`
+WHERE e.owner_node IS NULL AND ` + orphanWhere + scope
 }
 
 // lockBatchSQL locks a batch of orphans for a per-episode decision,
@@ -273,7 +310,7 @@ func (Store) OrphanGroups(ctx context.Context, q store.Querier, p *store.OrphanQ
 	var out []store.OrphanGroup
 	for rows.Next() {
 		var g store.OrphanGroup
-		if err := rows.Scan(&g.Owner, &g.ActorID, &g.Expectation, &g.N); err != nil {
+		if err := rows.Scan(&g.Owner, &g.ActorID, &g.Expectation); err != nil {
 			return nil, err
 		}
 		out = append(out, g)

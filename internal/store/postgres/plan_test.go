@@ -52,3 +52,46 @@ func (n planNode) rowsFrom(rel string) float64 {
 	}
 	return total
 }
+
+// A sweep lists the pairs of a dead node's 20,000 orphans by probing the
+// index a few times per pair, and never reads a live node's episodes.
+func TestOrphanPairsIsALooseIndexScan(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, &testdb.Options{})
+	_, err := s.DB.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES
+		('dead', 42, now() + interval '1 hour'), ('live', NULL, now() + interval '1 hour')`)
+	require.NoError(t, err)
+	_, err = s.DB.Exec(`INSERT INTO revenant_episodes (id, actor_id, expectation, status, attempts, claim_token, started_at, owner_node)
+		SELECT gen_random_uuid(), 'actor-' || (i % 2), CASE WHEN i % 3 = 0 THEN 'x' END, 'running', 1, 1, now(),
+			CASE WHEN i <= 20000 THEN 'dead' ELSE 'live' END
+		FROM generate_series(1, 25000) AS i`)
+	require.NoError(t, err)
+	// Owners no node row names fall back to activity: an old run of an
+	// unknown owner and one of none are orphans; a fresh one is not.
+	_, err = s.DB.Exec(`INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, started_at, owner_node) VALUES
+		(gen_random_uuid(), 'ghostly', 'running', 1, 1, now() - interval '1 hour', 'ghost'),
+		(gen_random_uuid(), 'fresh', 'running', 1, 1, now(), 'ghost'),
+		(gen_random_uuid(), 'ownerless', 'running', 1, 1, now() - interval '1 hour', NULL)`)
+	require.NoError(t, err)
+	_, err = s.DB.Exec(`ANALYZE`)
+	require.NoError(t, err)
+	query := pairsSQL("")
+	rows, err := s.DB.Query(query, 60_000)
+	require.NoError(t, err)
+	var got []string
+	for rows.Next() {
+		var owner, actor, expectation string
+		require.NoError(t, rows.Scan(&owner, &actor, &expectation))
+		got = append(got, owner+"/"+actor+"/"+expectation)
+	}
+	require.NoError(t, rows.Err())
+	require.ElementsMatch(t, []string{"dead/actor-0/", "dead/actor-0/x", "dead/actor-1/", "dead/actor-1/x",
+		"ghost/ghostly/", "/ownerless/"}, got)
+
+	var out []byte
+	require.NoError(t, s.DB.QueryRow(`EXPLAIN (ANALYZE, FORMAT JSON) `+query, 60_000).Scan(&out))
+	var plan []struct{ Plan planNode }
+	require.NoError(t, json.Unmarshal(out, &plan))
+	read := plan[0].Plan.rowsFrom("revenant_episodes")
+	require.Less(t, read, 100.0, "episode rows read to list the pairs of 20,000 orphans:\n%s", out)
+}

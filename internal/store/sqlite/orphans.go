@@ -159,13 +159,12 @@ GROUP BY 1 ORDER BY 1`
 func groupsSQL(scope string) string {
 	return `WITH ` + nodeStateCTE + `,
 g AS MATERIALIZED (
-	SELECT e.owner_node, e.actor_id, coalesce(e.expectation, '') AS expectation, count(*) AS n
+	SELECT DISTINCT e.owner_node, e.actor_id, coalesce(e.expectation, '') AS expectation
 	FROM revenant_episodes e INDEXED BY revenant_episodes_running_owner_idx
 	WHERE e.status = 'running'` + scope + `
-	GROUP BY e.owner_node, e.actor_id, e.expectation
 )
 SELECT g.owner_node, CASE WHEN ns.node_id IS NULL THEN '` + store.ReasonNoActivity + `' ELSE ns.dead_reason END AS reason,
-	g.actor_id, g.expectation, g.n
+	g.actor_id, g.expectation
 FROM g LEFT JOIN node_state ns ON ns.node_id = g.owner_node
 WHERE ns.node_id IS NULL OR ns.dead_reason IS NOT NULL`
 }
@@ -236,7 +235,7 @@ func (Store) OrphanGroups(ctx context.Context, q store.Querier, p *store.OrphanQ
 	for rows.Next() {
 		var owner sql.NullString
 		var g store.OrphanGroup
-		if err := rows.Scan(&owner, &g.Reason, &g.ActorID, &g.Expectation, &g.N); err != nil {
+		if err := rows.Scan(&owner, &g.Reason, &g.ActorID, &g.Expectation); err != nil {
 			return nil, err
 		}
 		g.Owner = owner.String
