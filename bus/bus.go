@@ -115,6 +115,12 @@ type Publisher interface {
 // transaction (the outbox). For other publishers, writers publish
 // after their transaction commits, so that no subscriber ever sees an event
 // whose state change is not yet (or never) visible.
+//
+// revenant takes a transactional publisher to be its own outbox on the
+// same database: on Postgres, claims, completions and sweeps write their
+// events into the outbox table in their own statements instead of calling
+// PublishTx. Only the outbox reports InTransaction; a wrapper around it
+// that must see every event should not.
 func Transactional(p Publisher) bool {
 	t, ok := p.(interface{ InTransaction() bool })
 	return ok && t.InTransaction()

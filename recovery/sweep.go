@@ -95,8 +95,8 @@ func sweepByPolicy(ctx context.Context, db conn, c *config, res *Result) error {
 
 // resolvePairs resolves the policy of each group's owner and (actor,
 // expectation) pair. Groups whose policy is malformed (or, with Skip as
-// the default, unstated) are left untouched, and their orphans logged and
-// reported in res; the others are returned.
+// the default, unstated) are logged, left untouched and reported in res;
+// the others are returned.
 func resolvePairs(ctx context.Context, db conn, c *config, groups []store.OrphanGroup, res *Result) ([]store.PairPolicy, error) {
 	seenKey := map[orphanKey]bool{}
 	var keys []orphanKey
@@ -127,6 +127,12 @@ func resolvePairs(ctx context.Context, db conn, c *config, groups []store.Orphan
 		v := r.resolve(k)
 		if v.err != nil {
 			untouched[k] = v.err
+			msg := "revenant: sweep leaves orphans untouched: malformed recovery policy"
+			if errors.Is(v.err, ErrNoPolicy) {
+				msg = "revenant: sweep leaves orphans running: no source states a recovery policy for their actor"
+			}
+			c.Logger.ErrorContext(ctx, msg, slog.String("actor", k.actor), slog.String("expectation", k.expectation),
+				slog.String("owner", k.owner), slog.Any("error", v.err))
 			continue
 		}
 		out = append(out, store.PairPolicy{Owner: k.owner, ActorID: k.actor, Expectation: k.expectation, Policy: string(v.policy), Source: v.source})
@@ -140,32 +146,17 @@ func resolvePairs(ctx context.Context, db conn, c *config, groups []store.Orphan
 }
 
 // reportUntouched lists the orphans whose policy could not be resolved
-// (up to DryRunLimitDefault), reports each in res and logs each group.
+// (up to DryRunLimitDefault of all orphans) and reports each in res.
 func reportUntouched(ctx context.Context, db conn, c *config, why map[orphanKey]error, res *Result) error {
 	orphans, err := c.st.OrphanList(ctx, db, c.orphans(), DryRunLimitDefault)
 	if err != nil {
 		return fmt.Errorf("sweep: listing orphans: %w", err)
 	}
-	counts := map[orphanKey]int{}
-	var keys []orphanKey
 	for _, o := range orphans {
-		k := orphanKey{o.Episode.OwnerNode, o.Episode.ActorID, o.Episode.Expectation}
-		if e, ok := why[k]; ok {
-			if counts[k] == 0 {
-				keys = append(keys, k)
-			}
-			counts[k]++
+		if e, ok := why[orphanKey{o.Episode.OwnerNode, o.Episode.ActorID, o.Episode.Expectation}]; ok {
 			res.Skipped++
 			res.Errors = append(res.Errors, EpisodeError{EpisodeID: o.Episode.ID, ActorID: o.Episode.ActorID, Err: e})
 		}
-	}
-	for _, k := range keys {
-		msg := "revenant: sweep leaves orphans untouched: malformed recovery policy"
-		if errors.Is(why[k], ErrNoPolicy) {
-			msg = "revenant: sweep leaves orphans running: no source states a recovery policy for their actor"
-		}
-		c.Logger.ErrorContext(ctx, msg, slog.String("actor", k.actor), slog.String("expectation", k.expectation),
-			slog.String("owner", k.owner), slog.Int("episodes", counts[k]), slog.Any("error", why[k]))
 	}
 	return nil
 }
@@ -217,7 +208,9 @@ func (c *config) summarize() bool {
 // recoverSummarized runs one batch as one statement that also wakes the
 // runners and writes the events: what recoverBatch does in up to five
 // round trips, with every recovered row sent to the client and its event
-// sent back.
+// sent back. A failed NOTIFY (only a full notification queue) fails the
+// batch here, where recoverBatch only logs it; the batch is then retried
+// by the next pass, as any failed batch is.
 func recoverSummarized(ctx context.Context, db conn, c *config, res *Result, p *store.OrphanRecoverParams) error {
 	p.Summarize = true
 	if c.Bus != nil {

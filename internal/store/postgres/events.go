@@ -35,7 +35,7 @@ const eventPruneSQL = `DELETE FROM revenant_events WHERE created_at < now() - $1
 // would land all over the outbox's unique index on id; these land at
 // its end, as the ids Go gives other events do.
 const newEventIDSQL = `encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
-	placing substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+	placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
 	52, 1), 53, 1), 'hex')::uuid`
 
 // outboxCTE returns common table expressions that insert evs into the

@@ -186,7 +186,9 @@ FROM u WHERE u.action = '` + store.ActionRestart + `'`
 // owner its distinct pairs, each kept if one of its episodes is an orphan
 // in scope (LATERAL … LIMIT 1: the planner turns an EXISTS into a join
 // reading every running episode). That is a few index probes per pair,
-// however many orphans a pair has, and none for a live node's episodes.
+// however many orphans a pair has (unless most of a pair's episodes are
+// out of the sweep's scope: the check reads past those), and none for a
+// live node's episodes.
 // Episodes without an owner (the index holds them under NULL) are grouped
 // by a scan of their own, under the empty owner.
 func pairsSQL(scope string) string {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/lib/pq"
@@ -21,7 +22,7 @@ func TestEventReadRangesIsARangeScan(t *testing.T) {
 	const rows = 20_000
 	_, err := s.DB.Exec(`INSERT INTO revenant_events (id, type) SELECT gen_random_uuid(), 'x' FROM generate_series(1, $1)`, rows)
 	require.NoError(t, err)
-	_, err = s.DB.Exec(`ANALYZE`)
+	_, err = s.DB.Exec(`ANALYZE revenant_events`)
 	require.NoError(t, err)
 	// Two open gaps near the top and one holding two late rows.
 	lo := []int64{100, rows + 5, rows + 20}
@@ -58,8 +59,9 @@ func (n planNode) rowsFrom(rel string) float64 {
 func TestOrphanPairsIsALooseIndexScan(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, &testdb.Options{})
+	// Dead: its advisory lock (a random key) is not held.
 	_, err := s.DB.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES
-		('dead', 42, now() + interval '1 hour'), ('live', NULL, now() + interval '1 hour')`)
+		('dead', $1, now() + interval '1 hour'), ('live', NULL, now() + interval '1 hour')`, rand.Int64())
 	require.NoError(t, err)
 	_, err = s.DB.Exec(`INSERT INTO revenant_episodes (id, actor_id, expectation, status, attempts, claim_token, started_at, owner_node)
 		SELECT gen_random_uuid(), 'actor-' || (i % 2), CASE WHEN i % 3 = 0 THEN 'x' END, 'running', 1, 1, now(),
@@ -73,7 +75,7 @@ func TestOrphanPairsIsALooseIndexScan(t *testing.T) {
 		(gen_random_uuid(), 'fresh', 'running', 1, 1, now(), 'ghost'),
 		(gen_random_uuid(), 'ownerless', 'running', 1, 1, now() - interval '1 hour', NULL)`)
 	require.NoError(t, err)
-	_, err = s.DB.Exec(`ANALYZE`)
+	_, err = s.DB.Exec(`ANALYZE revenant_episodes, revenant_nodes`)
 	require.NoError(t, err)
 	query := pairsSQL("")
 	rows, err := s.DB.Query(query, 60_000)

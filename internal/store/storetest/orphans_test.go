@@ -69,9 +69,10 @@ func TestOrphanRecoverAppliesEachPolicy(t *testing.T) {
 		require.NoError(t, err)
 		pairs := map[string]bool{}
 		for _, g := range groups {
-			pairs[g.ActorID+"/"+g.Expectation] = true
+			pairs[g.Owner+"/"+g.ActorID+"/"+g.Expectation] = true
 		}
-		require.Equal(t, map[string]bool{"restartme/": true, "failme/x": true, "exhausted/": true}, pairs)
+		require.Equal(t, map[string]bool{"n1/restartme/": true, "n2/failme/x": true, "n3/exhausted/": true}, pairs,
+			"the live node's running episode is no orphan")
 
 		p := &store.OrphanRecoverParams{Query: q, Groups: groups, Limit: 2, Policies: perOwner(groups, []store.PairPolicy{
 			{ActorID: "restartme", Policy: "restart", Source: "registry"},
