@@ -24,7 +24,8 @@ import (
 
 // On Postgres a sweep with the outbox and no OnEvent writes its events in
 // its batch statements; with OnEvent it sends them from Go. Both must
-// write the same events and wake the same listeners.
+// write the same events and wake the same listeners. On SQLite both
+// sweeps send them from Go: the same events.
 func TestSweepWritesTheSameEventsEitherWay(t *testing.T) {
 	testdb.Each(t, nil, func(t *testing.T, driver string) {
 		wf := uuid.New()
@@ -78,6 +79,8 @@ func TestSweepWritesTheSameEventsEitherWay(t *testing.T) {
 				require.NoError(t, rows.Scan(&id, &typ, &actor, &inWorkflow, &step, &status, &class, &payload, &ofEpisode))
 				require.True(t, ofEpisode, "each event names its episode")
 				require.Equal(t, uuid.Version(7), id.Version(), "time-ordered ids, whoever wrote the event")
+				require.Equal(t, uuid.RFC4122, id.Variant())
+				require.Less(t, time.Since(time.Unix(id.Time().UnixTime())).Abs(), time.Hour, "the id's time is now")
 				var rec bus.Recovery
 				require.NoError(t, json.Unmarshal(payload, &rec))
 				require.Equal(t, dead, rec.PreviousOwner)

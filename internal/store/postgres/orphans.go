@@ -111,8 +111,14 @@ RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, ''),
 // resolved policy are selected, so a page of unresolvable ones cannot
 // starve the rest.
 func batchByPairSQL(scope string, firstArg int) string {
-	return batchByPairCTEs(scope, firstArg) + "\n" + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
+	return batchByPairCTEs(scope, firstArg) + "\n" + applySet + lockedRowsJoin + applyReturning
 }
+
+// lockedRowsJoin joins the update to the rows c locked by their tuple ids:
+// one heap fetch per row instead of an index descent (a tenth of a
+// batch's time). A row this statement locked cannot move before its
+// update; the id and status are re-checked all the same.
+const lockedRowsJoin = `FROM c WHERE e.ctid = c.tid AND e.id = c.id AND e.status = 'running'`
 
 // batchByPairCTEs are the common table expressions of batchByPairSQL
 // before its update: the node states, the pairs' policies (p) and the
@@ -123,7 +129,7 @@ func batchByPairCTEs(scope string, firstArg int) string {
 p AS (SELECT * FROM unnest(` + a(0) + `::text[], ` + a(1) + `::text[], ` + a(2) + `::text[], ` + a(3) + `::text[], ` + a(5) + `::text[])
 	AS p(actor_id, expectation, policy, source, owner)),
 c AS MATERIALIZED (
-	SELECT e.id, o.reason, p.policy, p.source, e.owner_node AS old_owner, ` + actionExpr + ` AS action
+	SELECT e.id, e.ctid AS tid, o.reason, p.policy, p.source, e.owner_node AS old_owner, ` + actionExpr + ` AS action
 	FROM ` + orphanFrom + `
 	JOIN p ON p.actor_id = e.actor_id AND p.expectation = coalesce(e.expectation, '') AND p.owner = coalesce(e.owner_node, '')
 	WHERE ` + orphanWhere + scope + `
@@ -143,7 +149,7 @@ c AS MATERIALIZED (
 func summarizedBatchSQL(scope string, firstArg int, events bool, eventsArg int) string {
 	q := batchByPairCTEs(scope, firstArg) + `,
 u AS (
-` + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'
+` + applySet + lockedRowsJoin + `
 	RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, '') AS old_owner,
 		e.workflow_instance_id, coalesce(e.workflow_step_id, '') AS step_id, e.attempts
 ),

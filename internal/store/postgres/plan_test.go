@@ -42,6 +42,7 @@ func TestEventReadRangesIsARangeScan(t *testing.T) {
 }
 
 type planNode struct {
+	NodeType string     `json:"Node Type"`
 	Relation string     `json:"Relation Name"`
 	Rows     float64    `json:"Actual Rows"`
 	Loops    float64    `json:"Actual Loops"`
@@ -49,9 +50,11 @@ type planNode struct {
 	Plans    []planNode `json:"Plans"`
 }
 
+// rowsFrom counts the rows read from rel (rows an update writes are not
+// counted).
 func (n planNode) rowsFrom(rel string) float64 {
 	total := 0.0
-	if n.Relation == rel {
+	if n.Relation == rel && n.NodeType != "ModifyTable" {
 		total += (n.Rows + n.Filtered) * n.Loops
 	}
 	for _, c := range n.Plans {
@@ -135,4 +138,37 @@ func TestOrphanPairsArePlannedWithoutJIT(t *testing.T) {
 	// And through the pool, as sweeps call it.
 	_, err = Store{}.OrphanGroups(ctx, sqlx.NewDb(db, "postgres"), &store.OrphanQuery{StaleAfter: time.Minute})
 	require.NoError(t, err)
+}
+
+// A sweep batch updates the rows it locked by their tuple ids: each row
+// is read once to lock it and once to update it, whatever the batch.
+func TestOrphanBatchUpdatesLockedRowsByTID(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, &testdb.Options{})
+	_, err := s.DB.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES ('dead', $1, now() + interval '1 hour')`, rand.Int64())
+	require.NoError(t, err)
+	_, err = s.DB.Exec(`INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, started_at, owner_node)
+		SELECT gen_random_uuid(), 'a', 'running', 1, 1, now(), 'dead' FROM generate_series(1, 20000)`)
+	require.NoError(t, err)
+	_, err = s.DB.Exec(`ANALYZE revenant_episodes, revenant_nodes`)
+	require.NoError(t, err)
+	const limit = 5000
+	one := func(v string) any { return pq.Array([]string{v}) }
+	for name, query := range map[string]string{"rows": batchByPairSQL("", 2), "summarized": summarizedBatchSQL("", 2, true, 8)} {
+		args := []any{60_000, one("a"), one(""), one("restart"), one("registry"), limit, one("dead")}
+		if name == "summarized" {
+			args = append(args, "recovered", "failed", "dead_lettered")
+		}
+		tx, err := s.DB.Begin()
+		require.NoError(t, err)
+		var out []byte
+		require.NoError(t, tx.QueryRow(`EXPLAIN (ANALYZE, FORMAT JSON) `+query, args...).Scan(&out))
+		require.NoError(t, tx.Rollback())
+		require.Contains(t, string(out), `"Tid Scan"`, name)
+		var plan []struct{ Plan planNode }
+		require.NoError(t, json.Unmarshal(out, &plan))
+		read := plan[0].Plan.rowsFrom("revenant_episodes")
+		require.LessOrEqual(t, read, 2.0*limit+10, "%s: episode rows read to recover %d:\n%s", name, limit, out)
+		require.GreaterOrEqual(t, read, 2.0*limit, name)
+	}
 }
