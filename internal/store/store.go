@@ -168,7 +168,9 @@ type Store interface {
 	// OrphanRecover recovers up to p.Limit orphans of p.Policies' pairs in
 	// compare-and-set statements that re-check "running and orphaned" on
 	// each row, so concurrent sweeps never take one episode twice. It
-	// advances p.Cursor and sets p.Done when nothing is left.
+	// keeps its progress in p (SQLite: p.Cursor) and sets p.Done when this
+	// pass has nothing left to take; rows other sweeps hold, or that
+	// change while a batch runs, are left for a later pass or batch.
 	OrphanRecover(ctx context.Context, q Querier, p *OrphanRecoverParams) ([]Recovered, error)
 	// OrphanLock lists and locks up to limit orphans for a per-episode
 	// decision, leaving out the ids in exclude. On SQLite the caller's

@@ -111,13 +111,17 @@ RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, ''),
 // resolved policy are selected, so a page of unresolvable ones cannot
 // starve the rest.
 func batchByPairSQL(scope string, firstArg int) string {
-	return batchByPairCTEs(scope, firstArg) + "\n" + applySet + lockedRowsJoin + applyReturning
+	return batchByPairCTEs(scope, firstArg) + "\n" + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
 }
 
-// lockedRowsJoin joins the update to the rows c locked by their tuple ids:
-// one heap fetch per row instead of an index descent (a tenth of a
-// batch's time). A row this statement locked cannot move before its
-// update; the id and status are re-checked all the same.
+// lockedRowsJoin joins the update to the rows c locked by their tuple
+// ids: one heap fetch per row instead of an index descent (a tenth of a
+// batch's time). It can miss a row: when another transaction updated and
+// committed it after the statement's snapshot, c locks (and names) the
+// newer version, which the update's snapshot cannot see. The row stays
+// as it was, for the next batch (a fresh snapshot) to take: the statement
+// reports how many rows c locked, and a batch that recovered fewer than
+// it locked is not the last (OrphanRecover).
 const lockedRowsJoin = `FROM c WHERE e.ctid = c.tid AND e.id = c.id AND e.status = 'running'`
 
 // batchByPairCTEs are the common table expressions of batchByPairSQL
@@ -144,8 +148,9 @@ c AS MATERIALIZED (
 // recovered, failed, dead-lettered), writes each recovered episode's
 // outbox event and announces them, all delivered on the statement's
 // commit. It returns the episodes not restarted, one row each, and one
-// row with a NULL id counting the restarted ones: a batch of 5,000
-// restarts no longer travels to the client and back as events.
+// row with a NULL id counting the restarted ones and the rows c locked: a
+// batch of 5,000 restarts no longer travels to the client and back as
+// events. It joins the update to c by tuple id (lockedRowsJoin).
 func summarizedBatchSQL(scope string, firstArg int, events bool, eventsArg int) string {
 	q := batchByPairCTEs(scope, firstArg) + `,
 u AS (
@@ -178,11 +183,11 @@ announced AS (SELECT count(pg_notify('` + store.OutboxChannel + `', s.seq::text)
 	// the notifications (its value is not used).
 	return q + `
 SELECT u.id, u.actor_id, u.action, u.reason, u.old_owner, u.workflow_instance_id, u.step_id, u.attempts, 1,
-	(SELECT n FROM woken) + ` + announced + `
+	(SELECT n FROM woken) + ` + announced + `, 0
 FROM u WHERE u.action <> '` + store.ActionRestart + `'
 UNION ALL
 SELECT NULL, '', '` + store.ActionRestart + `', '', '', NULL, '', 0, count(*),
-	(SELECT n FROM woken) + ` + announced + `
+	(SELECT n FROM woken) + ` + announced + `, (SELECT count(*) FROM c)
 FROM u WHERE u.action = '` + store.ActionRestart + `'`
 }
 
@@ -307,37 +312,43 @@ func orphanArgs(p *store.OrphanQuery) (string, []any) {
 }
 
 // OrphanGroups implements store.Store: one group per owner and pair
-// (Postgres recovers every owner's orphans in each statement). Given a
-// pool or a connection, it runs in a read-only transaction with JIT off:
-// the loose scan's recursive CTEs are estimated far above
-// jit_above_cost, and compiling them took 40–55 ms of a query that runs
-// in well under a millisecond (a single failover went from 32 to 96 ms).
+// (Postgres recovers every owner's orphans in each statement), planned
+// without JIT (withoutJIT): the loose scan's recursive CTEs are estimated
+// far above jit_above_cost, and compiling them took 40–55 ms of a query
+// that runs in well under a millisecond (a single failover went from 32
+// to 96 ms).
 func (Store) OrphanGroups(ctx context.Context, q store.Querier, p *store.OrphanQuery) ([]store.OrphanGroup, error) {
+	var groups []store.OrphanGroup
+	err := withoutJIT(ctx, q, func(q store.Querier) error {
+		var err error
+		groups, err = orphanGroups(ctx, q, p)
+		return err
+	})
+	return groups, err
+}
+
+// withoutJIT runs fn with JIT off: given a pool or a connection, in a
+// transaction of its own with SET LOCAL; given a transaction (whose
+// settings are the caller's), as it is.
+func withoutJIT(ctx context.Context, q store.Querier, fn func(store.Querier) error) error {
 	b, ok := q.(interface {
 		BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
 	})
 	if !ok {
-		return orphanGroups(ctx, q, p)
+		return fn(q)
 	}
-	tx, err := b.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := b.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	groups, err := orphanGroupsWithoutJIT(ctx, tx, p)
-	if err != nil {
-		return nil, err
-	}
-	return groups, tx.Commit()
-}
-
-// orphanGroupsWithoutJIT runs the groups query with JIT off for the rest
-// of tx.
-func orphanGroupsWithoutJIT(ctx context.Context, tx store.Querier, p *store.OrphanQuery) ([]store.OrphanGroup, error) {
 	if _, err := tx.ExecContext(ctx, `SET LOCAL jit = off`); err != nil {
-		return nil, err
+		return err
 	}
-	return orphanGroups(ctx, tx, p)
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func orphanGroups(ctx context.Context, q store.Querier, p *store.OrphanQuery) ([]store.OrphanGroup, error) {
@@ -390,15 +401,17 @@ func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.Orphan
 	}
 	defer func() { _ = rows.Close() }()
 	var out []store.Recovered
+	lockedRows := 0
 	for rows.Next() {
 		var r store.Recovered
 		var id, wf uuid.NullUUID
-		var n, notified int
-		if err := rows.Scan(&id, &r.ActorID, &r.Action, &r.Reason, &r.PreviousOwner, &wf, &r.WorkflowStepID, &r.Attempts, &n, &notified); err != nil {
+		var n, notified, locked int
+		if err := rows.Scan(&id, &r.ActorID, &r.Action, &r.Reason, &r.PreviousOwner, &wf, &r.WorkflowStepID, &r.Attempts, &n, &notified, &locked); err != nil {
 			return nil, fmt.Errorf("reading recovered rows: %w", err)
 		}
 		if !id.Valid {
 			p.Restarted += n
+			lockedRows = locked
 			continue
 		}
 		r.ID, r.WorkflowInstanceID = id.UUID, wf.UUID
@@ -407,7 +420,9 @@ func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.Orphan
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(out)+p.Restarted < p.Limit {
+	// A row locked but not recovered (lockedRowsJoin) is left for the
+	// next batch.
+	if lockedRows < p.Limit && len(out)+p.Restarted == lockedRows {
 		p.Done = true
 	}
 	return out, nil
