@@ -85,6 +85,12 @@ func sweepByPolicy(ctx context.Context, db conn, c *config, res *Result) error {
 		return err
 	}
 	p := &store.OrphanRecoverParams{Query: *c.orphans(), Groups: groups, Policies: policies, Limit: c.BatchSize}
+	if c.summarize() {
+		p.Summarize = true
+		if c.Bus != nil {
+			p.Events = &store.RecoveryEventTypes{Recovered: EventRecovered, Failed: EventFailed, DeadLettered: EventDeadLettered}
+		}
+	}
 	for !p.Done {
 		if err := recoverBatch(ctx, db, c, res, p); err != nil {
 			return err
@@ -164,7 +170,7 @@ func reportUntouched(ctx context.Context, db conn, c *config, why map[orphanKey]
 // recoverBatch runs one batch of p; with a transactional bus, the batch
 // and its events commit together. A failed batch leaves res as it was.
 func recoverBatch(ctx context.Context, db conn, c *config, res *Result, p *store.OrphanRecoverParams) error {
-	if c.summarize() {
+	if p.Summarize {
 		return recoverSummarized(ctx, db, c, res, p)
 	}
 	inTx := c.Bus != nil && bus.Transactional(c.Bus)
@@ -212,10 +218,6 @@ func (c *config) summarize() bool {
 // batch here, where recoverBatch only logs it; the batch is then retried
 // by the next pass, as any failed batch is.
 func recoverSummarized(ctx context.Context, db conn, c *config, res *Result, p *store.OrphanRecoverParams) error {
-	p.Summarize = true
-	if c.Bus != nil {
-		p.Events = &store.RecoveryEventTypes{Recovered: EventRecovered, Failed: EventFailed, DeadLettered: EventDeadLettered}
-	}
 	recovered, err := c.st.OrphanRecover(ctx, db, p)
 	if err != nil {
 		return fmt.Errorf("sweep: recovering a batch: %w", err)

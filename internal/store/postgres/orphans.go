@@ -147,7 +147,9 @@ c AS MATERIALIZED (
 // each restarted actor and, with events (types at $eventsArg, +1, +2 for
 // recovered, failed, dead-lettered), writes each recovered episode's
 // outbox event and announces them, all delivered on the statement's
-// commit. It returns the episodes not restarted, one row each, and one
+// commit. Each event takes the status and error class the update gave
+// its episode (a restart keeps an earlier class: its event has none). It
+// returns the episodes not restarted, one row each, and one
 // row with a NULL id counting the restarted ones and the rows c locked: a
 // batch of 5,000 restarts no longer travels to the client and back as
 // events. It joins the update to c by tuple id (lockedRowsJoin).
@@ -156,7 +158,7 @@ func summarizedBatchSQL(scope string, firstArg int, events bool, eventsArg int) 
 u AS (
 ` + applySet + lockedRowsJoin + `
 	RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, '') AS old_owner,
-		e.workflow_instance_id, coalesce(e.workflow_step_id, '') AS step_id, e.attempts
+		e.workflow_instance_id, coalesce(e.workflow_step_id, '') AS step_id, e.attempts, e.status, e.error_class
 ),
 woken AS (SELECT count(pg_notify('` + store.PendingChannel + `', a.actor_id)) AS n
 	FROM (SELECT DISTINCT actor_id FROM u WHERE action = '` + store.ActionRestart + `') a)`
@@ -168,9 +170,8 @@ ev AS (
 	INSERT INTO revenant_events (id, type, episode_id, actor_id, workflow_instance_id, workflow_step_id, status, error_class, payload)
 	SELECT ` + newEventIDSQL + `,
 		CASE u.action WHEN '` + store.ActionRestart + `' THEN ` + t(0) + ` WHEN '` + store.ActionDeadLetter + `' THEN ` + t(2) + ` ELSE ` + t(1) + ` END,
-		u.id, u.actor_id, u.workflow_instance_id, NULLIF(u.step_id, ''),
-		CASE WHEN u.action = '` + store.ActionRestart + `' THEN 'pending' ELSE 'failed' END,
-		CASE u.action WHEN '` + store.ActionFail + `' THEN 'orphaned' WHEN '` + store.ActionDeadLetter + `' THEN 'max_attempts_exceeded' END,
+		u.id, u.actor_id, u.workflow_instance_id, NULLIF(u.step_id, ''), u.status,
+		CASE WHEN u.action <> '` + store.ActionRestart + `' THEN u.error_class END,
 		jsonb_build_object('reason', u.reason, 'previous_owner', u.old_owner)
 	FROM u
 	RETURNING seq
@@ -395,6 +396,12 @@ func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.Orphan
 	if p.Events != nil {
 		args = append(args, p.Events.Recovered, p.Events.Failed, p.Events.DeadLettered)
 	}
+	return runSummarizedBatch(ctx, q, query, args, p)
+}
+
+// runSummarizedBatch runs a summarizedBatchSQL statement and sets
+// p.Restarted and p.Done from it.
+func runSummarizedBatch(ctx context.Context, q store.Querier, query string, args []any, p *store.OrphanRecoverParams) ([]store.Recovered, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -421,8 +428,11 @@ func (Store) OrphanRecover(ctx context.Context, q store.Querier, p *store.Orphan
 		return nil, err
 	}
 	// A row locked but not recovered (lockedRowsJoin) is left for the
-	// next batch.
-	if lockedRows < p.Limit && len(out)+p.Restarted == lockedRows {
+	// next batch. A batch that recovered nothing ends the pass all the
+	// same, so that no pass can spin on rows it keeps missing: the next
+	// pass takes them.
+	recovered := len(out) + p.Restarted
+	if recovered == 0 || (lockedRows < p.Limit && recovered == lockedRows) {
 		p.Done = true
 	}
 	return out, nil

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"math/rand/v2"
 	"strconv"
@@ -172,86 +171,72 @@ func TestOrphanBatchUpdatesLockedRowsByTID(t *testing.T) {
 
 // A row another transaction updates and commits after a batch's snapshot
 // but before the batch locks it is locked under its new version, which
-// the tuple-id update cannot see: that batch leaves it, and is then not
-// the last, so that the next batch (a fresh snapshot) recovers it.
+// the tuple-id update cannot see: that batch leaves it. A batch that left
+// a row is not the last, so that the next one (a fresh snapshot) takes
+// it; a batch that recovered nothing is, so that no pass can spin.
 func TestOrphanBatchLeavesNoRowItLockedButMissed(t *testing.T) {
 	t.Parallel()
-	s := testdb.New(t, &testdb.Options{})
-	ctx := context.Background()
-	_, err := s.DB.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES ('dead', $1, now() + interval '1 hour')`, rand.Int64())
-	require.NoError(t, err)
-	_, err = s.DB.Exec(`INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, started_at, owner_node)
-		SELECT gen_random_uuid(), 'a', 'running', 1, 1, now(), 'dead' FROM generate_series(1, 3)`)
-	require.NoError(t, err)
-	var touched string
-	require.NoError(t, s.DB.Get(&touched, `SELECT id FROM revenant_episodes ORDER BY id LIMIT 1`))
+	for _, tc := range []struct {
+		orphans, restarted int
+		done               bool
+	}{{3, 2, false}, {1, 0, true}} {
+		t.Run(strconv.Itoa(tc.orphans), func(t *testing.T) {
+			t.Parallel()
+			s := testdb.New(t, &testdb.Options{})
+			ctx := context.Background()
+			_, err := s.DB.Exec(`INSERT INTO revenant_nodes (node_id, lock_key, expires_at) VALUES ('dead', $1, now() + interval '1 hour')`, rand.Int64())
+			require.NoError(t, err)
+			_, err = s.DB.Exec(`INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, started_at, owner_node)
+				SELECT gen_random_uuid(), 'a', 'running', 1, 1, now(), 'dead' FROM generate_series(1, $1)`, tc.orphans)
+			require.NoError(t, err)
+			var touched string
+			require.NoError(t, s.DB.Get(&touched, `SELECT id FROM revenant_episodes ORDER BY id LIMIT 1`))
+			p := &store.OrphanRecoverParams{Query: store.OrphanQuery{StaleAfter: time.Minute}, Limit: 10, Summarize: true,
+				Policies: []store.PairPolicy{{Owner: "dead", ActorID: "a", Policy: "restart", Source: "registry"}}}
 
-	// The first batch's scan waits on an advisory lock, evaluated once,
-	// after its snapshot is taken: meanwhile a zombie's step touches one
-	// of the rows and commits.
-	gate := rand.Int64()
-	holder, err := s.DB.Conn(ctx)
-	require.NoError(t, err)
-	defer func() { _ = holder.Close() }()
-	_, err = holder.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, gate)
-	require.NoError(t, err)
-	gated := " AND (SELECT pg_advisory_xact_lock_shared(" + strconv.FormatInt(gate, 10) + ")::text) IS NOT NULL"
-	p := &store.OrphanRecoverParams{Query: store.OrphanQuery{StaleAfter: time.Minute}, Limit: 10, Summarize: true,
-		Policies: []store.PairPolicy{{Owner: "dead", ActorID: "a", Policy: "restart", Source: "registry"}}}
-	type result struct {
-		restarted int
-		done      bool
-		err       error
+			// The batch's scan waits on an advisory lock, evaluated once,
+			// after its snapshot is taken: meanwhile a zombie's step
+			// touches one of the rows and commits.
+			gate := rand.Int64()
+			holder, err := s.DB.Conn(ctx)
+			require.NoError(t, err)
+			defer func() { _ = holder.Close() }()
+			_, err = holder.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, gate)
+			require.NoError(t, err)
+			scope, args := orphanArgs(&p.Query)
+			scope += " AND (SELECT pg_advisory_xact_lock_shared(" + strconv.FormatInt(gate, 10) + ")::text) IS NOT NULL"
+			query := summarizedBatchSQL(scope, len(args)+1, false, 0)
+			args = append(args, pq.Array([]string{"a"}), pq.Array([]string{""}), pq.Array([]string{"restart"}),
+				pq.Array([]string{"registry"}), p.Limit, pq.Array([]string{"dead"}))
+			first := make(chan error, 1)
+			go func() {
+				_, err := runSummarizedBatch(ctx, s.DB, query, args, p)
+				first <- err
+			}()
+			require.Eventually(t, func() bool {
+				var waiting bool
+				err := s.DB.Get(&waiting, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+					AND ((classid::bigint << 32) | objid::bigint) = $1)`, gate)
+				return err == nil && waiting
+			}, time.Minute, 5*time.Millisecond, "the batch never waited on the gate")
+			_, err = s.DB.Exec(`UPDATE revenant_episodes SET last_activity_at = now() WHERE id = $1`, touched)
+			require.NoError(t, err)
+			_, err = holder.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, gate)
+			require.NoError(t, err)
+			require.NoError(t, <-first)
+			require.Equal(t, tc.restarted, p.Restarted, "the touched row is locked under its new version and left")
+			require.Equal(t, tc.done, p.Done)
+
+			// The next batch (or pass), as OrphanRecover runs it, takes it.
+			p.Done = false
+			recovered, err := Store{}.OrphanRecover(ctx, s.DB, p)
+			require.NoError(t, err)
+			require.Empty(t, recovered)
+			require.Equal(t, 1, p.Restarted)
+			require.True(t, p.Done)
+			var left int
+			require.NoError(t, s.DB.Get(&left, `SELECT count(*) FROM revenant_episodes WHERE status = 'running'`))
+			require.Zero(t, left)
+		})
 	}
-	first := make(chan result, 1)
-	go func() {
-		scope, args := orphanArgs(&p.Query)
-		scope += gated
-		rows, err := s.DB.QueryContext(ctx, summarizedBatchSQL(scope, len(args)+1, false, 0),
-			append(args, pq.Array([]string{"a"}), pq.Array([]string{""}), pq.Array([]string{"restart"}),
-				pq.Array([]string{"registry"}), p.Limit, pq.Array([]string{"dead"}))...)
-		if err != nil {
-			first <- result{err: err}
-			return
-		}
-		defer func() { _ = rows.Close() }()
-		var restarted, locked int
-		for rows.Next() {
-			var id, wf sql.NullString
-			var actor, action, reason, owner, step string
-			var attempts, n, notified, l int
-			if err := rows.Scan(&id, &actor, &action, &reason, &owner, &wf, &step, &attempts, &n, &notified, &l); err != nil {
-				first <- result{err: err}
-				return
-			}
-			if !id.Valid {
-				restarted, locked = n, l
-			}
-		}
-		first <- result{restarted: restarted, done: locked < p.Limit && restarted == locked, err: rows.Err()}
-	}()
-	require.Eventually(t, func() bool {
-		var waiting bool
-		err := s.DB.Get(&waiting, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-			AND ((classid::bigint << 32) | objid::bigint) = $1)`, gate)
-		return err == nil && waiting
-	}, time.Minute, 5*time.Millisecond, "the batch never waited on the gate")
-	_, err = s.DB.Exec(`UPDATE revenant_episodes SET last_activity_at = now() WHERE id = $1`, touched)
-	require.NoError(t, err)
-	_, err = holder.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, gate)
-	require.NoError(t, err)
-	r := <-first
-	require.NoError(t, r.err)
-	require.Equal(t, 2, r.restarted, "the touched row is locked under its new version and left")
-	require.False(t, r.done, "a batch that left a row it locked is not the last")
-
-	// The next batch, as OrphanRecover runs it, takes it.
-	recovered, err := Store{}.OrphanRecover(ctx, s.DB, p)
-	require.NoError(t, err)
-	require.Empty(t, recovered)
-	require.Equal(t, 1, p.Restarted)
-	require.True(t, p.Done)
-	var left int
-	require.NoError(t, s.DB.Get(&left, `SELECT count(*) FROM revenant_episodes WHERE status = 'running'`))
-	require.Zero(t, left)
 }
