@@ -6,11 +6,13 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
@@ -27,6 +29,12 @@ import (
 // enqueue → all done. The raw baseline, in the same iteration: 16
 // goroutines doing the same 5 one-row-insert transactions per unit,
 // without revenant. x_raw is the ratio of the two wall times.
+//
+// A second baseline, x_raw_journal, adds to each of those transactions
+// the least a journal must write in it: one row into a copy of the step
+// journal's table (its columns, checks and primary key). It is the floor
+// for any library that records each step in the step's own transaction,
+// before claiming, finishing or announcing anything.
 func BenchmarkThroughput(b *testing.B) {
 	n := 2000
 	if v, err := strconv.Atoi(os.Getenv("REVENANT_BENCH_THROUGHPUT_EPISODES")); err == nil && v > 0 {
@@ -46,6 +54,7 @@ func BenchmarkThroughput(b *testing.B) {
 			ctx := context.Background()
 			_, err := s.DB.Exec(`CREATE TABLE bench_work (unit text NOT NULL, step integer NOT NULL)`)
 			require.NoError(b, err)
+			journalInsert := benchJournalTable(b, s)
 			cfg := &revenant.Config{Name: "throughput", SkipMigrate: true}
 			db, statements := s.DB, (*atomic.Int64)(nil)
 			if !s.IsSQLite() {
@@ -84,21 +93,28 @@ func BenchmarkThroughput(b *testing.B) {
 			require.NoError(b, c.Start(ctx))
 			b.Cleanup(func() { _ = c.StopAndCancel(context.Background()) })
 
-			raw := func() time.Duration {
-				units := make(chan int, n)
+			// The journal baseline's episode ids: new ones each iteration,
+			// as the library's.
+			var units []string
+			// raw runs the baseline; withJournal adds the journal-sized row.
+			raw := func(withJournal bool) time.Duration {
+				next := make(chan int, n)
 				for i := range n {
-					units <- i
+					next <- i
 				}
-				close(units)
+				close(next)
 				start := time.Now()
 				var wg sync.WaitGroup
 				for range concurrency {
 					wg.Go(func() {
-						for u := range units {
+						for u := range next {
 							for i := range steps {
 								tx, err := s.DB.BeginTxx(ctx, nil)
 								if err == nil {
 									_, err = tx.ExecContext(ctx, `INSERT INTO bench_work (unit, step) VALUES ($1, $2)`, fmt.Sprintf("raw-%d", u), i)
+									if err == nil && withJournal {
+										_, err = tx.ExecContext(ctx, journalInsert, units[u], i, fmt.Sprintf("step-%d", i), strconv.Itoa(i))
+									}
 									if err == nil {
 										err = tx.Commit()
 									} else {
@@ -138,23 +154,45 @@ func BenchmarkThroughput(b *testing.B) {
 				}, time.Minute, time.Millisecond)
 				return time.Since(start)
 			}
-			var rawT, libT time.Duration
+			var rawT, rawJournalT, libT time.Duration
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
-				if i%2 == 0 {
-					rawT += raw()
-					libT += lib()
-				} else {
-					libT += lib()
-					rawT += raw()
+				units = units[:0]
+				for range n {
+					units = append(units, uuid.NewString())
+				}
+				// Each order in turn, so that drift hits all three alike.
+				phases := []func(){func() { rawT += raw(false) }, func() { rawJournalT += raw(true) }, func() { libT += lib() }}
+				for k := range phases {
+					phases[(i+k)%len(phases)]()
 				}
 			}
 			b.ReportMetric(float64(n*b.N)/libT.Seconds(), "episodes/s")
 			b.ReportMetric(libT.Seconds()/rawT.Seconds(), "x_raw")
+			b.ReportMetric(libT.Seconds()/rawJournalT.Seconds(), "x_raw_journal")
+			b.ReportMetric(rawJournalT.Seconds()/rawT.Seconds(), "journal_floor_x_raw")
 			if statements != nil {
 				// The raw unit sends 15: BEGIN, INSERT, COMMIT, five times.
 				b.ReportMetric(float64(stmts)/float64(n*b.N), "stmts/episode")
 			}
 		})
 	}
+}
+
+// benchJournalTable creates bench_journal, a copy of the step journal's
+// table (columns, checks, primary key), and returns the insert of one
+// step's row into it: episode id, seq, name and output as parameters.
+func benchJournalTable(b *testing.B, s *testdb.Schema) string {
+	if s.IsSQLite() {
+		var ddl string
+		require.NoError(b, s.DB.Get(&ddl, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'revenant_steps'`))
+		_, err := s.DB.Exec(strings.Replace(ddl, "revenant_steps", "bench_journal", 1))
+		require.NoError(b, err)
+		return `INSERT INTO bench_journal (episode_id, seq, name, status, output, error, claim_token, started_at)
+VALUES ($1, $2, $3, 'done', $4, NULL, 1, strftime('%Y-%m-%d %H:%M:%f', 'now'))`
+	}
+	_, err := s.DB.Exec(`CREATE TABLE bench_journal (LIKE revenant_steps INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)`)
+	require.NoError(b, err)
+	return `INSERT INTO bench_journal (episode_id, seq, name, status, output, error, claim_token, started_at)
+VALUES ($1, $2, $3, 'done', $4, NULL, 1, now())`
 }

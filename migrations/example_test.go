@@ -46,7 +46,8 @@ func Example() {
 	// applied 7 operators
 	// applied 8 step_fence_lock
 	// applied 9 running_pairs_idx
-	// second run applied 0 at version 9
+	// applied 10 step_fence_by_id
+	// second run applied 0 at version 10
 }
 
 // Teams that run goose (or golang-migrate, or atlas) export the SQL instead.
@@ -64,4 +65,5 @@ func ExampleAll() {
 	// 00007_revenant_operators.sql 000007_revenant_operators.up.sql
 	// 00008_revenant_step_fence_lock.sql 000008_revenant_step_fence_lock.up.sql
 	// 00009_revenant_running_pairs_idx.sql 000009_revenant_running_pairs_idx.up.sql
+	// 00010_revenant_step_fence_by_id.sql 000010_revenant_step_fence_by_id.up.sql
 }

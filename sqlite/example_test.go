@@ -47,7 +47,7 @@ func Example() {
 	done, _ := store.Complete(ctx, ep.ID, ep.ClaimToken, map[string]string{"status": out})
 	fmt.Println(done.Status, string(done.Result))
 	// Output:
-	// schema version 9
+	// schema version 10
 	// step ran: sent
 	// after restart: sent
 	// done {"status":"sent"}

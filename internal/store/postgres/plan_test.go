@@ -240,3 +240,72 @@ func TestOrphanBatchLeavesNoRowItLockedButMissed(t *testing.T) {
 		})
 	}
 }
+
+// Reading the outbox's tail walks its primary key from the reader's
+// position even before the table has statistics (a new outbox, or one
+// autovacuum has not analyzed yet): not the whole table, sorted, on every
+// read.
+func TestEventReadAfterUsesTheKeyWithoutStatistics(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, &testdb.Options{})
+	const rows = 12_000
+	_, err := s.DB.Exec(`INSERT INTO revenant_events (id, type) SELECT gen_random_uuid(), 'x' FROM generate_series(1, $1)`, rows)
+	require.NoError(t, err)
+	var out []byte
+	require.NoError(t, s.DB.QueryRow(`EXPLAIN (ANALYZE, FORMAT JSON) `+eventReadAfterSQL, rows-10, 1000).Scan(&out))
+	var plan []struct{ Plan planNode }
+	require.NoError(t, json.Unmarshal(out, &plan))
+	require.Less(t, plan[0].Plan.rowsFrom("revenant_events"), 50.0, "rows read from the outbox to return its last 10:\n%s", out)
+}
+
+// A step's fence finds its episode by primary key, whatever plan the
+// session keeps for it: a generic plan made while the table was small
+// must not walk the partial index of running episodes (migration 10).
+// Measured as the buffers one recorded step reads once 20,000 other
+// episodes run.
+func TestStepFenceReadsOneEpisode(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t, &testdb.Options{})
+	ctx := context.Background()
+	conn, err := s.DB.Connx(ctx)
+	require.NoError(t, err)
+	defer func() { _ = conn.Close() }()
+	// One session: PL/pgSQL keeps its plans per session.
+	_, err = conn.ExecContext(ctx, `SET plan_cache_mode = force_generic_plan`)
+	require.NoError(t, err)
+	newRunning := func(n int) {
+		// Active just now: the step does not bump last_activity_at, whose
+		// update would add its own, varying, buffers.
+		_, err := conn.ExecContext(ctx, `INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, started_at, last_activity_at, owner_node)
+			SELECT gen_random_uuid(), 'a', 'running', 1, 7, now(), now(), 'n' FROM generate_series(1, $1)`, n)
+		require.NoError(t, err)
+	}
+	newRunning(3)
+	var ids []string
+	require.NoError(t, sqlx.SelectContext(ctx, conn, &ids, `SELECT id::text FROM revenant_episodes`))
+	record := func(id string, seq int) string {
+		var out []byte
+		require.NoError(t, conn.QueryRowContext(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+stepRecordSQL,
+			id, 7, seq, "s", "done", nil, nil, 0).Scan(&out))
+		return string(out)
+	}
+	// The plan is made, and kept, while three episodes run.
+	for i, id := range ids {
+		record(id, i+1)
+	}
+	// Then 20,000 more start, and one last: the partial index would hold
+	// that one's entry after all of theirs.
+	newRunning(20_000)
+	var last string
+	require.NoError(t, conn.QueryRowContext(ctx, `INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, started_at, last_activity_at, owner_node)
+		VALUES (gen_random_uuid(), 'a', 'running', 1, 7, now(), now(), 'n') RETURNING id::text`).Scan(&last))
+	out := record(last, 1)
+	var plan []struct {
+		Plan struct {
+			SharedHit  float64 `json:"Shared Hit Blocks"`
+			SharedRead float64 `json:"Shared Read Blocks"`
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &plan))
+	require.Less(t, plan[0].Plan.SharedHit+plan[0].Plan.SharedRead, 50.0, "buffers one step's record read:\n%s", out)
+}
