@@ -161,7 +161,7 @@ func BenchmarkThroughput(b *testing.B) {
 				for range n {
 					units = append(units, uuid.NewString())
 				}
-				// Each order in turn, so that drift hits all three alike.
+				// Which goes first rotates, so that drift hits all three alike.
 				phases := []func(){func() { rawT += raw(false) }, func() { rawJournalT += raw(true) }, func() { libT += lib() }}
 				for k := range phases {
 					phases[(i+k)%len(phases)]()

@@ -1,15 +1,19 @@
--- A step's fence finds its episode by primary key alone, and checks the
--- status on the row it found. With the status in the WHERE clause, the
--- plan PL/pgSQL keeps for the session could, when it was made while the
--- table was small or had no statistics yet, walk the partial index of
--- running episodes and filter by id: every step then read that index
--- whole, dead entries included, until the next ANALYZE. Matching on id
--- and token leaves the primary key as the only index to use.
+-- A step's fence finds its episode by id and token, and checks the status
+-- on the row it locked. With the status in the WHERE clause, the generic
+-- plan PL/pgSQL keeps for the session could, when made while the table was
+-- small and had no statistics, walk the partial index of running episodes
+-- and filter by id: every step then read that index whole, dead entries
+-- included, until the next ANALYZE. Without the status, the primary key
+-- is the only index that fits. (A table analyzed while tiny still gets a
+-- sequential scan until it is analyzed again, as any query would.)
 --
 -- The lock is still taken only when the token matches: a zombie's step
 -- (its token moved on) locks nothing and records nothing, and one whose
 -- row changed under it rechecks the token on the newer version after
--- waiting, as before.
+-- waiting, as before. A row with the same token that is no longer running
+-- (its run finished it; every move back to running takes a new token) is
+-- now locked too, until the step's transaction rolls back: briefly, as
+-- the journal rolls back at once when fenced off.
 CREATE OR REPLACE FUNCTION revenant_record_step(
     p_episode uuid, p_token bigint, p_seq integer, p_name text, p_status text,
     p_output jsonb, p_error jsonb, p_took_us bigint

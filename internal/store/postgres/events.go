@@ -18,10 +18,11 @@ const eventColumnsOfE = `e.seq, e.id, e.type, e.episode_id, e.actor_id, e.workfl
 // true, and there for the planner: an outbox without statistics yet (new,
 // or grown faster than autovacuum analyzes it) has its open-ended seq > $1
 // estimated at a third of the table, and is then read whole and sorted on
-// every read; a range on both sides is estimated narrow, so the primary
-// key is walked from $1. With statistics the bound changes nothing.
+// every read; a range on both sides is estimated narrow, so only the rows
+// after $1 are read, through the primary key (a reader far behind still
+// reads and sorts all of those). With statistics the bound changes nothing.
 const eventReadAfterSQL = `SELECT ` + store.EventColumns + ` FROM revenant_events
-WHERE seq > $1 AND seq < 9223372036854775807 ORDER BY seq LIMIT $2`
+WHERE seq > $1 AND seq <= 9223372036854775807 ORDER BY seq LIMIT $2`
 
 // eventReadRangesSQL re-reads ranges (lo and hi arrays): one index range
 // scan per range, whatever its width. LATERAL keeps it so; a plain join on

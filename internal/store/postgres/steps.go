@@ -21,9 +21,11 @@ ORDER BY s.seq`
 // stepRecordSQL records a step and bumps the episode's activity time (at
 // most once a second) in one call, whatever the driver (the function's
 // plans are cached). Its row lock on the episode is the fence: with a
-// stale token or a non-running episode it matches nothing and nothing is
-// inserted; otherwise the episode cannot move until the step commits. It returns 1 recorded, 0 fenced
-// off, -1 sequence taken (see migrations/sql).
+// stale token it locks nothing and inserts nothing; a non-running episode
+// under the same token (finished by its own run) is locked until the
+// step's transaction rolls back, and nothing is inserted; otherwise the
+// episode cannot move until the step commits. It returns 1 recorded, 0
+// fenced off, -1 sequence taken (see migrations/sql).
 const stepRecordSQL = `SELECT revenant_record_step($1, $2, $3, $4, $5, $6, $7, $8)`
 
 // StepLoad implements store.Store.
