@@ -58,8 +58,16 @@ func TestCreateMany(t *testing.T) {
 		require.Equal(t, "test", res[5].Episode.SourceEnv)
 
 		// What CreateMany returns is the row as stored (it reads back only
-		// the database's times and builds the rest).
-		for _, r := range res {
+		// the database's times and builds the rest), also for a batch that
+		// sets none of the optional fields (sent as no column at all).
+		plain, err := b.store.CreateMany(ctx, []episodes.CreateParams{{ActorID: "plain"}, {ActorID: "plain"}})
+		require.NoError(t, err)
+		for _, r := range plain {
+			require.Empty(t, r.Episode.Expectation)
+			require.Nil(t, r.Episode.Retry)
+			require.True(t, r.Episode.RunAt.Equal(r.Episode.CreatedAt), "due at once: run_at %s, created %s", r.Episode.RunAt, r.Episode.CreatedAt)
+		}
+		for _, r := range append(res, plain...) {
 			got, err := b.store.Get(ctx, r.Episode.ID)
 			require.NoError(t, err)
 			require.Equal(t, episodes.StatusPending, got.Status)

@@ -17,7 +17,7 @@ const episodeInsertManyPlainSQL = `INSERT INTO revenant_episodes (id, actor_id, 
 	source_stack, source_env, workflow_instance_id, workflow_step_id, metadata, run_at, retry_policy)
 SELECT x.id, x.actor, NULLIF(x.expectation, ''), x.input, x.max_attempts, NULLIF(x.dedupe_key, ''),
 	NULLIF(x.stack, ''), NULLIF(x.env, ''), x.wf, NULLIF(x.step, ''), coalesce(x.meta, '{}'::jsonb),
-	coalesce(x.run_at, now() + x.delay_ms * interval '1 millisecond'), x.retry
+	coalesce(x.run_at, now() + coalesce(x.delay_ms, 0) * interval '1 millisecond'), x.retry
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::text[], $8::text[],
 	$9::uuid[], $10::text[], $11::jsonb[], $12::timestamptz[], $13::bigint[], $14::jsonb[])
 	AS x(id, actor, expectation, input, max_attempts, dedupe_key, stack, env, wf, step, meta, run_at, delay_ms, retry)
@@ -54,10 +54,42 @@ func (Store) EpisodeInsertMany(ctx context.Context, q store.Querier, rows []*sto
 		}
 		maxes[i], delays[i] = int64(p.MaxAttempts), p.DelayMillis
 	}
-	res, err := q.QueryContext(ctx, query, pq.Array(ids), pq.Array(actors), pq.Array(exps),
-		pq.Array(inputs), pq.Array(maxes), pq.Array(keys), pq.Array(stacks), pq.Array(envs), pq.Array(wfs), pq.Array(steps),
-		pq.Array(metas), pq.Array(runAts), pq.Array(delays), pq.Array(retries))
+	res, err := q.QueryContext(ctx, query, pq.Array(ids), pq.Array(actors), texts(exps),
+		nullables(inputs), pq.Array(maxes), texts(keys), texts(stacks), texts(envs), nullables(wfs), texts(steps),
+		nullables(metas), nullables(runAts), numbers(delays), nullables(retries))
 	return store.ScanInserted(res, err, rows)
+}
+
+// A column no row of the batch sets is sent as NULL instead of an array
+// of empty elements: unnest pads it with NULLs, which the statement reads
+// as unset. Most batches set few of the fourteen columns, and each array
+// is encoded in Go and parsed in the database, per element.
+
+func texts(a []string) any {
+	for _, v := range a {
+		if v != "" {
+			return pq.Array(a)
+		}
+	}
+	return nil
+}
+
+func nullables(a []*string) any {
+	for _, v := range a {
+		if v != nil {
+			return pq.Array(a)
+		}
+	}
+	return nil
+}
+
+func numbers(a []int64) any {
+	for _, v := range a {
+		if v != 0 {
+			return pq.Array(a)
+		}
+	}
+	return nil
 }
 
 // textOf is an encoded JSON value (a string) or nil as an array element.
