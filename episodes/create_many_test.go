@@ -18,7 +18,7 @@ import (
 // batch, and refuses a batch with an invalid element (saying which)
 // without writing anything.
 func TestCreateMany(t *testing.T) {
-	testdb.Each(t, nil, func(t *testing.T, driver string) {
+	testdb.Each(t, testdb.Drivers, func(t *testing.T, driver string) {
 		b := setup(t, driver)
 		ctx := context.Background()
 		before := create(t, b.store, episodes.CreateParams{ActorID: "mailer", DedupeKey: "taken"})
