@@ -54,38 +54,20 @@ func (Store) EpisodeInsertMany(ctx context.Context, q store.Querier, rows []*sto
 		}
 		maxes[i], delays[i] = int64(p.MaxAttempts), p.DelayMillis
 	}
-	res, err := q.QueryContext(ctx, query, pq.Array(ids), pq.Array(actors), texts(exps),
-		nullables(inputs), pq.Array(maxes), texts(keys), texts(stacks), texts(envs), nullables(wfs), texts(steps),
-		nullables(metas), nullables(runAts), numbers(delays), nullables(retries))
+	res, err := q.QueryContext(ctx, query, pq.Array(ids), pq.Array(actors), arrayOrNull(exps),
+		arrayOrNull(inputs), pq.Array(maxes), arrayOrNull(keys), arrayOrNull(stacks), arrayOrNull(envs), arrayOrNull(wfs),
+		arrayOrNull(steps), arrayOrNull(metas), arrayOrNull(runAts), arrayOrNull(delays), arrayOrNull(retries))
 	return store.ScanInserted(res, err, rows)
 }
 
-// A column no row of the batch sets is sent as NULL instead of an array
-// of empty elements: unnest pads it with NULLs, which the statement reads
-// as unset. Most batches set few of the fourteen columns, and each array
-// is encoded in Go and parsed in the database, per element.
-
-func texts(a []string) any {
+// arrayOrNull sends a column no row of the batch sets as NULL instead of
+// an array of zero values: unnest pads it with NULLs, which the statement
+// reads as unset. Most batches set few of the fourteen columns, and each
+// array is encoded in Go and parsed in the database, element by element.
+func arrayOrNull[T comparable](a []T) any {
+	var zero T
 	for _, v := range a {
-		if v != "" {
-			return pq.Array(a)
-		}
-	}
-	return nil
-}
-
-func nullables(a []*string) any {
-	for _, v := range a {
-		if v != nil {
-			return pq.Array(a)
-		}
-	}
-	return nil
-}
-
-func numbers(a []int64) any {
-	for _, v := range a {
-		if v != 0 {
+		if v != zero {
 			return pq.Array(a)
 		}
 	}

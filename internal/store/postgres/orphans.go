@@ -111,8 +111,12 @@ RETURNING e.id, e.actor_id, c.action, c.reason, coalesce(c.old_owner, ''),
 // resolved policy are selected, so a page of unresolvable ones cannot
 // starve the rest.
 func batchByPairSQL(scope string, firstArg int) string {
-	return batchByPairCTEs(scope, firstArg) + "\n" + applySet + `FROM c WHERE e.id = c.id AND e.status = 'running'` + applyReturning
+	return batchByPairCTEs(scope, firstArg) + "\n" + applySet + lockedRowsByID + applyReturning
 }
+
+// lockedRowsByID joins the update to the rows c locked by id: it finds
+// every one of them, whichever version the lock named.
+const lockedRowsByID = `FROM c WHERE e.id = c.id AND e.status = 'running'`
 
 // lockedRowsJoin joins the update to the rows c locked by their tuple
 // ids: one heap fetch per row instead of an index descent (a tenth of a

@@ -33,12 +33,20 @@ func TestEventReadRangesIsARangeScan(t *testing.T) {
 	// Two open gaps near the top and one holding two late rows.
 	lo := []int64{100, rows + 5, rows + 20}
 	hi := []int64{101, rows + 9, rows + 4_000_000}
+	plan, out := explain(t, s.DB, eventReadRangesSQL, pq.Array(lo), pq.Array(hi), 1000)
+	read := plan.rowsFrom("revenant_events")
+	require.Less(t, read, 50.0, "rows read from the outbox to re-check gaps holding 2 rows:\n%s", out)
+}
+
+// explain runs query under EXPLAIN (ANALYZE, FORMAT JSON) on q and
+// returns its top plan node, and the plan as text for failure messages.
+func explain(t *testing.T, q store.Querier, query string, args ...any) (planNode, string) {
+	t.Helper()
 	var out []byte
-	require.NoError(t, s.DB.QueryRow(`EXPLAIN (ANALYZE, FORMAT JSON) `+eventReadRangesSQL, pq.Array(lo), pq.Array(hi), 1000).Scan(&out))
+	require.NoError(t, q.QueryRowContext(context.Background(), `EXPLAIN (ANALYZE, FORMAT JSON) `+query, args...).Scan(&out))
 	var plan []struct{ Plan planNode }
 	require.NoError(t, json.Unmarshal(out, &plan))
-	read := plan[0].Plan.rowsFrom("revenant_events")
-	require.Less(t, read, 50.0, "rows read from the outbox to re-check gaps holding 2 rows:\n%s", out)
+	return plan[0].Plan, string(out)
 }
 
 type planNode struct {
@@ -99,11 +107,8 @@ func TestOrphanPairsIsALooseIndexScan(t *testing.T) {
 	require.ElementsMatch(t, []string{"dead/actor-0/", "dead/actor-0/x", "dead/actor-1/", "dead/actor-1/x",
 		"ghost/ghostly/", "/ownerless/"}, got)
 
-	var out []byte
-	require.NoError(t, s.DB.QueryRow(`EXPLAIN (ANALYZE, FORMAT JSON) `+query, 60_000).Scan(&out))
-	var plan []struct{ Plan planNode }
-	require.NoError(t, json.Unmarshal(out, &plan))
-	read := plan[0].Plan.rowsFrom("revenant_episodes")
+	plan, out := explain(t, s.DB, query, 60_000)
+	read := plan.rowsFrom("revenant_episodes")
 	require.Less(t, read, 100.0, "episode rows read to list the pairs of 20,000 orphans:\n%s", out)
 }
 
@@ -128,9 +133,8 @@ func TestOrphanPairsArePlannedWithoutJIT(t *testing.T) {
 	require.NoError(t, err)
 	query := pairsSQL("")
 	jitted := func(q store.Querier) bool {
-		var out []byte
-		require.NoError(t, q.QueryRowContext(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+query, 60_000).Scan(&out))
-		return strings.Contains(string(out), `"JIT"`)
+		_, out := explain(t, q, query, 60_000)
+		return strings.Contains(out, `"JIT"`)
 	}
 	require.True(t, jitted(db), "this pool JITs every query")
 	require.NoError(t, withoutJIT(ctx, db, func(q store.Querier) error {
@@ -159,13 +163,10 @@ func TestOrphanBatchUpdatesLockedRowsByTID(t *testing.T) {
 	tx, err := s.DB.Begin()
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback() }()
-	var out []byte
-	require.NoError(t, tx.QueryRow(`EXPLAIN (ANALYZE, FORMAT JSON) `+summarizedBatchSQL("", 2, true, 8),
-		60_000, one("a"), one(""), one("restart"), one("registry"), limit, one("dead"), "recovered", "failed", "dead_lettered").Scan(&out))
-	require.Contains(t, string(out), `"Tid Scan"`)
-	var plan []struct{ Plan planNode }
-	require.NoError(t, json.Unmarshal(out, &plan))
-	read := plan[0].Plan.rowsFrom("revenant_episodes")
+	plan, out := explain(t, tx, summarizedBatchSQL("", 2, true, 8),
+		60_000, one("a"), one(""), one("restart"), one("registry"), limit, one("dead"), "recovered", "failed", "dead_lettered")
+	require.Contains(t, out, `"Tid Scan"`)
+	read := plan.rowsFrom("revenant_episodes")
 	require.Equal(t, 2.0*limit, read, "episode rows read to recover %d:\n%s", limit, out)
 }
 
@@ -241,21 +242,18 @@ func TestOrphanBatchLeavesNoRowItLockedButMissed(t *testing.T) {
 	}
 }
 
-// Reading the outbox's tail walks its primary key from the reader's
-// position even before the table has statistics (a new outbox, or one
-// autovacuum has not analyzed yet): not the whole table, sorted, on every
-// read.
+// Reading the outbox's tail reads, through its primary key, only the rows
+// after the reader's position, even before the table has statistics (a
+// new outbox, or one autovacuum has not analyzed yet): not the whole
+// table, sorted, on every read.
 func TestEventReadAfterUsesTheKeyWithoutStatistics(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t, &testdb.Options{})
 	const rows = 12_000
 	_, err := s.DB.Exec(`INSERT INTO revenant_events (id, type) SELECT gen_random_uuid(), 'x' FROM generate_series(1, $1)`, rows)
 	require.NoError(t, err)
-	var out []byte
-	require.NoError(t, s.DB.QueryRow(`EXPLAIN (ANALYZE, FORMAT JSON) `+eventReadAfterSQL, rows-10, 1000).Scan(&out))
-	var plan []struct{ Plan planNode }
-	require.NoError(t, json.Unmarshal(out, &plan))
-	require.Less(t, plan[0].Plan.rowsFrom("revenant_events"), 50.0, "rows read from the outbox to return its last 10:\n%s", out)
+	plan, out := explain(t, s.DB, eventReadAfterSQL, rows-10, 1000)
+	require.Less(t, plan.rowsFrom("revenant_events"), 50.0, "rows read from the outbox to return its last 10:\n%s", out)
 }
 
 // A step's fence finds its episode by primary key: a generic plan made
@@ -276,29 +274,26 @@ func TestStepFenceReadsOneEpisode(t *testing.T) {
 	// One session: PL/pgSQL keeps its plans per session.
 	_, err = conn.ExecContext(ctx, `SET plan_cache_mode = force_generic_plan`)
 	require.NoError(t, err)
-	newRunning := func(n int) {
-		_, err := conn.ExecContext(ctx, `INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, started_at, last_activity_at, owner_node)
-			SELECT gen_random_uuid(), 'a', 'running', 1, 7, now(), now(), 'n' FROM generate_series(1, $1)`, n)
-		require.NoError(t, err)
+	newRunning := func(n int) []string {
+		var ids []string
+		require.NoError(t, sqlx.SelectContext(ctx, conn, &ids, `INSERT INTO revenant_episodes
+			(id, actor_id, status, attempts, claim_token, started_at, last_activity_at, owner_node)
+			SELECT gen_random_uuid(), 'a', 'running', 1, 7, now(), now(), 'n' FROM generate_series(1, $1) RETURNING id::text`, n))
+		return ids
 	}
 	record := func(q sqlx.QueryerContext, id string, seq int) {
 		var outcome int
 		require.NoError(t, q.QueryRowxContext(ctx, stepRecordSQL, id, 7, seq, "s", "done", nil, nil, 0).Scan(&outcome))
 		require.Equal(t, 1, outcome, "the step must be recorded")
 	}
-	newRunning(3)
-	var ids []string
-	require.NoError(t, sqlx.SelectContext(ctx, conn, &ids, `SELECT id::text FROM revenant_episodes`))
 	// The plan is made, and kept, while three episodes run.
-	for i, id := range ids {
+	for i, id := range newRunning(3) {
 		record(conn, id, i+1)
 	}
 	// Then 2,000 more start, and one last: the partial index would hold
 	// that one's entry after all of theirs.
 	newRunning(2000)
-	var last string
-	require.NoError(t, conn.QueryRowContext(ctx, `INSERT INTO revenant_episodes (id, actor_id, status, attempts, claim_token, started_at, last_activity_at, owner_node)
-		VALUES (gen_random_uuid(), 'a', 'running', 1, 7, now(), now(), 'n') RETURNING id::text`).Scan(&last))
+	last := newRunning(1)[0]
 
 	tx, err := conn.BeginTxx(ctx, nil)
 	require.NoError(t, err)
