@@ -144,8 +144,15 @@ func BenchmarkThroughput(b *testing.B) {
 				}
 				_, err := c.EnqueueMany(ctx, ps)
 				require.NoError(b, err)
-				for range n {
-					<-finished
+				// A run that never finishes (an actor failing for good)
+				// fails the benchmark instead of hanging it.
+				deadline := time.After(5 * time.Minute)
+				for i := range n {
+					select {
+					case <-finished:
+					case <-deadline:
+						b.Fatalf("%d of %d episodes finished within 5 minutes", i, n)
+					}
 				}
 				// finished counts runs; the last completions commit right after.
 				require.Eventually(b, func() bool {
